@@ -1,0 +1,15 @@
+# The README's test command is `make test`: it installs what the checks need and runs them.
+GO ?= go
+
+.PHONY: test build deps vet
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/mai ./cmd/mai
+
+deps:
+	@bash scripts/deps.sh
+
+test: deps
+	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	$(GO) test -timeout 40m ./...

@@ -1,0 +1,239 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mai-llm/mai/backend/cpu"
+	"github.com/mai-llm/mai/nn"
+)
+
+// KVCache holds keys and values of past positions for incremental decoding:
+// per layer, [B, Max, KVHeads*HeadDim]. All rows of the batch share Len.
+type KVCache struct {
+	B, Max, Len int
+	K, V        [][]float32
+}
+
+// NewCache allocates a cache for b sequences of up to maxLen positions.
+func (m *Model) NewCache(b, maxLen int) *KVCache {
+	c := &KVCache{B: b, Max: maxLen}
+	w := m.Cfg.KVHeads * m.Cfg.HeadDim
+	for range m.Cfg.Layers {
+		c.K = append(c.K, make([]float32, b*maxLen*w))
+		c.V = append(c.V, make([]float32, b*maxLen*w))
+	}
+	return c
+}
+
+// Output is what a forward pass produces besides the logits.
+type Output struct {
+	Logits *nn.Var
+	// Aux is the weighted sum of MoE auxiliary losses (nil for dense models).
+	Aux *nn.Var
+	// Load is, per MoE layer, the fraction of routing slots each expert got.
+	Load [][]float32
+}
+
+// Forward runs ids [B*T] through the model. With a cache, the tokens follow
+// the cache's Len positions and their keys and values are appended. lastOnly
+// computes logits for each sequence's last position only ([B, V]).
+func (m *Model) Forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly bool) (*Output, error) {
+	c := &m.Cfg
+	if len(ids) != b*t || t == 0 {
+		return nil, fmt.Errorf("forward: %d ids for batch %d×%d", len(ids), b, t)
+	}
+	start := 0
+	if cache != nil {
+		if cache.B != b {
+			return nil, fmt.Errorf("forward: cache holds %d sequences, batch has %d", cache.B, b)
+		}
+		start = cache.Len
+		if start+t > cache.Max {
+			return nil, fmt.Errorf("forward: %d positions exceed the cache size %d", start+t, cache.Max)
+		}
+	}
+	if start+t > c.MaxSeq && c.Pos == "learned" {
+		return nil, fmt.Errorf("forward: %d positions exceed the context length %d", start+t, c.MaxSeq)
+	}
+	for _, id := range ids {
+		if id < 0 || int(id) >= c.Vocab {
+			return nil, fmt.Errorf("forward: token id %d outside the vocabulary [0,%d)", id, c.Vocab)
+		}
+	}
+	pos := make([]int32, b*t)
+	for i := range pos {
+		pos[i] = int32(start + i%t)
+	}
+	x := tp.Embedding(m.Embed, ids)
+	if c.Pos == "learned" {
+		x = tp.Add(x, tp.Embedding(m.Pos, pos))
+	}
+	var rope *cpu.RoPE
+	if c.Pos == "rope" {
+		rope = m.rope(start + t)
+	}
+	out := &Output{}
+	var auxes []*nn.Var
+	var coefs []float32
+	for l := range m.Blocks {
+		blk := &m.Blocks[l]
+		h := m.norm(tp, x, blk.AttnNorm, blk.AttnNormB)
+		a, err := m.attention(tp, blk, h, b, t, pos, rope, cache, l)
+		if err != nil {
+			return nil, err
+		}
+		x = tp.Add(x, a)
+		h = m.norm(tp, x, blk.MLPNorm, blk.MLPNormB)
+		var y *nn.Var
+		if blk.MLP != nil {
+			y = m.mlp(tp, blk.MLP, h)
+		} else {
+			var aux, z *nn.Var
+			var load []float32
+			y, aux, z, load = m.moe(tp, blk, h)
+			out.Load = append(out.Load, load)
+			if c.AuxLossCoef > 0 {
+				auxes, coefs = append(auxes, aux), append(coefs, float32(c.AuxLossCoef))
+			}
+			if c.ZLossCoef > 0 {
+				auxes, coefs = append(auxes, z), append(coefs, float32(c.ZLossCoef))
+			}
+		}
+		x = tp.Add(x, y)
+	}
+	if cache != nil {
+		cache.Len += t
+	}
+	if lastOnly {
+		rows := make([]int, b)
+		for i := range rows {
+			rows[i] = i*t + t - 1
+		}
+		x = tp.GatherRows(x, rows)
+	}
+	x = m.norm(tp, x, m.Norm, m.NormB)
+	out.Logits = tp.Linear(x, m.Head, nil)
+	if len(auxes) > 0 {
+		nMoE := float32(len(out.Load))
+		for i := range coefs {
+			coefs[i] /= nMoE
+		}
+		out.Aux = tp.WeightedSum(auxes, coefs)
+	}
+	return out, nil
+}
+
+// Loss runs the forward pass and returns the mean next-token cross-entropy
+// of targets [B*T] (negative targets are ignored), plus auxiliary losses.
+func (m *Model) Loss(tp *nn.Tape, ids, targets []int32, b, t int) (loss, ce *nn.Var, out *Output, err error) {
+	out, err = m.Forward(tp, ids, b, t, nil, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, y := range targets {
+		if int(y) >= m.Cfg.Vocab {
+			return nil, nil, nil, fmt.Errorf("loss: target id %d outside the vocabulary [0,%d)", y, m.Cfg.Vocab)
+		}
+	}
+	ce = tp.CrossEntropy(out.Logits, targets)
+	loss = ce
+	if out.Aux != nil {
+		loss = tp.WeightedSum([]*nn.Var{ce, out.Aux}, []float32{1, 1})
+	}
+	return loss, ce, out, nil
+}
+
+func (m *Model) norm(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
+	eps := float32(m.Cfg.NormEps)
+	if m.Cfg.Norm == "layernorm" {
+		return tp.LayerNorm(x, w, b, eps)
+	}
+	return tp.RMSNorm(x, w, eps)
+}
+
+func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos []int32, rope *cpu.RoPE, cache *KVCache, l int) (*nn.Var, error) {
+	c := &m.Cfg
+	q := tp.Linear(h, blk.Q, blk.QB)
+	k := tp.Linear(h, blk.K, blk.KB)
+	v := tp.Linear(h, blk.V, blk.VB)
+	if c.QKNorm {
+		n := b * t
+		eps := float32(c.NormEps)
+		q = tp.Reshape(tp.RMSNorm(tp.Reshape(q, n*c.Heads, c.HeadDim), blk.QNorm, eps), n, c.Heads*c.HeadDim)
+		k = tp.Reshape(tp.RMSNorm(tp.Reshape(k, n*c.KVHeads, c.HeadDim), blk.KNorm, eps), n, c.KVHeads*c.HeadDim)
+	}
+	if rope != nil {
+		rq, rk := *rope, *rope
+		rq.Heads, rk.Heads = c.Heads, c.KVHeads
+		q = tp.RoPE(q, &rq, pos)
+		k = tp.RoPE(k, &rk, pos)
+	}
+	a := cpu.Attn{B: b, Tq: t, Tk: t, H: c.Heads, KV: c.KVHeads, D: c.HeadDim, KStride: t * c.KVHeads * c.HeadDim,
+		Window: c.SlidingWindow, Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))}
+	if cache != nil {
+		w := c.KVHeads * c.HeadDim
+		for i := 0; i < b; i++ {
+			dst := (i*cache.Max + cache.Len) * w
+			copy(cache.K[l][dst:dst+t*w], k.Data[i*t*w:(i+1)*t*w])
+			copy(cache.V[l][dst:dst+t*w], v.Data[i*t*w:(i+1)*t*w])
+		}
+		a.Tk, a.Offset, a.KStride = cache.Len+t, cache.Len, cache.Max*w
+		k = nn.Const(cache.K[l], len(cache.K[l])/w, w)
+		v = nn.Const(cache.V[l], len(cache.V[l])/w, w)
+	}
+	o := tp.Attention(q, k, v, a)
+	return tp.Linear(o, blk.O, blk.OB), nil
+}
+
+func (m *Model) mlp(tp *nn.Tape, f *MLP, h *nn.Var) *nn.Var {
+	if m.Cfg.MLP == "swiglu" {
+		g := tp.Linear(h, f.Gate, f.GateB)
+		u := tp.Linear(h, f.Up, f.UpB)
+		return tp.Linear(tp.SwiGLU(g, u), f.Down, f.DownB)
+	}
+	u := tp.Linear(h, f.Up, f.UpB)
+	return tp.Linear(tp.GELU(u, m.Cfg.Act != "gelu"), f.Down, f.DownB)
+}
+
+func (m *Model) moe(tp *nn.Tape, blk *Block, h *nn.Var) (y, aux, z *nn.Var, load []float32) {
+	c := &m.Cfg
+	n, d := h.Rows(), h.Cols()
+	logits := tp.Linear(h, blk.Router, nil)
+	probs := tp.Softmax(logits)
+	r := tp.TopK(probs, c.TopK, c.NormTopK)
+	parts := make([]*nn.Var, c.Experts)
+	for e, rows := range r.Rows {
+		if len(rows) == 0 {
+			continue
+		}
+		xe := tp.GatherRows(h, rows)
+		parts[e] = tp.ScaleRows(m.mlp(tp, blk.Experts[e], xe), r.Gates, r.Slots[e])
+	}
+	y = tp.Combine(n, d, parts, r.Rows)
+	if blk.Shared != nil {
+		s := m.mlp(tp, blk.Shared, h)
+		if blk.SharedGate != nil {
+			s = tp.ScaleRows(s, tp.Sigmoid(tp.Linear(h, blk.SharedGate, nil)), nil)
+		}
+		y = tp.Add(y, s)
+	}
+	aux, load = tp.LoadBalanceLoss(probs, r)
+	z = tp.ZLoss(logits)
+	return y, aux, z, load
+}
+
+// rope returns RoPE tables covering n positions, cached per model.
+func (m *Model) rope(n int) *cpu.RoPE {
+	need := max(n, m.Cfg.MaxSeq)
+	dyn := m.Cfg.RopeScaling != nil && m.Cfg.RopeScaling.Type == "dynamic"
+	if m.cos == nil || need > m.ropeLen || (dyn && n != m.ropeLen) {
+		l := need
+		if dyn {
+			l = n
+		}
+		m.cos, m.sin = ropeTables(&m.Cfg, l)
+		m.ropeLen = l
+	}
+	return &cpu.RoPE{D: m.Cfg.HeadDim, Rot: m.Cfg.RotaryDim(), Cos: m.cos, Sin: m.sin}
+}

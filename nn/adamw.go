@@ -1,0 +1,80 @@
+package nn
+
+import (
+	"math"
+
+	"github.com/mai-llm/mai/backend/cpu"
+)
+
+// AdamW is Adam with decoupled weight decay (Loshchilov & Hutter), written
+// to match torch.optim.AdamW step for step. It works on flat parameter
+// memory; M and V have the parameters' length.
+type AdamW struct {
+	Beta1, Beta2, Eps, WeightDecay float64
+	M, V                           []float32
+	Step                           int
+}
+
+// Segment is a run of the flat parameter buffer and whether weight decay
+// applies to it.
+type Segment struct {
+	Off, Len int
+	Decay    bool
+}
+
+// NewAdamW returns an optimizer for n parameters.
+func NewAdamW(n int, beta1, beta2, eps, wd float64) *AdamW {
+	return &AdamW{Beta1: beta1, Beta2: beta2, Eps: eps, WeightDecay: wd, M: make([]float32, n), V: make([]float32, n)}
+}
+
+// Update applies one step with learning rate lr to params using grads.
+func (o *AdamW) Update(p *cpu.Pool, params, grads []float32, segs []Segment, lr float64) {
+	o.Step++
+	bc1 := 1 - math.Pow(o.Beta1, float64(o.Step))
+	bc2 := 1 - math.Pow(o.Beta2, float64(o.Step))
+	b1, b2 := float32(o.Beta1), float32(o.Beta2)
+	stepSize := float32(lr / bc1)
+	sqrtBC2 := float32(math.Sqrt(bc2))
+	eps := float32(o.Eps)
+	for _, s := range segs {
+		decay := float32(1)
+		if s.Decay {
+			decay = float32(1 - lr*o.WeightDecay)
+		}
+		pp, gg, mm, vv := params[s.Off:s.Off+s.Len], grads[s.Off:s.Off+s.Len], o.M[s.Off:s.Off+s.Len], o.V[s.Off:s.Off+s.Len]
+		p.For(s.Len, 8192, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				g := gg[i]
+				pp[i] *= decay
+				m := b1*mm[i] + (1-b1)*g
+				v := b2*vv[i] + (1-b2)*g*g
+				mm[i], vv[i] = m, v
+				denom := float32(math.Sqrt(float64(v)))/sqrtBC2 + eps
+				pp[i] -= stepSize * m / denom
+			}
+		})
+	}
+}
+
+// GradNorm returns the global L2 norm of grads, summed in float64 in a fixed
+// order.
+func GradNorm(grads []float32) float64 {
+	var s float64
+	for _, g := range grads {
+		s += float64(g) * float64(g)
+	}
+	return math.Sqrt(s)
+}
+
+// ClipGrads scales grads so their global norm is at most maxNorm; it returns
+// the norm before clipping.
+func ClipGrads(grads []float32, maxNorm float64) float64 {
+	n := GradNorm(grads)
+	if maxNorm > 0 && n > maxNorm {
+		c := float32(maxNorm / (n + 1e-6))
+		for i := range grads {
+			grads[i] *= c
+		}
+	}
+	return n
+}

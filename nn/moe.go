@@ -1,0 +1,214 @@
+package nn
+
+import (
+	"math"
+	"sort"
+)
+
+// Route is a top-k routing decision: for token n and slot j, expert
+// Experts[n*K+j] with gate weight Gates.Data[n*K+j].
+type Route struct {
+	N, K, E int
+	Experts []int32
+	Gates   *Var // [N, K]
+	// Rows[e] lists the tokens routed to expert e; Slots[e] the matching
+	// flat index n*K+j into Gates.
+	Rows, Slots [][]int
+}
+
+// TopK picks the K most probable experts per row of probs [N, E] and returns
+// their gate weights, renormalized to sum to 1 when renorm is set. Ties go to
+// the lower expert index, as torch.topk does on CPU.
+func (tp *Tape) TopK(probs *Var, k int, renorm bool) *Route {
+	n, e := probs.Rows(), probs.Cols()
+	r := &Route{N: n, K: k, E: e, Experts: make([]int32, n*k), Rows: make([][]int, e), Slots: make([][]int, e)}
+	g := tp.out([]int{n, k}, probs)
+	idx := make([]int, e)
+	sums := make([]float32, n)
+	for i := 0; i < n; i++ {
+		row := probs.Data[i*e : i*e+e]
+		for j := range idx {
+			idx[j] = j
+		}
+		sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
+		var s float32
+		for j := 0; j < k; j++ {
+			ex := idx[j]
+			r.Experts[i*k+j] = int32(ex)
+			g.Data[i*k+j] = row[ex]
+			s += row[ex]
+			r.Rows[ex] = append(r.Rows[ex], i)
+			r.Slots[ex] = append(r.Slots[ex], i*k+j)
+		}
+		sums[i] = s
+		if renorm {
+			for j := 0; j < k; j++ {
+				g.Data[i*k+j] /= s
+			}
+		}
+	}
+	r.Gates = g
+	tp.record(g, func() {
+		for i := 0; i < n; i++ {
+			gg := g.Grad[i*k : i*k+k]
+			pg := probs.Grad[i*e : i*e+e]
+			if !renorm {
+				for j := 0; j < k; j++ {
+					pg[r.Experts[i*k+j]] += gg[j]
+				}
+				continue
+			}
+			// g_j = p_j / s: dp_j = (gg_j - Σ gg_l g_l) / s
+			var dotv float32
+			for j := 0; j < k; j++ {
+				dotv += gg[j] * g.Data[i*k+j]
+			}
+			for j := 0; j < k; j++ {
+				pg[r.Experts[i*k+j]] += (gg[j] - dotv) / sums[i]
+			}
+		}
+	})
+	return r
+}
+
+// GatherRows returns x[rows] for x [N, D].
+func (tp *Tape) GatherRows(x *Var, rows []int) *Var {
+	d := x.Cols()
+	y := tp.out([]int{len(rows), d}, x)
+	for i, r := range rows {
+		copy(y.Data[i*d:i*d+d], x.Data[r*d:r*d+d])
+	}
+	tp.record(y, func() {
+		for i, r := range rows {
+			axpy(x.Grad[r*d:r*d+d], y.Grad[i*d:i*d+d], 1)
+		}
+	})
+	return y
+}
+
+// ScaleRows returns h with row i multiplied by s.Data[idx[i]] (idx nil means
+// row i by s.Data[i]).
+func (tp *Tape) ScaleRows(h, s *Var, idx []int) *Var {
+	d := h.Cols()
+	at := func(i int) int {
+		if idx == nil {
+			return i
+		}
+		return idx[i]
+	}
+	y := tp.out(h.Shape, h, s)
+	for i := 0; i < h.Rows(); i++ {
+		c := s.Data[at(i)]
+		for j := 0; j < d; j++ {
+			y.Data[i*d+j] = h.Data[i*d+j] * c
+		}
+	}
+	tp.record(y, func() {
+		for i := 0; i < h.Rows(); i++ {
+			c := s.Data[at(i)]
+			gy := y.Grad[i*d : i*d+d]
+			if h.Grad != nil {
+				axpy(h.Grad[i*d:i*d+d], gy, c)
+			}
+			if s.Grad != nil {
+				var dv float32
+				for j, g := range gy {
+					dv += g * h.Data[i*d+j]
+				}
+				s.Grad[at(i)] += dv
+			}
+		}
+	})
+	return y
+}
+
+// Combine scatters parts[e] (rows rows[e]) into an [n, d] sum, in expert
+// order, so results do not depend on thread count.
+func (tp *Tape) Combine(n, d int, parts []*Var, rows [][]int) *Var {
+	live := make([]*Var, 0, len(parts))
+	for _, p := range parts {
+		if p != nil {
+			live = append(live, p)
+		}
+	}
+	y := tp.out([]int{n, d}, live...)
+	for e, p := range parts {
+		if p == nil {
+			continue
+		}
+		for i, r := range rows[e] {
+			axpy(y.Data[r*d:r*d+d], p.Data[i*d:i*d+d], 1)
+		}
+	}
+	tp.record(y, func() {
+		for e, p := range parts {
+			if p == nil || p.Grad == nil {
+				continue
+			}
+			for i, r := range rows[e] {
+				axpy(p.Grad[i*d:i*d+d], y.Grad[r*d:r*d+d], 1)
+			}
+		}
+	})
+	return y
+}
+
+// LoadBalanceLoss is the Switch Transformer auxiliary loss
+// E · Σ_e f_e · P_e, where f_e is the fraction of routing slots sent to
+// expert e and P_e its mean router probability. It also returns f.
+func (tp *Tape) LoadBalanceLoss(probs *Var, r *Route) (*Var, []float32) {
+	n, e := r.N, r.E
+	f := make([]float32, e)
+	for ex := range f {
+		f[ex] = float32(len(r.Rows[ex])) / float32(n*r.K)
+	}
+	y := tp.out([]int{1}, probs)
+	var s float64
+	for i := 0; i < n; i++ {
+		for ex := 0; ex < e; ex++ {
+			s += float64(f[ex]) * float64(probs.Data[i*e+ex])
+		}
+	}
+	y.Data[0] = float32(float64(e) * s / float64(n))
+	tp.record(y, func() {
+		c := y.Grad[0] * float32(e) / float32(n)
+		for i := 0; i < n; i++ {
+			for ex := 0; ex < e; ex++ {
+				probs.Grad[i*e+ex] += c * f[ex]
+			}
+		}
+	})
+	return y, f
+}
+
+// ZLoss is the router z-loss: the mean over rows of logsumexp(logits)².
+func (tp *Tape) ZLoss(logits *Var) *Var {
+	n, e := logits.Rows(), logits.Cols()
+	y := tp.out([]int{1}, logits)
+	lse := make([]float64, n)
+	var s float64
+	for i := 0; i < n; i++ {
+		row := logits.Data[i*e : i*e+e]
+		m := math.Inf(-1)
+		for _, v := range row {
+			m = math.Max(m, float64(v))
+		}
+		var z float64
+		for _, v := range row {
+			z += math.Exp(float64(v) - m)
+		}
+		lse[i] = m + math.Log(z)
+		s += lse[i] * lse[i]
+	}
+	y.Data[0] = float32(s / float64(n))
+	tp.record(y, func() {
+		for i := 0; i < n; i++ {
+			c := float64(y.Grad[0]) * 2 * lse[i] / float64(n)
+			row := logits.Data[i*e : i*e+e]
+			for j, v := range row {
+				logits.Grad[i*e+j] += float32(c * math.Exp(float64(v)-lse[i]))
+			}
+		}
+	})
+	return y
+}

@@ -60,23 +60,15 @@ func F32ToF16(f float32) uint16 {
 // F16ToF32 converts IEEE 754 binary16 bits to float32 exactly.
 func F16ToF32(h uint16) float32 {
 	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
+	em := uint32(h & 0x7fff)
 	switch {
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	case exp != 0:
-		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-	case mant == 0:
-		return math.Float32frombits(sign)
+	case em >= 0x7c00: // Inf or NaN: keep the payload
+		return math.Float32frombits(sign | 0x7f800000 | (em&0x3ff)<<13)
+	case em >= 0x0400: // normal: rebias the exponent by 127-15
+		return math.Float32frombits(sign | (em<<13 + 112<<23))
 	}
-	// Subnormal: normalize the mantissa.
-	e := uint32(127 - 15 + 1)
-	for mant&0x400 == 0 {
-		mant <<= 1
-		e--
-	}
-	return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
+	// Zero or subnormal: em * 2^-24, exact in float32.
+	return math.Float32frombits(sign | math.Float32bits(float32(em)*(1.0/(1<<24))))
 }
 
 // F32ToBF16 converts f to bfloat16 bits (the top half of a float32),

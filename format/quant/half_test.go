@@ -155,6 +155,9 @@ func TestBulkBytes(t *testing.T) {
 
 func BenchmarkDecodeF16(b *testing.B) {
 	src := make([]byte, 2<<20)
+	for i := range src {
+		src[i] = byte(i * 7)
+	}
 	dst := make([]float32, 1<<20)
 	b.SetBytes(int64(len(src)))
 	for b.Loop() {

@@ -251,8 +251,9 @@ var presets = map[string]Config{
 	"tiny-moe": func() Config {
 		c := maiBase()
 		c.Vocab, c.Dim, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.MaxSeq = 257, 128, 4, 4, 2, 32, 256
-		c.Experts, c.TopK, c.ExpertFFN, c.SharedExperts, c.SharedFFN = 8, 2, 128, 1, 128
+		c.Experts, c.TopK, c.ExpertFFN, c.SharedExperts, c.SharedFFN, c.SharedGate = 8, 2, 128, 1, 128, true
 		c.NormTopK, c.AuxLossCoef, c.ZLossCoef = true, 0.01, 0.001
+		c.QKVBias = true // as Qwen2-MoE, the architecture MAI MoE models export to
 		c.Tied = true
 		return c
 	}(),
@@ -282,8 +283,8 @@ var presets = map[string]Config{
 	"mai-1-500b": func() Config {
 		c := maiBase()
 		c.Vocab, c.Dim, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.MaxSeq = 131072, 7168, 60, 56, 8, 128, 8192
-		c.Experts, c.TopK, c.ExpertFFN, c.SharedExperts, c.SharedFFN = 192, 8, 2048, 1, 2048
-		c.NormTopK, c.AuxLossCoef, c.ZLossCoef, c.RopeTheta = true, 0.001, 0.0001, 500000
+		c.Experts, c.TopK, c.ExpertFFN, c.SharedExperts, c.SharedFFN, c.SharedGate = 192, 8, 2048, 1, 2048, true
+		c.NormTopK, c.AuxLossCoef, c.ZLossCoef, c.RopeTheta, c.QKVBias = true, 0.001, 0.0001, 500000, true
 		return c
 	}(),
 }

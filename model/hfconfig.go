@@ -139,6 +139,9 @@ func ParseConfig(b []byte) (Config, error) {
 	if err := fam.config(&c, h); err != nil {
 		return Config{}, err
 	}
+	if h.str("", "mai_family") == "mai" {
+		c.Family = "mai" // a MAI preset saved as its nearest HF architecture
+	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config.json (%s): %w", mt, err)
 	}

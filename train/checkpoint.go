@@ -1,0 +1,184 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/mai-llm/mai/data"
+	"github.com/mai-llm/mai/format/safetensors"
+	"github.com/mai-llm/mai/model"
+	"github.com/mai-llm/mai/nn"
+)
+
+// State is trainer_state.json: everything besides weights and optimizer
+// moments needed to continue a run exactly.
+type State struct {
+	Step      int              `json:"step"`
+	Tokens    int64            `json:"tokens"`
+	Elapsed   float64          `json:"elapsed_s"`
+	OptStep   int              `json:"optimizer_step"`
+	Loader    data.LoaderState `json:"loader"`
+	Tokenizer string           `json:"tokenizer"`
+	Config    Config           `json:"config"`
+}
+
+// Save writes a checkpoint directory atomically (temporary name, fsync,
+// rename) and points Out/latest at it. It returns the checkpoint path.
+func (t *Trainer) Save() (string, error) {
+	root := filepath.Join(t.Cfg.Out, "checkpoints")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	name := fmt.Sprintf("step-%07d", t.step)
+	final := filepath.Join(root, name)
+	tmp := filepath.Join(root, ".tmp-"+name)
+	os.RemoveAll(tmp)
+	if err := t.Model.Save(tmp, "f32", 0); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	opt := []safetensors.Tensor{
+		safetensors.F32Tensor("exp_avg", []int{len(t.Opt.M)}, t.Opt.M),
+		safetensors.F32Tensor("exp_avg_sq", []int{len(t.Opt.V)}, t.Opt.V),
+	}
+	if err := safetensors.Write(filepath.Join(tmp, "optimizer.safetensors"), opt, map[string]string{"step": fmt.Sprint(t.Opt.Step)}); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	st := State{Step: t.step, Tokens: t.tokens, Elapsed: t.elapsed, OptStep: t.Opt.Step, Loader: t.loader.State(),
+		Tokenizer: t.train.Tokenizer(), Config: t.Cfg}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	if err := writeSync(filepath.Join(tmp, "trainer_state.json"), b); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := saveTokenizer(tmp, t.train.Tokenizer()); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	syncDir(tmp)
+	os.RemoveAll(final)
+	if err := os.Rename(tmp, final); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	syncDir(root)
+	if err := writeSync(filepath.Join(t.Cfg.Out, "latest"), []byte(filepath.Join("checkpoints", name)+"\n")); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	t.prune(root)
+	return final, nil
+}
+
+func (t *Trainer) prune(root string) {
+	if t.Cfg.Keep <= 0 {
+		return
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for len(names) > t.Cfg.Keep {
+		os.RemoveAll(filepath.Join(root, names[0]))
+		names = names[1:]
+	}
+}
+
+// latestCheckpoint returns the checkpoint Out/latest points to, or "".
+func latestCheckpoint(out string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(out, "latest"))
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("train: %w", err)
+	}
+	dir := filepath.Join(out, strings.TrimSpace(string(b)))
+	if _, err := os.Stat(filepath.Join(dir, "trainer_state.json")); err != nil {
+		return "", fmt.Errorf("train: %s/latest names %s, which is not a complete checkpoint: %w", out, dir, err)
+	}
+	return dir, nil
+}
+
+func (t *Trainer) resume(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "trainer_state.json"))
+	if err != nil {
+		return err
+	}
+	var st State
+	if err := json.Unmarshal(b, &st); err != nil {
+		return fmt.Errorf("trainer_state.json: %w", err)
+	}
+	if st.Config.Batch*st.Config.Accum != t.Cfg.Batch*t.Cfg.Accum || st.Config.Seq != t.Cfg.Seq || st.Config.Seed != t.Cfg.Seed {
+		return fmt.Errorf("the run was started with batch %d×%d, seq %d, seed %d; now batch %d×%d, seq %d, seed %d: use a new --out to change them",
+			st.Config.Batch, st.Config.Accum, st.Config.Seq, st.Config.Seed, t.Cfg.Batch, t.Cfg.Accum, t.Cfg.Seq, t.Cfg.Seed)
+	}
+	m, err := model.Load(dir, true)
+	if err != nil {
+		return err
+	}
+	f, err := safetensors.Open(filepath.Join(dir, "optimizer.safetensors"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	mm, _, err := f.Float32("exp_avg")
+	if err != nil {
+		return err
+	}
+	vv, _, err := f.Float32("exp_avg_sq")
+	if err != nil {
+		return err
+	}
+	if len(mm) != len(m.Params) || len(vv) != len(m.Params) {
+		return fmt.Errorf("optimizer state has %d values, model %d parameters", len(mm), len(m.Params))
+	}
+	t.Opt = nn.NewAdamW(len(m.Params), t.Cfg.Beta1, t.Cfg.Beta2, t.Cfg.Eps, t.Cfg.WeightDecay)
+	copy(t.Opt.M, mm)
+	copy(t.Opt.V, vv)
+	t.Opt.Step = st.OptStep
+	if err := t.loader.Restore(st.Loader); err != nil {
+		return err
+	}
+	t.Model, t.step, t.tokens, t.elapsed = m, st.Step, st.Tokens, st.Elapsed
+	return nil
+}
+
+func writeSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func syncDir(dir string) {
+	if f, err := os.Open(dir); err == nil {
+		f.Sync()
+		f.Close()
+	}
+}
+
+// saveTokenizer records which tokenizer the model was trained with.
+func saveTokenizer(dir, name string) error {
+	b, _ := json.Marshal(map[string]string{"tokenizer": name})
+	return writeSync(filepath.Join(dir, "mai_tokenizer.json"), b)
+}

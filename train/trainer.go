@@ -1,0 +1,353 @@
+package train
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mai-llm/mai/backend/cpu"
+	"github.com/mai-llm/mai/data"
+	"github.com/mai-llm/mai/model"
+	"github.com/mai-llm/mai/nn"
+)
+
+// Metrics is one line of the metrics log (metrics.jsonl).
+type Metrics struct {
+	Step      int         `json:"step"`
+	Loss      float64     `json:"loss"`
+	CE        float64     `json:"ce"`
+	LR        float64     `json:"lr"`
+	GradNorm  float64     `json:"grad_norm"`
+	TokensPS  float64     `json:"tokens_per_s"`
+	Tokens    int64       `json:"tokens"`
+	Elapsed   float64     `json:"elapsed_s"`
+	ValLoss   *float64    `json:"val_loss,omitempty"`
+	MoELoad   [][]float32 `json:"moe_load,omitempty"`
+	Timestamp string      `json:"time"`
+}
+
+// Summary is what a finished run reports.
+type Summary struct {
+	Steps    int
+	Loss     float64
+	ValLoss  float64
+	Tokens   int64
+	Elapsed  time.Duration
+	ModelDir string
+	Stopped  bool // stopped by the time limit before Steps
+	Unigram  float64
+}
+
+// Trainer runs one training job.
+type Trainer struct {
+	Cfg   Config
+	Model *model.Model
+	Opt   *nn.AdamW
+	// Log receives progress lines (one per LogEvery steps).
+	Log io.Writer
+
+	pool       *cpu.Pool
+	train, val *data.Dataset
+	loader     *data.Loader
+	step       int
+	tokens     int64
+	elapsed    float64
+	metrics    *os.File
+}
+
+// New prepares a trainer: opens the data, builds or resumes the model.
+func New(cfg Config, log io.Writer) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Trainer{Cfg: cfg, Log: log, pool: cpu.NewPool(cfg.Threads)}
+	var err error
+	if t.train, err = data.OpenShards(cfg.Data, "train"); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	if t.val, err = data.OpenShards(cfg.Data, "val"); err != nil {
+		slog.Warn("no validation split; validation loss is off", "data", cfg.Data, "err", err)
+		t.val = nil
+	}
+	if t.loader, err = data.NewLoader(t.train, data.LoaderConfig{Batch: cfg.Batch, SeqLen: cfg.Seq, Seed: int64(cfg.Seed)}); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	ck, err := latestCheckpoint(cfg.Out)
+	if err != nil {
+		return nil, err
+	}
+	if ck != "" {
+		if err := t.resume(ck); err != nil {
+			return nil, fmt.Errorf("train: resume from %s: %w", ck, err)
+		}
+		slog.Info("resumed", "checkpoint", ck, "step", t.step)
+	} else if err := t.fresh(); err != nil {
+		return nil, err
+	}
+	if t.Model.Cfg.Vocab < t.train.VocabSize() {
+		return nil, fmt.Errorf("train: the data's vocabulary (%d, tokenizer %q) is larger than the model's (%d)", t.train.VocabSize(), t.train.Tokenizer(), t.Model.Cfg.Vocab)
+	}
+	if cfg.Seq > t.Model.Cfg.MaxSeq {
+		return nil, fmt.Errorf("train: seq %d exceeds the model's context length %d", cfg.Seq, t.Model.Cfg.MaxSeq)
+	}
+	t.Model.Pool = t.pool
+	return t, nil
+}
+
+func (t *Trainer) fresh() error {
+	var m *model.Model
+	var err error
+	if t.Cfg.Init != "" {
+		m, err = model.Load(t.Cfg.Init, true)
+	} else {
+		var c model.Config
+		if c, err = model.Preset(t.Cfg.Preset); err == nil {
+			if v := t.train.VocabSize(); v > 0 && c.Vocab != v {
+				c.Vocab = v // a preset adapts to the data's tokenizer
+			}
+			if eot := t.train.EOT(); eot >= 0 {
+				c.EOS = eot
+			}
+			m, err = model.New(c, true)
+		}
+		if err == nil {
+			m.Init(t.Cfg.Seed)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	t.Model = m
+	t.Opt = nn.NewAdamW(len(m.Params), t.Cfg.Beta1, t.Cfg.Beta2, t.Cfg.Eps, t.Cfg.WeightDecay)
+	return nil
+}
+
+// Run trains until Steps (or the time limit) and writes a final checkpoint.
+func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
+	cfg := &t.Cfg
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	var err error
+	if t.metrics, err = openMetrics(filepath.Join(cfg.Out, "metrics.jsonl"), t.step); err != nil {
+		return nil, err
+	}
+	defer t.metrics.Close()
+
+	B, T := cfg.Batch, cfg.Seq
+	x, y := make([]int32, B*T), make([]int32, B*T)
+	tp := nn.NewTape(t.pool, true)
+	start := time.Now()
+	base := t.elapsed
+	sum := &Summary{}
+	lastLog, lastTokens := time.Now(), t.tokens
+	for t.step < cfg.Steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if cfg.Minutes > 0 && time.Since(start).Minutes() >= cfg.Minutes {
+			sum.Stopped = true
+			break
+		}
+		t.Model.ZeroGrad()
+		var lossSum, ceSum float64
+		var load [][]float32
+		for range cfg.Accum {
+			if err := t.loader.Next(x, y); err != nil {
+				return nil, fmt.Errorf("train: %w", err)
+			}
+			tp.Reset()
+			loss, ce, out, err := t.Model.Loss(tp, x, y, B, T)
+			if err != nil {
+				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+			}
+			scaled := tp.WeightedSum([]*nn.Var{loss}, []float32{1 / float32(cfg.Accum)})
+			if err := tp.Backward(scaled); err != nil {
+				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+			}
+			lossSum += float64(loss.Data[0])
+			ceSum += float64(ce.Data[0])
+			load = out.Load
+		}
+		loss := lossSum / float64(cfg.Accum)
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return nil, fmt.Errorf("train: loss is %v at step %d; lower --lr or check the data (the last checkpoint is intact)", loss, t.step)
+		}
+		gnorm := nn.ClipGrads(t.Model.Grads, cfg.Clip)
+		if math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
+			return nil, fmt.Errorf("train: gradient norm is %v at step %d; lower --lr (the last checkpoint is intact)", gnorm, t.step)
+		}
+		lr := cfg.LRAt(t.step)
+		t.Opt.Update(t.pool, t.Model.Params, t.Model.Grads, t.Model.Segments(), lr)
+		t.step++
+		t.tokens += int64(B * T * cfg.Accum)
+		t.elapsed = base + time.Since(start).Seconds()
+
+		m := Metrics{Step: t.step, Loss: loss, CE: ceSum / float64(cfg.Accum), LR: lr, GradNorm: gnorm,
+			Tokens: t.tokens, Elapsed: t.elapsed, MoELoad: load, Timestamp: time.Now().UTC().Format(time.RFC3339)}
+		if dt := time.Since(lastLog).Seconds(); dt > 0 {
+			m.TokensPS = float64(t.tokens-lastTokens) / dt
+		}
+		if t.val != nil && cfg.EvalEvery > 0 && (t.step%cfg.EvalEvery == 0 || t.step == cfg.Steps) {
+			v, err := t.Validate(cfg.EvalBatches)
+			if err != nil {
+				return nil, err
+			}
+			m.ValLoss = &v
+			sum.ValLoss = v
+		}
+		sum.Loss = loss
+		if err := t.writeMetrics(&m); err != nil {
+			return nil, err
+		}
+		if cfg.LogEvery > 0 && (t.step%cfg.LogEvery == 0 || t.step == cfg.Steps || m.ValLoss != nil) {
+			t.progress(&m, start)
+			lastLog, lastTokens = time.Now(), t.tokens
+		}
+		if cfg.SaveEvery > 0 && t.step%cfg.SaveEvery == 0 && t.step < cfg.Steps {
+			if _, err := t.Save(); err != nil {
+				return nil, err
+			}
+		}
+		if cfg.StopAfter > 0 && t.step == cfg.StopAfter {
+			return nil, ErrStopped
+		}
+	}
+	dir, err := t.Save()
+	if err != nil {
+		return nil, err
+	}
+	sum.Steps, sum.Tokens, sum.Elapsed, sum.ModelDir = t.step, t.tokens, time.Since(start), dir
+	return sum, nil
+}
+
+// ErrStopped is returned when StopAfter ends a run early on purpose.
+var ErrStopped = errors.New("train: stopped by --stop-after")
+
+// Validate returns the mean validation loss over n batches read in order.
+func (t *Trainer) Validate(n int) (float64, error) {
+	if t.val == nil {
+		return 0, fmt.Errorf("validate: no validation split")
+	}
+	B, T := t.Cfg.Batch, t.Cfg.Seq
+	ld, err := data.NewLoader(t.val, data.LoaderConfig{Batch: B, SeqLen: T, Sequential: true})
+	if err != nil {
+		// A small validation split: fall back to one sequence per batch.
+		if ld, err = data.NewLoader(t.val, data.LoaderConfig{Batch: 1, SeqLen: T, Sequential: true}); err != nil {
+			return 0, fmt.Errorf("validate: %w", err)
+		}
+		B = 1
+	}
+	n = min(max(n, 1), int(ld.StepsPerEpoch()))
+	x, y := make([]int32, B*T), make([]int32, B*T)
+	tp := nn.NewTape(t.pool, false)
+	var s float64
+	for range n {
+		if err := ld.Next(x, y); err != nil {
+			return 0, err
+		}
+		_, ce, _, err := t.Model.Loss(tp, x, y, B, T)
+		if err != nil {
+			return 0, err
+		}
+		s += float64(ce.Data[0])
+	}
+	return s / float64(n), nil
+}
+
+func (t *Trainer) progress(m *Metrics, start time.Time) {
+	if t.Log == nil {
+		return
+	}
+	done := t.step
+	eta := "?"
+	if rate := time.Since(start).Seconds() / float64(max(1, done-t.startStep())); rate > 0 {
+		left := time.Duration(float64(t.Cfg.Steps-done)*rate) * time.Second
+		if t.Cfg.Minutes > 0 {
+			left = min(left, time.Duration(t.Cfg.Minutes*60-time.Since(start).Seconds())*time.Second)
+		}
+		eta = left.Round(time.Second).String()
+	}
+	line := fmt.Sprintf("step %5d/%d | loss %.4f | lr %.2e | grad %.3f | %.0f tok/s | ETA %s",
+		done, t.Cfg.Steps, m.Loss, m.LR, m.GradNorm, m.TokensPS, eta)
+	if m.ValLoss != nil {
+		line += fmt.Sprintf(" | val %.4f", *m.ValLoss)
+	}
+	if len(m.MoELoad) > 0 {
+		line += " | load " + loadSummary(m.MoELoad)
+	}
+	fmt.Fprintln(t.Log, line)
+}
+
+func (t *Trainer) startStep() int { return 0 }
+
+// loadSummary reports max/min expert load relative to uniform, averaged over
+// layers (1.00 is perfectly balanced).
+func loadSummary(load [][]float32) string {
+	var hi, lo float64
+	for _, l := range load {
+		mx, mn := 0.0, math.Inf(1)
+		for _, f := range l {
+			mx, mn = math.Max(mx, float64(f)), math.Min(mn, float64(f))
+		}
+		u := 1 / float64(len(l))
+		hi += mx / u
+		lo += mn / u
+	}
+	n := float64(len(load))
+	return fmt.Sprintf("max %.2f min %.2f", hi/n, lo/n)
+}
+
+func (t *Trainer) writeMetrics(m *Metrics) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if _, err := t.metrics.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("train: write metrics: %w", err)
+	}
+	return nil
+}
+
+// openMetrics opens metrics.jsonl for appending, first dropping lines past
+// step (written after the checkpoint being resumed), so the log reads as one
+// uninterrupted run.
+func openMetrics(path string, step int) (*os.File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("train: read metrics: %w", err)
+	}
+	var keep []byte
+	for len(b) > 0 {
+		i := 0
+		for i < len(b) && b[i] != '\n' {
+			i++
+		}
+		line := b[:i]
+		if i < len(b) {
+			i++
+		}
+		b = b[i:]
+		var m struct {
+			Step int `json:"step"`
+		}
+		if json.Unmarshal(line, &m) == nil && m.Step <= step {
+			keep = append(append(keep, line...), '\n')
+		}
+	}
+	if err := os.WriteFile(path, keep, 0o644); err != nil {
+		return nil, fmt.Errorf("train: metrics: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("train: metrics: %w", err)
+	}
+	return f, nil
+}

@@ -281,23 +281,43 @@ func gemmBlock(kern gemmKernel, buf *gemmBuf, transA, transB bool, m0, m1, n0, n
 // packA packs alpha*op(A)[ic:ic+mc, pc:pc+kc] into micro-panels of mr rows:
 // ap[(ir/mr)*kc*mr + p*mr + r] = alpha*op(A)[ic+ir+r, pc+p], zero-padded past mc.
 func packA(ap, a []float32, lda int, transA bool, ic, mc, pc, kc, mr int, alpha float32) {
-	for ir := 0; ir < mc; ir += mr {
-		dst := ap[ir*kc : (ir+mr)*kc]
-		mm := min(mr, mc-ir)
-		if transA {
-			// op(A)[i][p] = a[p*lda+i]: mr contiguous values per p.
-			for p := range kc {
-				src := a[(pc+p)*lda+ic+ir:]
-				src = src[:mm]
-				d := dst[p*mr : p*mr+mr]
+	if transA {
+		// op(A)[i][p] = a[p*lda+i]: row p of a holds column p of op(A), so walk
+		// the rows of a once and deal each into the micro-panels.
+		full := mc / mr * mr
+		for p := range kc {
+			row := a[(pc+p)*lda+ic:]
+			row = row[:mc]
+			ir := 0
+			if mr == 6 {
+				for ; ir < full; ir += 6 {
+					d := ap[ir*kc+p*6:]
+					d = d[:6:6]
+					s := row[ir : ir+6 : ir+6]
+					d[0] = alpha * s[0]
+					d[1] = alpha * s[1]
+					d[2] = alpha * s[2]
+					d[3] = alpha * s[3]
+					d[4] = alpha * s[4]
+					d[5] = alpha * s[5]
+				}
+			}
+			for ; ir < mc; ir += mr {
+				d := ap[ir*kc+p*mr:]
+				d = d[:mr]
+				src := row[ir:min(ir+mr, mc)]
 				for r, v := range src {
 					d[r] = alpha * v
 				}
-				clear(d[mm:])
+				clear(d[len(src):])
 			}
-			continue
 		}
-		// op(A)[i][p] = a[i*lda+p]: rows are contiguous.
+		return
+	}
+	// op(A)[i][p] = a[i*lda+p]: rows are contiguous.
+	for ir := 0; ir < mc; ir += mr {
+		dst := ap[ir*kc : (ir+mr)*kc]
+		mm := min(mr, mc-ir)
 		if mm == 6 && mr == 6 {
 			packA6(dst, a, lda, ic+ir, pc, kc, alpha)
 			continue
@@ -341,20 +361,31 @@ func packA6(dst, a []float32, lda, i, pc, kc int, alpha float32) {
 // packB packs op(B)[pc:pc+kc, jc:jc+nc] into micro-panels of nr columns:
 // bp[(jr/nr)*kc*nr + p*nr + j] = op(B)[pc+p, jc+jr+j], zero-padded past nc.
 func packB(bp, b []float32, ldb int, transB bool, pc, kc, jc, nc, nr int) {
+	if !transB {
+		// op(B)[p][j] = b[p*ldb+j]: walk the rows of b once and deal each
+		// into the micro-panels, nr contiguous values per panel.
+		for p := range kc {
+			row := b[(pc+p)*ldb+jc:]
+			row = row[:nc]
+			for jr := 0; jr < nc; jr += nr {
+				d := bp[jr*kc+p*nr:]
+				d = d[:nr]
+				n := copy(d, row[jr:])
+				if n < nr {
+					clear(d[n:])
+				}
+			}
+		}
+		return
+	}
+	// op(B)[p][j] = b[j*ldb+p]: columns of op(B) are contiguous rows of b.
 	for jr := 0; jr < nc; jr += nr {
 		dst := bp[jr*kc : (jr+nr)*kc]
 		nn := min(nr, nc-jr)
-		if !transB {
-			// op(B)[p][j] = b[p*ldb+j]: nr contiguous values per p.
-			for p := range kc {
-				src := b[(pc+p)*ldb+jc+jr:]
-				d := dst[p*nr : p*nr+nr]
-				copy(d, src[:nn])
-				clear(d[nn:])
-			}
+		if nn == 16 && nr == 16 {
+			packBT16(dst, b, ldb, jc+jr, pc, kc)
 			continue
 		}
-		// op(B)[p][j] = b[j*ldb+p]: columns of op(B) are contiguous rows of b.
 		for j := range nr {
 			if j >= nn {
 				for p := range kc {
@@ -367,6 +398,25 @@ func packB(bp, b []float32, ldb int, transB bool, pc, kc, jc, nc, nr int) {
 			for p, v := range col {
 				dst[p*nr+j] = v
 			}
+		}
+	}
+}
+
+// packBT16 packs 16 full columns of op(B) from a transposed B, four
+// columns (rows of b) at a time so that each write fills more of a line.
+func packBT16(dst, b []float32, ldb, j, pc, kc int) {
+	dst = dst[:16*kc]
+	for q := 0; q < 16; q += 4 {
+		r0 := b[(j+q)*ldb+pc:][:kc]
+		r1 := b[(j+q+1)*ldb+pc:][:kc]
+		r2 := b[(j+q+2)*ldb+pc:][:kc]
+		r3 := b[(j+q+3)*ldb+pc:][:kc]
+		for p := range kc {
+			d := dst[p*16+q : p*16+q+4 : p*16+q+4]
+			d[0] = r0[p]
+			d[1] = r1[p]
+			d[2] = r2[p]
+			d[3] = r3[p]
 		}
 	}
 }

@@ -224,9 +224,15 @@ func TestGemmBadArguments(t *testing.T) {
 		want string
 	}{
 		{"negative", func() { Gemm(p, false, false, -1, 2, 2, 1, nil, 2, nil, 2, 0, nil, 2) }, "negative size"},
-		{"short A", func() { Gemm(p, false, false, 2, 2, 2, 1, make([]float32, 3), 2, make([]float32, 4), 2, 0, make([]float32, 4), 2) }, "A is 2×2"},
-		{"stride B", func() { Gemm(p, false, true, 2, 3, 2, 1, make([]float32, 4), 2, make([]float32, 6), 1, 0, make([]float32, 6), 3) }, "B has 2 columns but row stride 1"},
-		{"short C", func() { Gemm(p, false, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 3), 2) }, "C is 2×2"},
+		{"short A", func() {
+			Gemm(p, false, false, 2, 2, 2, 1, make([]float32, 3), 2, make([]float32, 4), 2, 0, make([]float32, 4), 2)
+		}, "A is 2×2"},
+		{"stride B", func() {
+			Gemm(p, false, true, 2, 3, 2, 1, make([]float32, 4), 2, make([]float32, 6), 1, 0, make([]float32, 6), 3)
+		}, "B has 2 columns but row stride 1"},
+		{"short C", func() {
+			Gemm(p, false, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 3), 2)
+		}, "C is 2×2"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

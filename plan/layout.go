@@ -64,6 +64,9 @@ const (
 	DefaultKernelEfficiency = 0.60
 	// linkEfficiency is the fraction of a link's bandwidth a collective reaches.
 	linkEfficiency = 0.8
+	// nvLatency and netLatency are the per-step latencies of a ring
+	// collective inside a node and across nodes, in seconds.
+	nvLatency, netLatency = 5e-6, 15e-6
 	// tpBackwardOverlap is the fraction of backward-pass tensor-parallel
 	// communication hidden behind weight-gradient GEMMs.
 	tpBackwardOverlap = 0.5
@@ -233,6 +236,17 @@ func (sp *searchSpace) evaluate(c candidate) (Layout, bool) {
 	net := sp.gpu.NetGBs * 1e9 * linkEfficiency
 	d := float64(sp.cfg.Dim)
 
+	// Ranks are numbered TP fastest, then DP, then PP, and a node holds gpn
+	// consecutive ranks: a group whose span fits in a node talks over NVLink,
+	// any other is limited by the per-GPU network link.
+	gpn := max(sp.gpu.GPUsPerNode, 1)
+	link := func(span int) float64 {
+		if span <= gpn {
+			return nv
+		}
+		return net
+	}
+
 	// Tensor parallelism with sequence parallelism: per layer an all-gather
 	// and a reduce-scatter of the s·b·h activations around attention and
 	// around a dense (or TP-split expert) MLP, in each of forward and
@@ -258,7 +272,6 @@ func (sp *searchSpace) evaluate(c candidate) (Layout, bool) {
 	var tEP float64
 	if c.ep > 1 && sp.split.moeLayers > 0 {
 		bytes := tokMB / tp * float64(sp.cfg.TopK) * d * 2 * float64(c.ep-1) / float64(c.ep)
-		gpn := max(sp.gpu.GPUsPerNode, 1)
 		inNode := float64(min(c.ep, gpn)-1) / float64(c.ep-1)
 		one := bytes * (inNode/nv + (1-inNode)/net)
 		count := 4.0
@@ -273,7 +286,7 @@ func (sp *searchSpace) evaluate(c candidate) (Layout, bool) {
 	// scattered over the TP ranks, once per chunk.
 	var tPP float64
 	if c.pp > 1 {
-		tPP = 2 * float64(c.vpp) * 2 * d * tokMB / tp / net
+		tPP = 2 * float64(c.vpp) * 2 * d * tokMB / tp / link(c.tp*c.dp*c.pp)
 	}
 	tMB := tComp + tTP + tEP + tPP
 
@@ -290,13 +303,23 @@ func (sp *searchSpace) evaluate(c candidate) (Layout, bool) {
 	var tDP float64
 	{
 		st := heavy
-		ring := func(params float64, n int) float64 {
+		ring := func(params float64, n, span int) float64 {
 			if n <= 1 {
 				return 0
 			}
-			return float64(n-1) / float64(n) * 2 * params / net
+			return float64(n-1) / float64(n) * 2 * params / link(span)
 		}
-		rs := ring(st.dense, c.dp) + ring(st.expert, edp)
+		// ZeRO-3 gathers and reduces layer by layer: one collective per
+		// layer instead of a few large buckets, and each pays ring latency.
+		lat := 0.0
+		if c.zero == 3 {
+			alpha := nvLatency
+			if c.tp*c.dp > gpn {
+				alpha = netLatency
+			}
+			lat = float64(heavy.layers) * float64(c.dp-1) * alpha
+		}
+		rs := ring(st.dense, c.dp, c.tp*c.dp) + ring(st.expert, edp, c.tp*c.dp)
 		ag := rs
 		bwd, fwd := tComp*2/3, tComp/3
 		pos := func(x float64) float64 { return math.Max(x, 0) }
@@ -308,7 +331,7 @@ func (sp *searchSpace) evaluate(c candidate) (Layout, bool) {
 		case 2:
 			tDP = float64(m)*pos(rs-bwd) + pos(ag-fwd) // gradients reduced every micro-batch
 		case 3:
-			tDP = float64(m) * (pos(ag-fwd) + pos(ag+rs-bwd)) // weights gathered for forward and backward
+			tDP = float64(m) * (pos(ag+lat-fwd) + pos(ag+rs+2*lat-bwd)) // weights gathered for forward and backward
 		}
 	}
 
@@ -338,16 +361,31 @@ func (l *Layout) fits() bool { return l.Memory.TotalGB <= l.Memory.BudgetGB }
 // secondsPerToken is the ranking score: the cluster's time per token.
 func (l *Layout) secondsPerToken() float64 { return l.Time.StepS / l.GlobalBatchTokens }
 
-// nearTie is the relative time difference under which the layout needing
-// less memory is preferred.
+// nearTie is the relative time difference under which layouts count as
+// equally fast.
 const nearTie = 0.005
 
+// complexity ranks a layout's moving parts for breaking near-ties: the
+// distributed optimizer (ZeRO-1) before plain data parallelism before ZeRO-2
+// before ZeRO-3, then less recomputation, then fewer model-parallel ranks.
+func complexity(l *Layout) [3]int {
+	zero := [4]int{1, 0, 2, 3}[l.ZeRO]
+	rc := map[Recompute]int{RecomputeNone: 0, RecomputeSelective: 1, RecomputeFull: 2}[l.Recompute]
+	return [3]int{zero, rc, l.TP * l.PP * l.VPP}
+}
+
 // better reports whether a should replace b: clearly faster, or about as fast
-// with less memory.
+// and simpler, or as simple and leaner.
 func better(a, b *Layout) bool {
 	ta, tb := a.secondsPerToken(), b.secondsPerToken()
 	if math.Abs(ta-tb) > nearTie*math.Min(ta, tb) {
 		return ta < tb
+	}
+	ca, cb := complexity(a), complexity(b)
+	for i := range ca {
+		if ca[i] != cb[i] {
+			return ca[i] < cb[i]
+		}
 	}
 	return a.Memory.TotalGB < b.Memory.TotalGB
 }
@@ -407,7 +445,7 @@ func (sp *searchSpace) search() ([]Layout, error) {
 		if tp > gpn || tp > sp.gpus || sp.cfg.Heads%tp != 0 {
 			continue
 		}
-		for pp := 1; pp <= min(L, sp.gpus/tp); pp++ {
+		for pp := 1; pp <= min(L, sp.gpus/tp, maxPP); pp++ {
 			if !allows(sp.fix.PP, pp) {
 				continue
 			}
@@ -474,13 +512,13 @@ func (sp *searchSpace) search() ([]Layout, error) {
 		out = append(out, l)
 	}
 	sort.Slice(out, func(i, j int) bool { return less(&out[i], &out[j]) })
-	// Among layouts within nearTie of the fastest, lead with the leanest.
+	// Among layouts within nearTie of the fastest, lead with the simplest.
 	pick := 0
 	for i := range out {
 		if out[i].secondsPerToken() > (1+nearTie)*out[0].secondsPerToken() {
 			break
 		}
-		if out[i].Memory.TotalGB < out[pick].Memory.TotalGB {
+		if better(&out[i], &out[pick]) {
 			pick = i
 		}
 	}
@@ -490,11 +528,17 @@ func (sp *searchSpace) search() ([]Layout, error) {
 
 // divisors returns the positive divisors of n in increasing order.
 func divisors(n int) []int {
-	var ds []int
-	for i := 1; i <= n; i++ {
+	var lo, hi []int
+	for i := 1; i*i <= n; i++ {
 		if n%i == 0 {
-			ds = append(ds, i)
+			lo = append(lo, i)
+			if i != n/i {
+				hi = append(hi, n/i)
+			}
 		}
 	}
-	return ds
+	for i := len(hi) - 1; i >= 0; i-- {
+		lo = append(lo, hi[i])
+	}
+	return lo
 }

@@ -27,6 +27,16 @@ const DefaultHeadroom = 0.10
 // models are pretrained mostly at 4K-8K and extended at the end.
 const DefaultMaxSeq = 8192
 
+// Bounds on what the planner accepts, so that absurd inputs fail clearly
+// instead of overflowing or searching for ever.
+const (
+	maxGPUs    = 10_000_000
+	maxLayers  = 10_000
+	maxExperts = 100_000
+	maxParams  = 1e16
+	maxPP      = 256 // deepest pipeline searched
+)
+
 // Options describes a run to plan. Zero values select documented defaults.
 type Options struct {
 	Model     model.Config // the model to train
@@ -127,6 +137,15 @@ func Plan(o Options) (*Result, error) {
 	case o.KernelEfficiency < 0 || o.KernelEfficiency > 1 || math.IsNaN(o.KernelEfficiency):
 		return nil, fmt.Errorf("plan: kernel efficiency must be in (0, 1], got %g", o.KernelEfficiency)
 	}
+	total, active := cfg.Params()
+	switch {
+	case o.GPUs > maxGPUs:
+		return nil, fmt.Errorf("plan: %d GPUs is more than this planner handles (%d)", o.GPUs, maxGPUs)
+	case cfg.Layers > maxLayers || cfg.Experts > maxExperts:
+		return nil, fmt.Errorf("plan: %d layers and %d experts: the planner handles at most %d layers and %d experts", cfg.Layers, cfg.Experts, maxLayers, maxExperts)
+	case total <= 0 || float64(total) > maxParams:
+		return nil, fmt.Errorf("plan: the model has %d parameters, outside the planner's range (1 to %.0e)", total, maxParams)
+	}
 	gpu := o.GPU
 	if gpu.GPUsPerNode <= 0 {
 		gpu.GPUsPerNode = 8
@@ -135,7 +154,6 @@ func Plan(o Options) (*Result, error) {
 	if seq == 0 {
 		seq = min(cfg.MaxSeq, DefaultMaxSeq)
 	}
-	total, active := cfg.Params()
 	moe := cfg.Experts > 0
 	r := &Result{
 		Model: o.ModelName, Family: cfg.Family, MoE: moe,

@@ -143,8 +143,9 @@ func Plan(o Options) (*Result, error) {
 		return nil, fmt.Errorf("plan: %d GPUs is more than this planner handles (%d)", o.GPUs, maxGPUs)
 	case cfg.Layers > maxLayers || cfg.Experts > maxExperts:
 		return nil, fmt.Errorf("plan: %d layers and %d experts: the planner handles at most %d layers and %d experts", cfg.Layers, cfg.Experts, maxLayers, maxExperts)
-	case total <= 0 || float64(total) > maxParams:
-		return nil, fmt.Errorf("plan: the model has %d parameters, outside the planner's range (1 to %.0e)", total, maxParams)
+	case float64(total) <= 0 || splitParams(&cfg, 1).total() > maxParams:
+		// counted in float64 too: int64 parameter counts can wrap
+		return nil, fmt.Errorf("plan: the model has %.3g parameters, outside the planner's range (1 to %.0e)", splitParams(&cfg, 1).total(), maxParams)
 	}
 	gpu := o.GPU
 	if gpu.GPUsPerNode <= 0 {

@@ -256,7 +256,7 @@ func TestPlanErrors(t *testing.T) {
 		{"bad recompute", func(o *Options) { o.Fix.Recompute = "some" }, "recompute"},
 		{"bad model", func(o *Options) { o.Model.Heads = 0 }, "heads"},
 		{"unsatisfiable pin", func(o *Options) { o.Fix.TP = 3 }, "pinned"},
-		{"absurd model", func(o *Options) { o.Model.Dim, o.Model.HeadDim = 1 << 30, 1 << 25 }, "parameters"},
+		{"absurd model", func(o *Options) { o.Model.Dim, o.Model.HeadDim = 1<<30, 1<<25 }, "parameters"},
 		{"absurd cluster", func(o *Options) { o.GPUs = 1 << 40 }, "GPUs"},
 		{"nothing fits", func(o *Options) {
 			c, _, _, _ := LoadModel("testdata/llama-3.1-405b.json")

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mai-llm/mai/train"
+)
+
+func init() {
+	c := train.Defaults()
+	cmd := &cobra.Command{
+		Use:   "train",
+		Short: "Pretrain a model on token shards (or a text folder, tokenized byte-level)",
+		Example: `  mai train --preset tiny --data shards/ --out runs/tiny --steps 2000
+  mai train --config run.yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			shards, err := train.EnsureShards(c.Data, filepath.Join(c.Out, "data"), 0)
+			if err != nil {
+				return err
+			}
+			c.Data = shards
+			tr, err := train.New(c, os.Stderr)
+			if err != nil {
+				return err
+			}
+			sum, err := tr.Run(cmd.Context())
+			if errors.Is(err, train.ErrStopped) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Printf("done: %d steps, loss %.4f, val %.4f, model in %s\n", sum.Steps, sum.Loss, sum.ValLoss, sum.ModelDir)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Preset, "preset", c.Preset, "model preset (see mai info --presets)")
+	f.StringVar(&c.Init, "init", c.Init, "start from this model folder instead of a fresh preset")
+	f.StringVar(&c.Data, "data", c.Data, "shard directory (mai data prepare) or a folder of text/source files")
+	f.StringVar(&c.Out, "out", c.Out, "run directory: checkpoints, metrics.jsonl; an existing run resumes")
+	f.IntVar(&c.Batch, "batch", c.Batch, "sequences per micro-batch")
+	f.IntVar(&c.Seq, "seq", c.Seq, "tokens per sequence")
+	f.IntVar(&c.Accum, "accum", c.Accum, "micro-batches per optimizer step")
+	f.IntVar(&c.Steps, "steps", c.Steps, "optimizer steps")
+	f.Float64Var(&c.Minutes, "minutes", c.Minutes, "stop after this many minutes (0: no limit)")
+	f.Float64Var(&c.LR, "lr", c.LR, "peak learning rate")
+	f.Float64Var(&c.MinLR, "min-lr", c.MinLR, "final learning rate")
+	f.IntVar(&c.Warmup, "warmup", c.Warmup, "warmup steps")
+	f.StringVar(&c.Schedule, "schedule", c.Schedule, "cosine or wsd (warmup-stable-decay)")
+	f.Float64Var(&c.DecayFrac, "decay-frac", c.DecayFrac, "fraction of steps spent decaying (wsd)")
+	f.Float64Var(&c.WeightDecay, "weight-decay", c.WeightDecay, "AdamW decoupled weight decay")
+	f.Float64Var(&c.Beta1, "beta1", c.Beta1, "AdamW beta1")
+	f.Float64Var(&c.Beta2, "beta2", c.Beta2, "AdamW beta2")
+	f.Float64Var(&c.Eps, "eps", c.Eps, "AdamW epsilon")
+	f.Float64Var(&c.Clip, "clip", c.Clip, "global gradient-norm clip (0: off)")
+	f.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "validate every N steps")
+	f.IntVar(&c.EvalBatches, "eval-batches", c.EvalBatches, "validation batches")
+	f.IntVar(&c.SaveEvery, "save-every", c.SaveEvery, "checkpoint every N steps")
+	f.IntVar(&c.Keep, "keep", c.Keep, "checkpoints to keep")
+	f.IntVar(&c.LogEvery, "log-every", c.LogEvery, "progress line every N steps")
+	f.Uint64Var(&c.Seed, "seed", c.Seed, "seed for initialization and data order")
+	f.IntVar(&c.Threads, "threads", c.Threads, "CPU threads (0: all cores)")
+	f.IntVar(&c.StopAfter, "stop-after", c.StopAfter, "exit after this step without a final checkpoint (testing)")
+	f.MarkHidden("stop-after")
+	configFlag(cmd)
+	rootCmd.AddCommand(cmd)
+}

@@ -1,0 +1,72 @@
+package infer
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Codec turns text into token ids and back.
+type Codec interface {
+	Encode(text string) []int
+	Decode(ids []int) string
+	EOT() int
+}
+
+// ByteCodec is the byte-level tokenizer: ids 0..255 are bytes, 256 is
+// end-of-text.
+type ByteCodec struct{}
+
+// Encode returns the UTF-8 bytes of text.
+func (ByteCodec) Encode(text string) []int {
+	out := make([]int, len(text))
+	for i := 0; i < len(text); i++ {
+		out[i] = int(text[i])
+	}
+	return out
+}
+
+// Decode joins byte ids (ids outside 0..255 are dropped).
+func (ByteCodec) Decode(ids []int) string {
+	b := make([]byte, 0, len(ids))
+	for _, id := range ids {
+		if id >= 0 && id < 256 {
+			b = append(b, byte(id))
+		}
+	}
+	return string(b)
+}
+
+// EOT is 256.
+func (ByteCodec) EOT() int { return 256 }
+
+// codecs maps a tokenizer name to a loader; other packages (the tokenizer)
+// register theirs.
+var codecs = map[string]func(dir string) (Codec, error){
+	"byte": func(string) (Codec, error) { return ByteCodec{}, nil },
+}
+
+// RegisterCodec adds a tokenizer loader under a name.
+func RegisterCodec(name string, open func(dir string) (Codec, error)) { codecs[name] = open }
+
+// OpenCodec returns the tokenizer saved beside a model's weights.
+func OpenCodec(dir string) (Codec, error) {
+	name := "byte"
+	if b, err := os.ReadFile(filepath.Join(dir, "mai_tokenizer.json")); err == nil {
+		var v struct {
+			Tokenizer string `json:"tokenizer"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "mai_tokenizer.json"), err)
+		}
+		name = v.Tokenizer
+	} else if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err == nil {
+		name = "hf"
+	}
+	open, ok := codecs[name]
+	if !ok {
+		return nil, fmt.Errorf("model %s uses tokenizer %q, which this build cannot load", dir, name)
+	}
+	return open(dir)
+}

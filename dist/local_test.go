@@ -218,3 +218,33 @@ func TestOpString(t *testing.T) {
 		}
 	}
 }
+
+func TestCountCPUList(t *testing.T) {
+	for in, want := range map[string]int{"0": 1, "0-1\n": 2, "0-63,128-191": 128, "0,2,4-5": 4, "": 0, "x": 0, "3-1": 0} {
+		if got := countCPUList(in); got != want {
+			t.Errorf("countCPUList(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestBindingHint(t *testing.T) {
+	tests := []struct {
+		env     map[string]string
+		allowed int
+		online  string
+		warn    bool
+	}{
+		{map[string]string{"OMPI_COMM_WORLD_LOCAL_SIZE": "2"}, 1, "0-1", false},
+		{map[string]string{"OMPI_COMM_WORLD_LOCAL_SIZE": "1"}, 1, "0-63", true},
+		{map[string]string{"OMPI_COMM_WORLD_LOCAL_SIZE": "8"}, 8, "0-63", false},
+		{map[string]string{"OMPI_COMM_WORLD_LOCAL_SIZE": "2"}, 1, "0-15", true},
+		{map[string]string{}, 1, "0-63", false},
+		{map[string]string{"SLURM_NTASKS_PER_NODE": "4"}, 2, "0-31", true},
+	}
+	for _, tt := range tests {
+		got := bindingHint(func(k string) string { return tt.env[k] }, tt.allowed, tt.online)
+		if (got != "") != tt.warn {
+			t.Errorf("bindingHint(%v, %d, %q) = %q, want warning %v", tt.env, tt.allowed, tt.online, got, tt.warn)
+		}
+	}
+}

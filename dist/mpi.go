@@ -5,6 +5,7 @@ package dist
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -85,6 +86,9 @@ func initMPI(timeout time.Duration) error {
 	})
 	if timeout > 0 {
 		st.dog = startWatchdog(lib, timeout, int(worldRank), int(worldSize))
+	}
+	if hint := bindingHint(os.Getenv, runtime.NumCPU(), onlineCPUs()); hint != "" && worldRank == 0 {
+		logger().Warn(hint)
 	}
 	logger().Debug("MPI initialized", "impl", lib.impl.name, "version", lib.version(), "path", lib.path,
 		"rank", worldRank, "size", worldSize, "threads", provided, "timeout", timeout)

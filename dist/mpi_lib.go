@@ -145,12 +145,13 @@ func searchDirs(getenv func(string) string) []string {
 	)
 }
 
-// candidates lists the library paths tried, in order.
+// candidates lists the library paths tried, in order: only $MAI_MPI_LIB
+// when it is set, else the loader's search and the usual folders.
 func candidates(getenv func(string) string) []string {
-	var out []string
 	if p := getenv(LibraryEnv); p != "" {
-		out = append(out, p)
+		return []string{p}
 	}
+	var out []string
 	var sonames []string
 	for _, im := range mpiImpls {
 		sonames = append(sonames, im.sonames...)
@@ -174,7 +175,7 @@ func candidates(getenv func(string) string) []string {
 func loadMPI(paths []string) (*mpiLib, error) {
 	var tried []string
 	for _, p := range paths {
-		if filepath.IsAbs(p) {
+		if filepath.IsAbs(p) && len(paths) > 1 {
 			if _, err := os.Stat(p); err != nil {
 				continue
 			}
@@ -190,7 +191,10 @@ func loadMPI(paths []string) (*mpiLib, error) {
 		}
 		return lib, nil
 	}
-	msg := "dist: no MPI library found (looked for libmpi.so.40 of Open MPI and libmpi.so.12 of MPICH through the loader path, $" + LibraryEnv + ", $MPI_HOME/lib and the usual install folders)"
+	msg := "dist: no MPI library found (looked for libmpi.so.40 of Open MPI and libmpi.so.12 of MPICH through the loader path, $MPI_HOME/lib and the usual install folders)"
+	if len(paths) == 1 {
+		msg = "dist: cannot open the MPI library " + paths[0]
+	}
 	if len(tried) > 0 {
 		msg += "; failed to open: " + strings.Join(tried, "; ")
 	}

@@ -22,6 +22,7 @@ func init() {
 	childModes["collectives"] = childCollectives
 	childModes["kill"] = childKill
 	childModes["hang"] = childHang
+	childModes["bench"] = childBench
 }
 
 // mpirun runs this test binary under mpirun with np ranks in the given
@@ -107,6 +108,18 @@ func TestLoadMPIMissing(t *testing.T) {
 	}
 }
 
+func TestLoadMPIExplicit(t *testing.T) {
+	t.Setenv(LibraryEnv, "/nonexistent/libmpi.so.40")
+	paths := candidates(os.Getenv)
+	if len(paths) != 1 {
+		t.Fatalf("with $%s set, candidates = %v, want only it", LibraryEnv, paths)
+	}
+	_, err := loadMPI(paths)
+	if err == nil || !strings.Contains(err.Error(), "cannot open the MPI library /nonexistent/libmpi.so.40") {
+		t.Errorf("error %v does not name the explicit path", err)
+	}
+}
+
 func TestLoadMPIBinds(t *testing.T) {
 	lib, err := loadMPI(candidates(os.Getenv))
 	if err != nil {
@@ -180,12 +193,18 @@ func childCollectives() error {
 		{"broadcast", checkBroadcastMPI},
 		{"all-to-all-v", checkAllToAllVMPI},
 		{"split", checkSplitMPI},
+		{"concurrent communicators", checkConcurrentMPI},
 		{"bad arguments", checkBadArgs},
 		{"go panics still recover", checkGoSignals},
 		{"barrier", func(c Comm) error { return c.Barrier() }},
 	}
 	for _, ch := range checks {
-		if err := ch.f(c); err != nil {
+		t0 := time.Now()
+		err := ch.f(c)
+		if os.Getenv("MAI_DIST_TEST_TIMES") != "" {
+			fmt.Printf("rank %d: %s %v\n", rank, ch.name, time.Since(t0))
+		}
+		if err != nil {
 			return fail("%s: %w", ch.name, err)
 		}
 	}
@@ -239,12 +258,13 @@ func checkAllReduceOps(c Comm) error {
 // the result is close to a float64 reference.
 func checkAllReduceIdentical(c Comm) error {
 	rank, n := c.Rank(), c.Size()
-	for _, m := range []int{7, 1 << 20} {
+	scale := [...]float64{1e-6, 1e-4, 1e-2, 1, 1e2, 1e4, 1e6}
+	for _, m := range []int{7, 1 << 16} { // 256 KiB takes the large-message algorithms
 		gen := func(r int) []float32 {
 			rng := rand.New(rand.NewPCG(uint64(r), 42))
 			v := make([]float32, m)
 			for i := range v {
-				v[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(12)-6)))
+				v[i] = float32((rng.Float64() - 0.5) * scale[rng.IntN(len(scale))])
 			}
 			return v
 		}
@@ -507,6 +527,48 @@ func checkSplitMPI(c Comm) error {
 	return nil
 }
 
+// checkConcurrentMPI runs collectives on two communicators of the same
+// ranks from two goroutines at once (MPI_THREAD_MULTIPLE), as a trainer
+// overlapping data-parallel all-reduce with expert all-to-all does.
+func checkConcurrentMPI(c Comm) error {
+	rank, n := c.Rank(), c.Size()
+	var comms [2]Comm
+	for i := range comms {
+		sub, err := c.Split(0, rank)
+		if err != nil {
+			return err
+		}
+		defer sub.Close()
+		comms[i] = sub
+	}
+	errs := make(chan error, len(comms))
+	for i, sub := range comms {
+		go func() {
+			for iter := range 50 {
+				buf := make([]float32, 1000)
+				for k := range buf {
+					buf[k] = float32(i*1000 + iter + rank)
+				}
+				if err := sub.AllReduce(buf, Sum); err != nil {
+					errs <- err
+					return
+				}
+				if want := float32(n*(i*1000+iter) + n*(n-1)/2); buf[0] != want || buf[999] != want {
+					errs <- fmt.Errorf("comm %d iteration %d: got %v, want %v", i, iter, buf[0], want)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range comms {
+		if err := <-errs; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkBadArgs: every rank makes the same bad calls, which fail before
 // reaching MPI, so the collective sequence stays aligned.
 func checkBadArgs(c Comm) error {
@@ -580,4 +642,69 @@ func childHang() error {
 		return fmt.Errorf("collective with a hung peer: %w", err)
 	}
 	return fmt.Errorf("collective with a hung peer returned")
+}
+
+// BenchmarkMPIAllReduce launches a 2-rank job that times AllReduce(Sum)
+// at several sizes and reports rank 0's figures: the time per call and the
+// bus bandwidth, 2(n-1)/n times the bytes per call over the time.
+func BenchmarkMPIAllReduce(b *testing.B) {
+	path, err := exec.LookPath("mpirun")
+	if err != nil {
+		b.Skip("mpirun is not on PATH")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		cmd := exec.Command(path, "--allow-run-as-root", "--oversubscribe", "-np", "2", self)
+		cmd.Env = append(os.Environ(), childEnv+"=bench")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			var elems int
+			var us, busbw float64
+			if _, err := fmt.Sscanf(line, "allreduce elems=%d us=%g busbw_GBps=%g", &elems, &us, &busbw); err == nil {
+				b.ReportMetric(us, fmt.Sprintf("us/op-%dB", 4*elems))
+				if elems >= 1<<16 {
+					b.ReportMetric(busbw, fmt.Sprintf("GB/s-%dB", 4*elems))
+				}
+			}
+		}
+	}
+}
+
+func childBench() error {
+	c, err := openWorld()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	n := c.Size()
+	for _, elems := range []int{1, 1 << 10, 1 << 16, 1 << 20} {
+		buf := make([]float32, elems)
+		iters := max(5, min(2000, (64<<20)/(4*elems)))
+		for range 3 { // warm up
+			if err := c.AllReduce(buf, Sum); err != nil {
+				return err
+			}
+		}
+		if err := c.Barrier(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		for range iters {
+			if err := c.AllReduce(buf, Sum); err != nil {
+				return err
+			}
+		}
+		per := time.Since(t0).Seconds() / float64(iters)
+		busbw := float64(4*elems) * 2 * float64(n-1) / float64(n) / per / 1e9
+		if c.Rank() == 0 {
+			fmt.Printf("allreduce elems=%d us=%.2f busbw_GBps=%.3f\n", elems, per*1e6, busbw)
+		}
+	}
+	return nil
 }

@@ -61,7 +61,7 @@ const (
 	// DefaultKernelEfficiency is the fraction of dense BF16 peak the GPU
 	// sustains while it computes (GEMMs, attention, and the elementwise and
 	// norm kernels between them).
-	DefaultKernelEfficiency = 0.60
+	DefaultKernelEfficiency = 0.65
 	// linkEfficiency is the fraction of a link's bandwidth a collective reaches.
 	linkEfficiency = 0.8
 	// nvLatency and netLatency are the per-step latencies of a ring
@@ -498,8 +498,12 @@ func (sp *searchSpace) search() ([]Layout, error) {
 	if len(best) == 0 {
 		if !any {
 			if sp.fix != (Constraint{}) {
-				return nil, fmt.Errorf("no parallel layout satisfies the pinned dimensions on %d GPUs (check that TP×PP×DP fits the cluster, TP divides the %d heads and is at most %d, EP divides the %d experts and TP×DP, and the global batch holds a micro-batch per data-parallel rank)",
-					sp.gpus, sp.cfg.Heads, gpn, sp.cfg.Experts)
+				ep := "EP is 1 for a dense model"
+				if sp.cfg.Experts > 0 {
+					ep = fmt.Sprintf("EP divides the %d experts and TP×DP", sp.cfg.Experts)
+				}
+				return nil, fmt.Errorf("no parallel layout satisfies the pinned dimensions on %d GPUs (check that TP×PP×DP fits the cluster, TP divides the %d heads and is at most %d, %s, VPP is at most the layers per stage, and the global batch holds a micro-batch per data-parallel rank)",
+					sp.gpus, sp.cfg.Heads, gpn, ep)
 			}
 			return nil, fmt.Errorf("no parallel layout is possible for %d GPUs with a %s-token global batch (each data-parallel rank needs at least one %d-token sequence)",
 				sp.gpus, FormatCount(sp.batch), sp.seq)

@@ -361,3 +361,17 @@ func TestLookupGPU(t *testing.T) {
 		t.Errorf("unknown GPU: %v", err)
 	}
 }
+
+func BenchmarkPlanMAI500B(b *testing.B) {
+	c, err := model.Preset("mai-1-500b")
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, _ := LookupGPU("h100")
+	o := Options{Model: c, GPU: g, GPUs: 15000, Tokens: 10e12}
+	for b.Loop() {
+		if _, err := Plan(o); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -51,7 +51,7 @@ See docs/plan.md for every formula, default and source.`,
 	fl.Float64Var(&f.net, "net", 0, "override inter-node bandwidth per GPU and direction, GB/s")
 	fl.IntVar(&f.gpusPerNode, "gpus-per-node", 0, "override GPUs per NVLink node (default 8)")
 	fl.Float64Var(&f.headroom, "headroom", 0, "fraction of GPU memory left free (default 0.10)")
-	fl.Float64Var(&f.kernelEff, "kernel-eff", 0, "layout model: fraction of peak reached while computing (default 0.60)")
+	fl.Float64Var(&f.kernelEff, "kernel-eff", 0, "layout model: fraction of peak reached while computing (default 0.65)")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON instead of tables")
 	fl.IntVar(&f.tp, "tp", 0, "pin tensor-parallel size (default: searched over 1, 2, 4, 8)")
 	fl.IntVar(&f.pp, "pp", 0, "pin pipeline-parallel size (default: searched)")

@@ -23,6 +23,7 @@ var benchGemmFlags struct {
 	transA, transB bool
 	threads        int
 	runs           int
+	kernel         string
 	json           bool
 }
 
@@ -49,6 +50,7 @@ func init() {
 	f.BoolVar(&benchGemmFlags.transB, "transb", false, "B is stored n×k (only with sizes)")
 	f.IntVar(&benchGemmFlags.threads, "threads", 0, "worker threads (0: GOMAXPROCS)")
 	f.IntVar(&benchGemmFlags.runs, "runs", 5, "timed runs per shape; the median is reported")
+	f.StringVar(&benchGemmFlags.kernel, "kernel", "", "microkernel to use, e.g. avx2-6x16 (default: the one Gemm picks for this CPU)")
 	f.BoolVar(&benchGemmFlags.json, "json", false, "print JSON instead of a table")
 	benchCmd.AddCommand(benchGemmCmd)
 	rootCmd.AddCommand(benchCmd)
@@ -68,19 +70,22 @@ func runBenchGemm(cmd *cobra.Command, _ []string) error {
 		if fl.m <= 0 || fl.n <= 0 || fl.k <= 0 {
 			return fmt.Errorf("bench gemm: --m, --n and --k must all be positive, got %d, %d, %d", fl.m, fl.n, fl.k)
 		}
-		cfgs = append(cfgs, cpu.GemmBenchConfig{M: fl.m, N: fl.n, K: fl.k, TransA: fl.transA, TransB: fl.transB, Runs: fl.runs})
+		cfgs = append(cfgs, cpu.GemmBenchConfig{M: fl.m, N: fl.n, K: fl.k, TransA: fl.transA, TransB: fl.transB, Runs: fl.runs, Kernel: fl.kernel})
 	} else {
 		if cmd.Flags().Changed("transa") || cmd.Flags().Changed("transb") {
 			return fmt.Errorf("bench gemm: --transa and --transb need --m, --n and --k")
 		}
 		for _, s := range [][3]int{{4096, 768, 768}, {4096, 768, 3072}, {4096, 3072, 768}} {
 			for _, t := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
-				cfgs = append(cfgs, cpu.GemmBenchConfig{M: s[0], N: s[1], K: s[2], TransA: t[0], TransB: t[1], Runs: fl.runs})
+				cfgs = append(cfgs, cpu.GemmBenchConfig{M: s[0], N: s[1], K: s[2], TransA: t[0], TransB: t[1], Runs: fl.runs, Kernel: fl.kernel})
 			}
 		}
 	}
 	p := cpu.NewPool(fl.threads)
-	peak := cpu.MeasurePeak(p)
+	peak, err := cpu.MeasurePeakFor(p, fl.kernel)
+	if err != nil {
+		return fmt.Errorf("bench gemm: %w", err)
+	}
 	var results []cpu.GemmBenchResult
 	for _, cfg := range cfgs {
 		r, err := cpu.BenchGemm(p, cfg, peak)
@@ -97,12 +102,12 @@ func runBenchGemm(cmd *cobra.Command, _ []string) error {
 	}
 	out := cmd.OutOrStdout()
 	if fl.json {
-		return writeBenchGemmJSON(out, peak, results)
+		return writeBenchGemmJSON(out, results)
 	}
 	return writeBenchGemmTable(out, peak, results)
 }
 
-func writeBenchGemmJSON(w io.Writer, peak cpu.Peak, results []cpu.GemmBenchResult) error {
+func writeBenchGemmJSON(w io.Writer, results []cpu.GemmBenchResult) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	var v any = results
@@ -117,7 +122,7 @@ func writeBenchGemmJSON(w io.Writer, peak cpu.Peak, results []cpu.GemmBenchResul
 
 func writeBenchGemmTable(w io.Writer, peak cpu.Peak, results []cpu.GemmBenchResult) error {
 	fmt.Fprintf(w, "kernel %s, %d threads; FMA peak (%s): %.1f GFLOP/s all threads over wall time, %.1f over CPU time; per thread",
-		cpu.GemmKernelName(), len(peak.PerThread), peak.ISA, peak.GFLOPS, peak.CPUGFLOPS)
+		results[0].Kernel, len(peak.PerThread), peak.ISA, peak.GFLOPS, peak.CPUGFLOPS)
 	for _, g := range peak.PerThread {
 		fmt.Fprintf(w, " %.1f", g)
 	}

@@ -81,10 +81,10 @@ func printInfo(source string, c *model.Config, s plan.Summary) {
 	fmt.Fprintf(w, "architecture\t%s\n", arch)
 	fmt.Fprintf(w, "parameters\t%s total, %s active per token\n", human(float64(s.TotalParams)), human(float64(s.ActiveParams)))
 	fmt.Fprintf(w, "training FLOPs/token\t%s\n", human(s.FLOPsPerToken))
-	fmt.Fprintf(w, "weights\t%s (bf16), %s (f32)\n", bytes(s.WeightBytesBF16), bytes(s.WeightBytesF32))
-	fmt.Fprintf(w, "gradients (f32)\t%s\n", bytes(s.GradBytes))
-	fmt.Fprintf(w, "AdamW state (f32 m, v)\t%s\n", bytes(s.AdamBytes))
-	fmt.Fprintf(w, "mixed-precision training\t%s before sharding (16 bytes/param), plus activations\n", bytes(s.TrainBytesMixed))
+	fmt.Fprintf(w, "weights\t%s (bf16), %s (f32)\n", byteSize(s.WeightBytesBF16), byteSize(s.WeightBytesF32))
+	fmt.Fprintf(w, "gradients (f32)\t%s\n", byteSize(s.GradBytes))
+	fmt.Fprintf(w, "AdamW state (f32 m, v)\t%s\n", byteSize(s.AdamBytes))
+	fmt.Fprintf(w, "mixed-precision training\t%s before sharding (16 bytes/param), plus activations\n", byteSize(s.TrainBytesMixed))
 	fmt.Fprintf(w, "compute-optimal tokens\t%s (20 per parameter)\n", human(s.ComputeOptimal))
 	w.Flush()
 }
@@ -117,7 +117,7 @@ func human(v float64) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
-func bytes(b float64) string {
+func byteSize(b float64) string {
 	for _, u := range []struct {
 		s string
 		f float64

@@ -67,8 +67,10 @@ func trimNum(v float64) string {
 		s = strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
 		s = strconv.FormatFloat(v, 'f', 1, 64)
-	default:
+	case a >= 1 || a == 0:
 		s = strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
 	if strings.Contains(s, ".") {
 		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")

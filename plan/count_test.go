@@ -44,7 +44,7 @@ func TestFormatCount(t *testing.T) {
 		in   float64
 		want string
 	}{
-		{15.6e12, "15.6T"}, {300e9, "300B"}, {30.84e6, "30.8M"}, {1.5e3, "1.5K"}, {7, "7"}, {2e6, "2M"},
+		{15.6e12, "15.6T"}, {300e9, "300B"}, {30.84e6, "30.8M"}, {1.5e3, "1.5K"}, {7, "7"}, {2e6, "2M"}, {0, "0"}, {0.000312, "0.000312"}, {0.5, "0.5"},
 	}
 	for _, tc := range tests {
 		if got := FormatCount(tc.in); got != tc.want {

@@ -11,7 +11,7 @@ import (
 // and streams from L3; the microkernel keeps an mr×nr tile of C in registers.
 const (
 	gemmKC = 256
-	gemmMC = 144 // a multiple of every kernel's mr (6, 4)
+	gemmMC = 144 // a multiple of every kernel's mr (12, 6, 4)
 	gemmNC = 3072
 
 	// gemmSmall is the m*n*k below which Gemm skips packing and runs a plain loop.
@@ -23,6 +23,7 @@ const (
 // gemmKernel is a register-blocked microkernel over packed panels.
 type gemmKernel struct {
 	name   string
+	isa    string // the instructions it uses, as peakLoopFor names them
 	mr, nr int
 	// tile computes the full mr×nr tile
 	//   c[i*ldc+j] = sum_p a[p*mr+i]*b[p*nr+j] + beta*c[i*ldc+j]
@@ -32,7 +33,7 @@ type gemmKernel struct {
 }
 
 // goKernel is the portable microkernel, used where no assembly kernel runs.
-var goKernel = gemmKernel{name: "go4x4", mr: 4, nr: 4, tile: tile4x4Go}
+var goKernel = gemmKernel{name: "go4x4", isa: "go", mr: 4, nr: 4, tile: tile4x4Go}
 
 // Gemm computes C = alpha*op(A)*op(B) + beta*C for row-major matrices, where
 // op(A) is m×k (A is m×k, or k×m when transA) and op(B) is k×n (B is k×n, or
@@ -226,7 +227,7 @@ var gemmBufs = sync.Pool{New: func() any {
 	return &gemmBuf{
 		a:    make([]float32, gemmMC*gemmKC),
 		b:    make([]float32, gemmKC*gemmNC),
-		tile: make([]float32, 16*16),
+		tile: make([]float32, 32*32),
 	}
 }}
 
@@ -289,9 +290,10 @@ func packA(ap, a []float32, lda int, transA bool, ic, mc, pc, kc, mr int, alpha 
 			row := a[(pc+p)*lda+ic:]
 			row = row[:mc]
 			ir := 0
-			if mr == 6 {
+			if mr%6 == 0 {
 				for ; ir < full; ir += 6 {
-					d := ap[ir*kc+p*6:]
+					// Slots ir%mr.. of panel ir/mr.
+					d := ap[(ir-ir%mr)*kc+p*mr+ir%mr:]
 					d = d[:6:6]
 					s := row[ir : ir+6 : ir+6]
 					d[0] = alpha * s[0]
@@ -318,8 +320,10 @@ func packA(ap, a []float32, lda int, transA bool, ic, mc, pc, kc, mr int, alpha 
 	for ir := 0; ir < mc; ir += mr {
 		dst := ap[ir*kc : (ir+mr)*kc]
 		mm := min(mr, mc-ir)
-		if mm == 6 && mr == 6 {
-			packA6(dst, a, lda, ic+ir, pc, kc, alpha)
+		if mm == mr && mr%6 == 0 {
+			for r := 0; r < mr; r += 6 {
+				packA6(dst, mr, r, a, lda, ic+ir+r, pc, kc, alpha)
+			}
 			continue
 		}
 		for r := range mr {
@@ -338,17 +342,18 @@ func packA(ap, a []float32, lda int, transA bool, ic, mc, pc, kc, mr int, alpha 
 	}
 }
 
-// packA6 packs six full rows of a non-transposed A.
-func packA6(dst, a []float32, lda, i, pc, kc int, alpha float32) {
+// packA6 packs six full rows i..i+5 of a non-transposed A into slots
+// off..off+5 of micro-panels mr wide.
+func packA6(dst []float32, mr, off int, a []float32, lda, i, pc, kc int, alpha float32) {
 	r0 := a[i*lda+pc:][:kc]
 	r1 := a[(i+1)*lda+pc:][:kc]
 	r2 := a[(i+2)*lda+pc:][:kc]
 	r3 := a[(i+3)*lda+pc:][:kc]
 	r4 := a[(i+4)*lda+pc:][:kc]
 	r5 := a[(i+5)*lda+pc:][:kc]
-	dst = dst[:6*kc]
+	dst = dst[:mr*kc]
 	for p := range kc {
-		d := dst[p*6 : p*6+6 : p*6+6]
+		d := dst[p*mr+off : p*mr+off+6 : p*mr+off+6]
 		d[0] = alpha * r0[p]
 		d[1] = alpha * r1[p]
 		d[2] = alpha * r2[p]
@@ -382,8 +387,10 @@ func packB(bp, b []float32, ldb int, transB bool, pc, kc, jc, nc, nr int) {
 	for jr := 0; jr < nc; jr += nr {
 		dst := bp[jr*kc : (jr+nr)*kc]
 		nn := min(nr, nc-jr)
-		if nn == 16 && nr == 16 {
-			packBT16(dst, b, ldb, jc+jr, pc, kc)
+		if nn == nr && nr%4 == 0 {
+			for q := 0; q < nr; q += 4 {
+				packBT4(dst, nr, q, b, ldb, jc+jr+q, pc, kc)
+			}
 			continue
 		}
 		for j := range nr {
@@ -402,22 +409,20 @@ func packB(bp, b []float32, ldb int, transB bool, pc, kc, jc, nc, nr int) {
 	}
 }
 
-// packBT16 packs 16 full columns of op(B) from a transposed B, four
-// columns (rows of b) at a time so that each write fills more of a line.
-func packBT16(dst, b []float32, ldb, j, pc, kc int) {
-	dst = dst[:16*kc]
-	for q := 0; q < 16; q += 4 {
-		r0 := b[(j+q)*ldb+pc:][:kc]
-		r1 := b[(j+q+1)*ldb+pc:][:kc]
-		r2 := b[(j+q+2)*ldb+pc:][:kc]
-		r3 := b[(j+q+3)*ldb+pc:][:kc]
-		for p := range kc {
-			d := dst[p*16+q : p*16+q+4 : p*16+q+4]
-			d[0] = r0[p]
-			d[1] = r1[p]
-			d[2] = r2[p]
-			d[3] = r3[p]
-		}
+// packBT4 packs four full columns j..j+3 of op(B), from a transposed B, into
+// slots off..off+3 of micro-panels nr wide.
+func packBT4(dst []float32, nr, off int, b []float32, ldb, j, pc, kc int) {
+	r0 := b[j*ldb+pc:][:kc]
+	r1 := b[(j+1)*ldb+pc:][:kc]
+	r2 := b[(j+2)*ldb+pc:][:kc]
+	r3 := b[(j+3)*ldb+pc:][:kc]
+	dst = dst[:nr*kc]
+	for p := range kc {
+		d := dst[p*nr+off : p*nr+off+4 : p*nr+off+4]
+		d[0] = r0[p]
+		d[1] = r1[p]
+		d[2] = r2[p]
+		d[3] = r3[p]
 	}
 }
 

@@ -1,13 +1,32 @@
 package cpu
 
+//go:generate go run ./internal/asmgen -out gemm_amd64.s
+
 // gemmKernel6x16 is the AVX2/FMA microkernel (gemm_amd64.s): a 6×16 tile
 // over packed panels, with the contract of gemmKernel.tile.
 //
 //go:noescape
 func gemmKernel6x16(kc int, a, b, c *float32, ldc int, beta float32)
 
+// gemmKernel12x32 is the AVX-512 microkernel (gemm_amd64.s): a 12×32 tile
+// over packed panels, with the contract of gemmKernel.tile.
+//
+//go:noescape
+func gemmKernel12x32(kc int, a, b, c *float32, ldc int, beta float32)
+
+// avx512Kernel is the AVX-512 microkernel.
+var avx512Kernel = gemmKernel{name: "avx512-12x32", isa: "avx512", mr: 12, nr: 32, tile: tile12x32AVX512}
+
+func tile12x32AVX512(kc int, a, b, c []float32, ldc int, beta float32) {
+	// Bounds checks here keep the assembly inside the slices.
+	_ = a[12*kc-1]
+	_ = b[32*kc-1]
+	_ = c[11*ldc+31]
+	gemmKernel12x32(kc, &a[0], &b[0], &c[0], ldc, beta)
+}
+
 // avx2Kernel is the AVX2/FMA microkernel.
-var avx2Kernel = gemmKernel{name: "avx2-6x16", mr: 6, nr: 16, tile: tile6x16AVX2}
+var avx2Kernel = gemmKernel{name: "avx2-6x16", isa: "avx2", mr: 6, nr: 16, tile: tile6x16AVX2}
 
 func tile6x16AVX2(kc int, a, b, c []float32, ldc int, beta float32) {
 	// Bounds checks here keep the assembly inside the slices.
@@ -19,8 +38,23 @@ func tile6x16AVX2(kc int, a, b, c []float32, ldc int, beta float32) {
 
 // activeKernel returns the microkernel Gemm uses on this CPU.
 func activeKernel() gemmKernel {
-	if hostCPU.AVX2FMA {
+	switch {
+	case hostCPU.AVX512F:
+		return avx512Kernel
+	case hostCPU.AVX2FMA:
 		return avx2Kernel
 	}
 	return goKernel
+}
+
+// availableKernels lists every microkernel this CPU can run, best last.
+func availableKernels() []gemmKernel {
+	ks := []gemmKernel{goKernel}
+	if hostCPU.AVX2FMA {
+		ks = append(ks, avx2Kernel)
+	}
+	if hostCPU.AVX512F {
+		ks = append(ks, avx512Kernel)
+	}
+	return ks
 }

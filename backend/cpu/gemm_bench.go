@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,9 @@ type GemmBenchConfig struct {
 	TransA, TransB bool
 	// Runs is how many timed runs to take the median of (after one warm-up).
 	Runs int
+	// Kernel names the microkernel (one of GemmKernels); empty means the one
+	// Gemm uses.
+	Kernel string
 }
 
 // GemmBenchResult is what BenchGemm measured. Times are medians over the runs.
@@ -49,6 +53,27 @@ type GemmBenchResult struct {
 // GemmKernelName names the microkernel Gemm uses on this CPU.
 func GemmKernelName() string { return activeKernel().name }
 
+// GemmKernels names every microkernel this CPU can run, the one Gemm uses last.
+func GemmKernels() []string {
+	var names []string
+	for _, k := range availableKernels() {
+		names = append(names, k.name)
+	}
+	return names
+}
+
+func kernelByName(name string) (gemmKernel, error) {
+	if name == "" {
+		return activeKernel(), nil
+	}
+	for _, k := range availableKernels() {
+		if k.name == name {
+			return k, nil
+		}
+	}
+	return gemmKernel{}, fmt.Errorf("no GEMM kernel %q on this CPU (have %s)", name, strings.Join(GemmKernels(), ", "))
+}
+
 // BenchGemm times Gemm on random matrices with p's threads and reports the
 // median of cfg.Runs runs against peak, measured on the same pool.
 func BenchGemm(p *Pool, cfg GemmBenchConfig, peak Peak) (GemmBenchResult, error) {
@@ -57,6 +82,10 @@ func BenchGemm(p *Pool, cfg GemmBenchConfig, peak Peak) (GemmBenchResult, error)
 	}
 	if cfg.Runs <= 0 {
 		return GemmBenchResult{}, fmt.Errorf("gemm bench: runs must be positive, got %d", cfg.Runs)
+	}
+	kern, err := kernelByName(cfg.Kernel)
+	if err != nil {
+		return GemmBenchResult{}, fmt.Errorf("gemm bench: %w", err)
 	}
 	m, n, k := cfg.M, cfg.N, cfg.K
 	rng := rand.New(rand.NewPCG(uint64(m), uint64(n*k)))
@@ -76,7 +105,7 @@ func BenchGemm(p *Pool, cfg GemmBenchConfig, peak Peak) (GemmBenchResult, error)
 		ldb = k
 	}
 	run := func() {
-		Gemm(p, cfg.TransA, cfg.TransB, m, n, k, 1, a, lda, b, ldb, 0, c, n)
+		gemm(kern, gemmSmall, p, cfg.TransA, cfg.TransB, m, n, k, 1, a, lda, b, ldb, 0, c, n)
 	}
 	run() // warm up: page in, fill the buffer pool
 	walls := make([]float64, cfg.Runs)
@@ -94,7 +123,7 @@ func BenchGemm(p *Pool, cfg GemmBenchConfig, peak Peak) (GemmBenchResult, error)
 		M: m, N: n, K: k,
 		Trans:         transName(cfg.TransA, cfg.TransB),
 		Threads:       p.Threads(),
-		Kernel:        GemmKernelName(),
+		Kernel:        kern.name,
 		Runs:          cfg.Runs,
 		WallSeconds:   median(walls),
 		CPUSeconds:    median(cpus),

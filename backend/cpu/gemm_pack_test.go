@@ -20,15 +20,17 @@ func BenchmarkGemmPack(b *testing.B) {
 		c1, _ := threadCPUTime()
 		b.ReportMetric(float64((c1-c0).Nanoseconds())/float64(b.N*floats), "cpu-ns/float")
 	}
-	for _, tr := range []bool{false, true} {
-		b.Run(fmt.Sprintf("A/trans=%v", tr), func(b *testing.B) {
-			ap := make([]float32, gemmMC*gemmKC)
-			run(b, gemmMC*gemmKC, func() { packA(ap, src, ld, tr, 0, gemmMC, 0, gemmKC, 6, 1) })
-		})
-		b.Run(fmt.Sprintf("B/trans=%v", tr), func(b *testing.B) {
-			bp := make([]float32, gemmNC*gemmKC)
-			const nc = 768
-			run(b, nc*gemmKC, func() { packB(bp, src, ld, tr, 0, gemmKC, 0, nc, 16) })
-		})
+	for _, kern := range availableKernels()[1:] {
+		for _, tr := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/A/trans=%v", kern.name, tr), func(b *testing.B) {
+				ap := make([]float32, gemmMC*gemmKC)
+				run(b, gemmMC*gemmKC, func() { packA(ap, src, ld, tr, 0, gemmMC, 0, gemmKC, kern.mr, 1) })
+			})
+			b.Run(fmt.Sprintf("%s/B/trans=%v", kern.name, tr), func(b *testing.B) {
+				bp := make([]float32, gemmNC*gemmKC)
+				const nc = 768
+				run(b, nc*gemmKC, func() { packB(bp, src, ld, tr, 0, gemmKC, 0, nc, kern.nr) })
+			})
+		}
 	}
 }

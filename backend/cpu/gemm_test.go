@@ -54,12 +54,14 @@ func gemmOperands(tc *gemmCase, rng *rand.Rand) (a, b, c []float32) {
 	return fill(ar, tc.lda, false), fill(br, tc.ldb, false), fill(tc.m, tc.ldc, tc.beta == 0)
 }
 
-// checkGemm compares c (the result) with a float64 reference computed from a, b, c0.
-func checkGemm(t *testing.T, tc gemmCase, a, b, c0, c []float32) {
-	t.Helper()
+// gemmRef computes the float64 reference of tc: want = alpha·op(A)·op(B) + beta·C0
+// and bound, the tolerance of each element (a multiple of eps times the sum of
+// the absolute values of its terms).
+func gemmRef(tc gemmCase, a, b, c0 []float32) (want, bound []float64) {
 	eps := float64(math.Nextafter32(1, 2) - 1)
 	tol := (4*math.Sqrt(float64(tc.k)) + 8) * eps
-	bad := 0
+	want = make([]float64, tc.m*tc.n)
+	bound = make([]float64, tc.m*tc.n)
 	for i := range tc.m {
 		for j := range tc.n {
 			var s, abs float64
@@ -78,21 +80,34 @@ func checkGemm(t *testing.T, tc gemmCase, a, b, c0, c []float32) {
 				s += av * bv
 				abs += math.Abs(av * bv)
 			}
-			want := float64(tc.alpha) * s
+			w := float64(tc.alpha) * s
 			abs *= math.Abs(float64(tc.alpha))
 			if tc.beta != 0 {
-				want += float64(tc.beta) * float64(c0[i*tc.ldc+j])
+				w += float64(tc.beta) * float64(c0[i*tc.ldc+j])
 				abs += math.Abs(float64(tc.beta) * float64(c0[i*tc.ldc+j]))
 			}
-			got := float64(c[i*tc.ldc+j])
-			if !(math.Abs(got-want) <= tol*abs+1e-30) {
+			want[i*tc.n+j] = w
+			bound[i*tc.n+j] = tol*abs + 1e-30
+		}
+	}
+	return want, bound
+}
+
+// checkGemm compares c (the result) with the reference, and checks that the
+// padding between rows of C is untouched.
+func checkGemm(t *testing.T, tc gemmCase, want, bound []float64, c0, c []float32) {
+	t.Helper()
+	bad := 0
+	for i := range tc.m {
+		for j := range tc.n {
+			got, w := float64(c[i*tc.ldc+j]), want[i*tc.n+j]
+			if !(math.Abs(got-w) <= bound[i*tc.n+j]) {
 				if bad < 5 {
-					t.Errorf("%v: C[%d][%d] = %g, want %g (tolerance %g)", tc, i, j, got, want, tol*abs)
+					t.Errorf("%v: C[%d][%d] = %g, want %g (tolerance %g)", tc, i, j, got, w, bound[i*tc.n+j])
 				}
 				bad++
 			}
 		}
-		// Padding between rows of C must be untouched.
 		for j := tc.n; j < tc.ldc && i < tc.m-1; j++ {
 			if got, was := c[i*tc.ldc+j], c0[i*tc.ldc+j]; math.Float32bits(got) != math.Float32bits(was) {
 				t.Fatalf("%v: padding C[%d][%d] changed from %g to %g", tc, i, j, was, got)
@@ -110,16 +125,13 @@ func runGemmCase(t *testing.T, p *Pool, kern gemmKernel, small int, tc gemmCase,
 	a, b, c0 := gemmOperands(&tc, rng)
 	c := append([]float32(nil), c0...)
 	gemm(kern, small, p, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, tc.lda, b, tc.ldb, tc.beta, c, tc.ldc)
-	checkGemm(t, tc, a, b, c0, c)
+	want, bound := gemmRef(tc, a, b, c0)
+	checkGemm(t, tc, want, bound, c0, c)
 }
 
 // testKernels lists the kernels this machine can run.
 func testKernels() []gemmKernel {
-	ks := []gemmKernel{goKernel}
-	if k := activeKernel(); k.name != goKernel.name {
-		ks = append(ks, k)
-	}
-	return ks
+	return availableKernels()
 }
 
 var transposes = []struct{ a, b bool }{{false, false}, {false, true}, {true, false}, {true, true}}
@@ -166,6 +178,7 @@ func TestGemmAlphaBetaStrides(t *testing.T) {
 
 func TestGemmLarge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
+	// Each case runs every kernel on 1, 2 and 3 threads against one reference.
 	sizes := []struct{ m, n, k int }{
 		{300, 200, 600},  // several MC and KC blocks, edge tiles in m and k
 		{7, 3100, 260},   // more than one NC panel
@@ -176,20 +189,77 @@ func TestGemmLarge(t *testing.T) {
 		{145, 33, 511},   // m just past MC
 		{200, 130, 3000}, // long k
 	}
-	for _, kern := range testKernels() {
-		for _, threads := range []int{1, 2, 3} {
-			p := NewPool(threads)
-			for _, sz := range sizes {
-				for _, tr := range transposes {
-					tc := gemmCase{transA: tr.a, transB: tr.b, m: sz.m, n: sz.n, k: sz.k, alpha: 0.5, beta: 0}
-					if sz.m%2 == 0 {
-						tc.beta = 0.75
-					}
-					t.Run(fmt.Sprintf("%s/t%d/%v", kern.name, threads, tc), func(t *testing.T) {
-						runGemmCase(t, p, kern, gemmSmall, tc, rng)
-					})
-				}
+	pools := []*Pool{NewPool(1), NewPool(2), NewPool(3)}
+	for _, sz := range sizes {
+		for _, tr := range transposes {
+			tc := gemmCase{transA: tr.a, transB: tr.b, m: sz.m, n: sz.n, k: sz.k, alpha: 0.5, beta: 0}
+			if sz.m%2 == 0 {
+				tc.beta = 0.75
 			}
+			t.Run(tc.String(), func(t *testing.T) {
+				a, b, c0 := gemmOperands(&tc, rng)
+				want, bound := gemmRef(tc, a, b, c0)
+				for _, kern := range testKernels() {
+					for _, p := range pools {
+						c := append([]float32(nil), c0...)
+						gemm(kern, gemmSmall, p, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, tc.lda, b, tc.ldb, tc.beta, c, tc.ldc)
+						checkGemm(t, tc, want, bound, c0, c)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestGemmGPT2Sampled runs the GPT-2 training shapes in every variant and
+// checks a random sample of C against float64 dot products.
+func TestGemmGPT2Sampled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large GEMMs")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	p := NewPool(2)
+	eps := float64(math.Nextafter32(1, 2) - 1)
+	for _, sz := range gpt2Shapes {
+		// One set of operands per shape; each variant reads them with its own strides.
+		a, b, c := gemmOperands(&gemmCase{m: sz.m, n: sz.n, k: sz.k}, rng)
+		for _, tr := range transposes {
+			tc := gemmCase{transA: tr.a, transB: tr.b, m: sz.m, n: sz.n, k: sz.k, alpha: 1, beta: 0}
+			tc.lda, tc.ldb, tc.ldc = sz.k, sz.n, sz.n
+			if tc.transA {
+				tc.lda = sz.m
+			}
+			if tc.transB {
+				tc.ldb = sz.k
+			}
+			t.Run(tc.String(), func(t *testing.T) {
+				Gemm(p, tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, tc.lda, b, tc.ldb, tc.beta, c, tc.ldc)
+				for range 200 {
+					i, j := rng.IntN(tc.m), rng.IntN(tc.n)
+					if rng.IntN(4) == 0 { // the last rows and columns hold the edge tiles
+						i, j = tc.m-1-rng.IntN(12), tc.n-1-rng.IntN(32)
+					}
+					var s, abs float64
+					for l := range tc.k {
+						var av, bv float64
+						if tc.transA {
+							av = float64(a[l*tc.lda+i])
+						} else {
+							av = float64(a[i*tc.lda+l])
+						}
+						if tc.transB {
+							bv = float64(b[j*tc.ldb+l])
+						} else {
+							bv = float64(b[l*tc.ldb+j])
+						}
+						s += av * bv
+						abs += math.Abs(av * bv)
+					}
+					if got := float64(c[i*tc.ldc+j]); !(math.Abs(got-s) <= (4*math.Sqrt(float64(tc.k))+8)*eps*abs) {
+						t.Fatalf("C[%d][%d] = %g, want %g", i, j, got, s)
+					}
+				}
+			})
 		}
 	}
 }

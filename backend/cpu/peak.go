@@ -34,11 +34,21 @@ type peakLoop struct {
 // GFLOP/s: the denominator of a GEMM's fraction of peak. See MeasurePeak.
 func PeakGFLOPS(p *Pool) float64 { return MeasurePeak(p).GFLOPS }
 
-// MeasurePeak measures the FMA peak on all of p's threads and per thread. It
-// takes the best of a few short runs (about 0.2 s in all), since a shared
-// machine can only make a run slower.
+// MeasurePeak measures the FMA peak of the instructions Gemm uses, on all of
+// p's threads and per thread. It takes the best of a few short runs (about
+// 0.2 s in all), since a shared machine can only make a run slower.
 func MeasurePeak(p *Pool) Peak {
-	return measurePeak(p, activePeakLoop(), 5, 20*time.Millisecond)
+	return measurePeak(p, peakLoopFor(activeKernel().isa), 5, 20*time.Millisecond)
+}
+
+// MeasurePeakFor is MeasurePeak for the instructions of the named GEMM
+// kernel (one of GemmKernels).
+func MeasurePeakFor(p *Pool, kernel string) (Peak, error) {
+	k, err := kernelByName(kernel)
+	if err != nil {
+		return Peak{}, err
+	}
+	return measurePeak(p, peakLoopFor(k.isa), 5, 20*time.Millisecond), nil
 }
 
 func measurePeak(p *Pool, loop peakLoop, reps int, target time.Duration) Peak {

@@ -15,9 +15,12 @@ var (
 	avx512PeakLoop = peakLoop{isa: "avx512", flopsPerIter: 12 * 16 * 2, run: fmaLoopAVX512}
 )
 
-// activePeakLoop returns the FMA loop matching the active GEMM kernel.
-func activePeakLoop() peakLoop {
-	if hostCPU.AVX2FMA {
+// peakLoopFor returns the FMA loop for a kernel's instruction set.
+func peakLoopFor(isa string) peakLoop {
+	switch {
+	case isa == "avx512" && hostCPU.AVX512F:
+		return avx512PeakLoop
+	case isa == "avx2" && hostCPU.AVX2FMA:
 		return avx2PeakLoop
 	}
 	return goPeakLoop

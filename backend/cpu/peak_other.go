@@ -2,5 +2,5 @@
 
 package cpu
 
-// activePeakLoop returns the FMA loop matching the active GEMM kernel.
-func activePeakLoop() peakLoop { return goPeakLoop }
+// peakLoopFor returns the FMA loop for a kernel's instruction set.
+func peakLoopFor(string) peakLoop { return goPeakLoop }

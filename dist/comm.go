@@ -63,7 +63,9 @@ type Comm interface {
 	// Split is collective: every rank of the group must call it.
 	Split(color, key int) (Comm, error)
 	// Close releases the communicator. Closing the world communicator of
-	// an MPI job finalizes MPI (collectively: every rank must close it).
+	// an MPI job finalizes MPI, which waits for every rank to close it: on
+	// an error path call Abort instead, or the peers wait until the
+	// watchdog's limit.
 	Close() error
 }
 
@@ -168,6 +170,36 @@ func Kinds() []string {
 	return out
 }
 
+// Abort ends the whole job after a fatal error on this rank: for an MPI
+// communicator it calls MPI_Abort, which makes the launcher kill every
+// rank (so peers blocked in a collective do not wait for the watchdog),
+// and does not return. In a job of one process it returns and the caller
+// reports the error as usual. A trainer does
+//
+//	defer func() {
+//		if err != nil {
+//			dist.Abort(comm, 1)
+//		}
+//		comm.Close()
+//	}()
+func Abort(c Comm, code int) {
+	if a, ok := c.(interface{ abort(int) }); ok {
+		a.abort(code)
+	}
+}
+
+// Describe names c's kind and position for logs, such as
+// "mpi (Open MPI v4.1.4), rank 3 of 8" or "local".
+func Describe(c Comm) string {
+	if d, ok := c.(interface{ describe() string }); ok {
+		return d.describe()
+	}
+	if _, ok := c.(*local); ok {
+		return "local"
+	}
+	return fmt.Sprintf("%T, rank %d of %d", c, c.Rank(), c.Size())
+}
+
 // Open returns the communicator of the given kind: "auto" (or "") picks
 // "mpi" when the process was started by an MPI launcher (mpirun, mpiexec,
 // srun) and "local" otherwise; "local", "mpi" and "nccl" name a kind.
@@ -216,8 +248,4 @@ func DetectLauncher(getenv func(string) string) string {
 		return "Slurm srun"
 	}
 	return ""
-}
-
-func openNCCLUnavailable(Options) (Comm, error) {
-	return nil, fmt.Errorf("dist: kind \"nccl\": %w in this build yet (GPU collectives will register here; use \"mpi\" for now)", ErrNotImplemented)
 }

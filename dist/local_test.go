@@ -13,6 +13,9 @@ func TestLocalCollectives(t *testing.T) {
 	if c.Rank() != 0 || c.Size() != 1 {
 		t.Fatalf("Local rank %d size %d", c.Rank(), c.Size())
 	}
+	if d := Describe(c); d != "local" {
+		t.Errorf("Describe(Local()) = %q", d)
+	}
 	for _, op := range []Op{Sum, Avg, Max, Min} {
 		buf := []float32{1.5, -2, 3}
 		if err := c.AllReduce(buf, op); err != nil {
@@ -77,6 +80,7 @@ func TestLocalCollectives(t *testing.T) {
 	if err := c.Barrier(); err != nil {
 		t.Errorf("closing a sub-communicator closed its parent: %v", err)
 	}
+	Abort(c, 1) // returns for one process
 	if err := c.Close(); err != nil {
 		t.Error(err)
 	}

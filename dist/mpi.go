@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -84,6 +85,7 @@ func initMPI(timeout time.Duration) error {
 		lib.call(lib.commRank, lib.commWorld, uintptr(unsafe.Pointer(&worldRank)))
 		lib.call(lib.commSize, lib.commWorld, uintptr(unsafe.Pointer(&worldSize)))
 	})
+	st.worldSize = int(worldSize)
 	if timeout > 0 {
 		st.dog = startWatchdog(lib, timeout, int(worldRank), int(worldSize))
 	}
@@ -127,15 +129,35 @@ func (st *mpiStateT) run(f func()) {
 // is held.
 func finalizeLocked() error {
 	st := &mpiState
+	// MPI_Finalize waits for every rank: a rank that closes after an error
+	// while its peers wait in a collective would hang here, so the
+	// watchdog times it like a collective.
+	s := &slot{size: -1}
+	if st.dog != nil {
+		st.dog.add(s)
+	}
+	var rc int32
+	s.begin(opFinalize)
+	st.owner.do(func() { rc = st.lib.call(st.lib.finalize) })
+	s.end()
 	if st.dog != nil {
 		st.dog.stop()
 		st.dog = nil
 	}
-	var rc int32
-	st.owner.do(func() { rc = st.lib.call(st.lib.finalize) })
 	st.owner.stop()
 	st.finalized = true
 	return st.lib.check("MPI_Finalize", rc)
+}
+
+// abort ends the whole job with code and does not return, unless the
+// job has a single rank.
+func (c *mpiComm) abort(code int) {
+	if mpiState.worldSize <= 1 {
+		return
+	}
+	logger().Error("aborting the MPI job", "rank", c.rank, "code", code)
+	c.lib.call(c.lib.abort, c.lib.commWorld, uintptr(code))
+	os.Exit(code)
 }
 
 // mpiComm is a communicator of an MPI job.
@@ -174,6 +196,14 @@ func newMPIComm(lib *mpiLib, h uintptr, world bool) (*mpiComm, error) {
 		st.dog.add(c.slot)
 	}
 	return c, nil
+}
+
+func (c *mpiComm) describe() string {
+	v := c.lib.version()
+	if i := strings.IndexByte(v, ','); i >= 0 {
+		v = v[:i]
+	}
+	return fmt.Sprintf("mpi (%s), rank %d of %d", v, c.rank, c.size)
 }
 
 func (c *mpiComm) Rank() int { return c.rank }

@@ -308,6 +308,7 @@ type MPIError struct {
 	Message string // MPI_Error_string's text
 }
 
+// Error formats the failure with the function, message and code.
 func (e *MPIError) Error() string {
 	return fmt.Sprintf("dist: %s failed: %s (MPI error %d)", e.Func, e.Message, e.Code)
 }
@@ -330,6 +331,7 @@ type mpiStateT struct {
 	finalized bool
 	owner     *owner
 	threads   int32 // thread level MPI provided
+	worldSize int
 	serial    sync.Mutex
 	dog       *watchdog
 }

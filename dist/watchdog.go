@@ -22,9 +22,10 @@ const (
 	opAllToAllV
 	opBarrier
 	opSplit
+	opFinalize
 )
 
-var collectiveNames = [...]string{"none", "AllReduce", "ReduceScatter", "AllGather", "Broadcast", "AllToAllV", "Barrier", "Split"}
+var collectiveNames = [...]string{"none", "AllReduce", "ReduceScatter", "AllGather", "Broadcast", "AllToAllV", "Barrier", "Split", "Finalize (Close)"}
 
 func (c collective) String() string { return collectiveNames[c] }
 
@@ -111,9 +112,13 @@ func (w *watchdog) loop(tick time.Duration) {
 // launcher to kill every rank; if that has not ended this process soon,
 // it exits by itself (the launcher then sees a rank fail).
 func (w *watchdog) fire(what collective, size int, waited time.Duration) {
-	msg := fmt.Sprintf("dist: rank %d of %d: %v on a communicator of %d ranks did not complete within %v (waited %v); "+
-		"a peer rank has probably died or hung. Aborting the job (set $%s to change the limit)",
-		w.rank, w.world, what, size, w.limit, waited.Round(time.Millisecond), TimeoutEnv)
+	where := fmt.Sprintf(" on a communicator of %d ranks", size)
+	if size < 0 {
+		where = ""
+	}
+	msg := fmt.Sprintf("dist: rank %d of %d: %v%s did not complete within %v (waited %v); "+
+		"a peer rank has probably died, hung or failed without dist.Abort. Aborting the job (set $%s to change the limit)",
+		w.rank, w.world, what, where, w.limit, waited.Round(time.Millisecond), TimeoutEnv)
 	fmt.Fprintln(os.Stderr, msg)
 	logger().Error("collective timed out; aborting the job", "rank", w.rank, "op", what.String(), "limit", w.limit)
 	go w.lib.call(w.lib.abort, w.lib.commWorld, 1)

@@ -1,0 +1,285 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mai-llm/mai/backend/cpu"
+	"github.com/mai-llm/mai/nn"
+)
+
+// PagedKV is a key/value cache cut into fixed-size blocks of BlockSize
+// positions that any sequence can own: per layer, K and V hold
+// [NumBlocks*BlockSize, KVHeads*HeadDim]. Which blocks a sequence uses is its
+// block table, kept by the caller (the serving engine's allocator).
+type PagedKV struct {
+	BlockSize, NumBlocks int
+	K, V                 [][]float32
+}
+
+// NewPagedKV allocates a paged cache of numBlocks blocks of blockSize
+// positions.
+func (m *Model) NewPagedKV(numBlocks, blockSize int) (*PagedKV, error) {
+	if numBlocks <= 0 || blockSize <= 0 {
+		return nil, fmt.Errorf("paged kv: need positive block count and size, have %d×%d", numBlocks, blockSize)
+	}
+	kv := &PagedKV{BlockSize: blockSize, NumBlocks: numBlocks}
+	n := numBlocks * blockSize * m.Cfg.KVHeads * m.Cfg.HeadDim
+	for range m.Cfg.Layers {
+		kv.K = append(kv.K, make([]float32, n))
+		kv.V = append(kv.V, make([]float32, n))
+	}
+	return kv, nil
+}
+
+// KVBytesPerBlock is the memory one cache block takes over all layers.
+func (m *Model) KVBytesPerBlock(blockSize int) int {
+	return 2 * 4 * m.Cfg.Layers * blockSize * m.Cfg.KVHeads * m.Cfg.HeadDim
+}
+
+// Which rows of a chunk a batched forward returns.
+const (
+	RowsNone = iota // nothing (a prefill chunk that is not the last)
+	RowsLast        // the chunk's last position
+	RowsAll         // every position of the chunk
+)
+
+// SeqChunk is one sequence's share of a ragged batch: tokens IDs at
+// positions Start, Start+1, ..., whose keys and values go to the blocks of
+// the sequence's table (positions before Start must already be cached there).
+type SeqChunk struct {
+	IDs    []int32
+	Start  int
+	Blocks []int32
+	// Logits selects the rows whose next-token logits are returned.
+	Logits int
+	// Hidden returns the final-normalized hidden state of every position.
+	Hidden bool
+}
+
+// BatchOutput holds, per chunk, logits [rows, Vocab] for the rows the chunk
+// asked for, and hidden states [len(IDs), Dim] when it asked for them.
+type BatchOutput struct {
+	Logits [][]float32
+	Hidden [][]float32
+}
+
+// ForwardPaged runs a ragged batch of sequences through the model in one
+// pass: the linear layers see all chunks' tokens as one matrix (one GEMM per
+// weight), while attention runs per sequence over its own blocks of kv.
+// Each row's numbers do not depend on the other rows, so a sequence gets the
+// same logits alone, batched, or split into chunks.
+func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*BatchOutput, error) {
+	c := &m.Cfg
+	if len(chunks) == 0 {
+		return nil, fmt.Errorf("forward paged: empty batch")
+	}
+	if len(kv.K) != c.Layers {
+		return nil, fmt.Errorf("forward paged: cache has %d layers, model %d", len(kv.K), c.Layers)
+	}
+	n := 0
+	maxEnd := 0
+	att := cpu.PagedAttn{H: c.Heads, KV: c.KVHeads, D: c.HeadDim, BlockSize: kv.BlockSize, Window: c.SlidingWindow,
+		Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))}
+	att.QStart = append(att.QStart, 0)
+	for i, ch := range chunks {
+		if len(ch.IDs) == 0 {
+			return nil, fmt.Errorf("forward paged: chunk %d has no tokens", i)
+		}
+		end := ch.Start + len(ch.IDs)
+		if c.Pos == "learned" && end > c.MaxSeq {
+			return nil, fmt.Errorf("forward paged: %d positions exceed the context length %d", end, c.MaxSeq)
+		}
+		for _, id := range ch.IDs {
+			if id < 0 || int(id) >= c.Vocab {
+				return nil, fmt.Errorf("forward paged: token id %d outside the vocabulary [0,%d)", id, c.Vocab)
+			}
+		}
+		n += len(ch.IDs)
+		maxEnd = max(maxEnd, end)
+		att.QStart = append(att.QStart, n)
+		att.Pos0 = append(att.Pos0, ch.Start)
+		att.Blocks = append(att.Blocks, ch.Blocks)
+	}
+	if err := att.Validate(kv.NumBlocks * kv.BlockSize); err != nil {
+		return nil, fmt.Errorf("forward paged: %w", err)
+	}
+	ids := make([]int32, 0, n)
+	pos := make([]int32, 0, n)
+	slots := make([]int, 0, n) // cache row of every token
+	for _, ch := range chunks {
+		ids = append(ids, ch.IDs...)
+		for t := range ch.IDs {
+			p := ch.Start + t
+			pos = append(pos, int32(p))
+			slots = append(slots, int(ch.Blocks[p/kv.BlockSize])*kv.BlockSize+p%kv.BlockSize)
+		}
+	}
+	x := tp.Embedding(m.Embed, ids)
+	if c.Pos == "learned" {
+		x = tp.Add(x, tp.Embedding(m.Pos, pos))
+	}
+	// Dynamic NTK scaling makes the tables depend on each sequence's length,
+	// so such models rotate chunk by chunk.
+	dyn := c.RopeScaling != nil && c.RopeScaling.Type == "dynamic"
+	var rope *cpu.RoPE
+	if c.Pos == "rope" && !dyn {
+		rope = m.rope(maxEnd)
+	}
+	for l := range m.Blocks {
+		blk := &m.Blocks[l]
+		h := m.norm(tp, x, blk.AttnNorm, blk.AttnNormB)
+		q := m.linearRows(tp, h, blk.Q, blk.QB)
+		k := m.linearRows(tp, h, blk.K, blk.KB)
+		v := m.linearRows(tp, h, blk.V, blk.VB)
+		if c.QKNorm {
+			eps := float32(c.NormEps)
+			q = tp.Reshape(tp.RMSNorm(tp.Reshape(q, n*c.Heads, c.HeadDim), blk.QNorm, eps), n, c.Heads*c.HeadDim)
+			k = tp.Reshape(tp.RMSNorm(tp.Reshape(k, n*c.KVHeads, c.HeadDim), blk.KNorm, eps), n, c.KVHeads*c.HeadDim)
+		}
+		if c.Pos == "rope" {
+			q, k = m.ropeRows(tp, q, k, pos, rope, chunks)
+		}
+		w := c.KVHeads * c.HeadDim
+		kc, vc := kv.K[l], kv.V[l]
+		for r, s := range slots {
+			copy(kc[s*w:(s+1)*w], k.Data[r*w:(r+1)*w])
+			copy(vc[s*w:(s+1)*w], v.Data[r*w:(r+1)*w])
+		}
+		o := nn.Const(make([]float32, n*c.Heads*c.HeadDim), n, c.Heads*c.HeadDim)
+		cpu.PagedAttentionForward(tp.P, &att, o.Data, q.Data, kc, vc)
+		x = tp.Add(x, m.linearRows(tp, o, blk.O, blk.OB))
+		h = m.norm(tp, x, blk.MLPNorm, blk.MLPNormB)
+		var y *nn.Var
+		if blk.MLP != nil {
+			y = m.mlpRows(tp, blk.MLP, h)
+		} else {
+			y = m.moeRows(tp, blk, h)
+		}
+		x = tp.Add(x, y)
+	}
+	out := &BatchOutput{Logits: make([][]float32, len(chunks)), Hidden: make([][]float32, len(chunks))}
+	var rows, hidRows []int
+	for i, ch := range chunks {
+		lo, hi := att.QStart[i], att.QStart[i+1]
+		switch ch.Logits {
+		case RowsLast:
+			rows = append(rows, hi-1)
+		case RowsAll:
+			for r := lo; r < hi; r++ {
+				rows = append(rows, r)
+			}
+		}
+		if ch.Hidden {
+			for r := lo; r < hi; r++ {
+				hidRows = append(hidRows, r)
+			}
+		}
+	}
+	if len(hidRows) > 0 {
+		hs := m.norm(tp, tp.GatherRows(x, hidRows), m.Norm, m.NormB)
+		d := c.Dim
+		off := 0
+		for i, ch := range chunks {
+			if ch.Hidden {
+				out.Hidden[i] = hs.Data[off*d : (off+len(ch.IDs))*d]
+				off += len(ch.IDs)
+			}
+		}
+	}
+	if len(rows) > 0 {
+		xs := m.norm(tp, tp.GatherRows(x, rows), m.Norm, m.NormB)
+		logits := m.linearRows(tp, xs, m.Head, nil)
+		off := 0
+		for i, ch := range chunks {
+			k := 0
+			switch ch.Logits {
+			case RowsLast:
+				k = 1
+			case RowsAll:
+				k = len(ch.IDs)
+			}
+			if k > 0 {
+				out.Logits[i] = logits.Data[off*c.Vocab : (off+k)*c.Vocab]
+				off += k
+			}
+		}
+	}
+	return out, nil
+}
+
+// ropeRows rotates q and k by each row's position; with dynamic scaling the
+// tables are built per chunk for that sequence's length, as Forward does.
+func (m *Model) ropeRows(tp *nn.Tape, q, k *nn.Var, pos []int32, rope *cpu.RoPE, chunks []SeqChunk) (*nn.Var, *nn.Var) {
+	c := &m.Cfg
+	if rope != nil {
+		rq, rk := *rope, *rope
+		rq.Heads, rk.Heads = c.Heads, c.KVHeads
+		return tp.RoPE(q, &rq, pos), tp.RoPE(k, &rk, pos)
+	}
+	qw, kw := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+	qo := nn.Const(make([]float32, len(q.Data)), q.Shape...)
+	ko := nn.Const(make([]float32, len(k.Data)), k.Shape...)
+	off := 0
+	for _, ch := range chunks {
+		t := len(ch.IDs)
+		r := *m.rope(ch.Start + t)
+		r.Heads = c.Heads
+		r.Forward(tp.P, qo.Data[off*qw:(off+t)*qw], q.Data[off*qw:(off+t)*qw], pos[off:off+t])
+		r.Heads = c.KVHeads
+		r.Forward(tp.P, ko.Data[off*kw:(off+t)*kw], k.Data[off*kw:(off+t)*kw], pos[off:off+t])
+		off += t
+	}
+	return qo, ko
+}
+
+// linearRows is x·wᵀ + b computed with the row-stable GEMM (inference only).
+func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
+	in, out := x.Cols(), w.Shape[0]
+	rows := x.Rows()
+	y := nn.Const(make([]float32, rows*out), rows, out)
+	cpu.GemmRowStable(tp.P, false, true, rows, out, in, 1, x.Data, in, w.Data, in, 0, y.Data, out)
+	if b != nil {
+		for i := 0; i < rows; i++ {
+			yi := y.Data[i*out : i*out+out]
+			for j, bv := range b.Data {
+				yi[j] += bv
+			}
+		}
+	}
+	return y
+}
+
+func (m *Model) mlpRows(tp *nn.Tape, f *MLP, h *nn.Var) *nn.Var {
+	if m.Cfg.MLP == "swiglu" {
+		g := m.linearRows(tp, h, f.Gate, f.GateB)
+		u := m.linearRows(tp, h, f.Up, f.UpB)
+		return m.linearRows(tp, tp.SwiGLU(g, u), f.Down, f.DownB)
+	}
+	u := m.linearRows(tp, h, f.Up, f.UpB)
+	return m.linearRows(tp, tp.GELU(u, m.Cfg.Act != "gelu"), f.Down, f.DownB)
+}
+
+func (m *Model) moeRows(tp *nn.Tape, blk *Block, h *nn.Var) *nn.Var {
+	c := &m.Cfg
+	n, d := h.Rows(), h.Cols()
+	probs := tp.Softmax(m.linearRows(tp, h, blk.Router, nil))
+	r := tp.TopK(probs, c.TopK, c.NormTopK)
+	parts := make([]*nn.Var, c.Experts)
+	for e, rows := range r.Rows {
+		if len(rows) == 0 {
+			continue
+		}
+		xe := tp.GatherRows(h, rows)
+		parts[e] = tp.ScaleRows(m.mlpRows(tp, blk.Experts[e], xe), r.Gates, r.Slots[e])
+	}
+	y := tp.Combine(n, d, parts, r.Rows)
+	if blk.Shared != nil {
+		s := m.mlpRows(tp, blk.Shared, h)
+		if blk.SharedGate != nil {
+			s = tp.ScaleRows(s, tp.Sigmoid(m.linearRows(tp, h, blk.SharedGate, nil)), nil)
+		}
+		y = tp.Add(y, s)
+	}
+	return y
+}

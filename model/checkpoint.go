@@ -29,15 +29,26 @@ func Load(dir string, withGrad bool) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
-	m, err := New(cfg, withGrad)
-	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", dir, err)
-	}
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
 	defer set.Close()
+	// Refuse a config that claims more parameters than the files hold before
+	// allocating for it.
+	var stored int64
+	for _, n := range set.Names() {
+		if in, ok := set.Info(n); ok {
+			stored += in.NumElements()
+		}
+	}
+	if total, _ := cfg.Params(); total > stored {
+		return nil, fmt.Errorf("load model %s: config.json describes %d parameters but the safetensors files hold %d values: the config does not match the weights", dir, total, stored)
+	}
+	m, err := New(cfg, withGrad)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", dir, err)
+	}
 	if err := m.readWeights(set); err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)
 	}

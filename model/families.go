@@ -130,6 +130,9 @@ func gpt2Config(c *Config, h hfJSON) error {
 	}
 	c.QKVBias, c.OutBias, c.MLPBias = true, true, true
 	c.Tied = h.bool(true, "tie_word_embeddings")
+	if c.Heads <= 0 {
+		return fmt.Errorf("config.json: n_head must be positive, got %d", c.Heads)
+	}
 	c.KVHeads = c.Heads
 	c.HeadDim = c.Dim / c.Heads
 	return nil

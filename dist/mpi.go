@@ -22,7 +22,7 @@ func openMPI(opts Options) (Comm, error) {
 	st := &mpiState
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.finalized {
+	if st.finalized.Load() {
 		return nil, fmt.Errorf("dist: MPI was already finalized in this process and cannot be opened again")
 	}
 	if st.lib == nil {
@@ -31,7 +31,7 @@ func openMPI(opts Options) (Comm, error) {
 		}
 	}
 	st.refs++
-	c, err := newMPIComm(st.lib, st.lib.commWorld, true)
+	c, err := newMPIComm(st.lib, st.lib.commWorld, true, &st.worldMu)
 	if err == nil {
 		err = checkWorldSize(c.size, os.Getenv)
 	}
@@ -98,15 +98,24 @@ func initMPI(timeout time.Duration) error {
 }
 
 // checkWorldSize catches a launcher that started several processes which
-// did not join one MPI job (srun without an MPI plugin, a mismatched
-// libmpi): each would otherwise train alone.
+// did not join one MPI job (srun without an MPI plugin, a libmpi that does
+// not match the launcher): each would initialize alone and train alone.
+// Only the launcher's own variable counts: under mpirun in a Slurm
+// allocation, the Slurm step seen by the ranks is mpirun's daemons.
 func checkWorldSize(size int, getenv func(string) string) error {
+	if size != 1 {
+		return nil
+	}
 	for _, v := range []string{"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"} {
-		n, err := strconv.Atoi(getenv(v))
-		if err != nil || n <= 1 || n == size {
+		s := getenv(v)
+		if s == "" {
 			continue
 		}
-		hint := "check that the libmpi this process loaded matches the launcher"
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 1 {
+			return nil
+		}
+		hint := "check that the libmpi this process loaded belongs to the MPI whose launcher started it ($" + LibraryEnv + " selects one)"
 		if v == "SLURM_STEP_NUM_TASKS" {
 			hint = "launch with srun --mpi=pmix (or --mpi=pmi2) so the tasks join one MPI job"
 		}
@@ -145,7 +154,7 @@ func finalizeLocked() error {
 		st.dog = nil
 	}
 	st.owner.stop()
-	st.finalized = true
+	st.finalized.Store(true)
 	return st.lib.check("MPI_Finalize", rc)
 }
 
@@ -173,7 +182,9 @@ type mpiComm struct {
 	slot   *slot
 }
 
-func newMPIComm(lib *mpiLib, h uintptr, world bool) (*mpiComm, error) {
+// newMPIComm wraps handle h; mu orders its calls (every world Comm shares
+// one, as they share the handle).
+func newMPIComm(lib *mpiLib, h uintptr, world bool, mu *sync.Mutex) (*mpiComm, error) {
 	st := &mpiState
 	var rank, size int32
 	var rc1, rc2 int32
@@ -187,7 +198,7 @@ func newMPIComm(lib *mpiLib, h uintptr, world bool) (*mpiComm, error) {
 	if err := lib.check("MPI_Comm_size", rc2); err != nil {
 		return nil, err
 	}
-	c := &mpiComm{lib: lib, h: h, world: world, rank: int(rank), size: int(size), mu: new(sync.Mutex)}
+	c := &mpiComm{lib: lib, h: h, world: world, rank: int(rank), size: int(size), mu: mu}
 	if st.threads < mpiThreadMultiple {
 		c.mu = &st.serial
 	}
@@ -215,6 +226,9 @@ func (c *mpiComm) do(what collective, fn string, f func() int32) error {
 	defer c.mu.Unlock()
 	if c.closed {
 		return ErrClosed
+	}
+	if mpiState.finalized.Load() {
+		return fmt.Errorf("dist: %v on a communicator whose MPI world was closed: %w", what, ErrClosed)
 	}
 	var rc int32
 	c.slot.begin(what)
@@ -395,7 +409,7 @@ func (c *mpiComm) Split(color, key int) (Comm, error) {
 	if l.impl.handleSize == 4 {
 		h = uintptr(uint32(out))
 	}
-	return newMPIComm(l, h, false)
+	return newMPIComm(l, h, false, new(sync.Mutex))
 }
 
 // Close frees a sub-communicator, or for the world communicator finalizes
@@ -413,7 +427,12 @@ func (c *mpiComm) Close() error {
 	if st.dog != nil {
 		st.dog.remove(c.slot)
 	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if !c.world {
+		if st.finalized.Load() {
+			return nil // MPI_Finalize released it
+		}
 		l := c.lib
 		h := uint64(c.h)
 		var rc int32
@@ -422,8 +441,6 @@ func (c *mpiComm) Close() error {
 		c.mu.Unlock()
 		return l.check("MPI_Comm_free", rc)
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	st.refs--
 	if st.refs > 0 {
 		return nil

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -328,7 +329,8 @@ type mpiStateT struct {
 	mu        sync.Mutex
 	lib       *mpiLib
 	refs      int // open world communicators
-	finalized bool
+	finalized atomic.Bool
+	worldMu   sync.Mutex // orders calls on the world communicator
 	owner     *owner
 	threads   int32 // thread level MPI provided
 	worldSize int

@@ -176,6 +176,10 @@ func TestCheckWorldSize(t *testing.T) {
 		{map[string]string{"SLURM_STEP_NUM_TASKS": "8"}, 1, "srun --mpi=pmix"},
 		{map[string]string{"SLURM_STEP_NUM_TASKS": "8"}, 8, ""},
 		{map[string]string{"PMI_SIZE": "2"}, 1, "world of 1"},
+		// mpirun inside a Slurm allocation: the ranks see the daemons' step.
+		{map[string]string{"OMPI_COMM_WORLD_SIZE": "64", "SLURM_STEP_NUM_TASKS": "8"}, 64, ""},
+		{map[string]string{"OMPI_COMM_WORLD_SIZE": "1", "SLURM_STEP_NUM_TASKS": "8"}, 1, ""},
+		{map[string]string{"OMPI_COMM_WORLD_SIZE": "4"}, 1, "belongs to the MPI"},
 	}
 	for _, tt := range tests {
 		err := checkWorldSize(tt.size, func(k string) string { return tt.env[k] })
@@ -238,8 +242,18 @@ func childCollectives() error {
 			return fail("%s: %w", ch.name, err)
 		}
 	}
+	left, err := c.Split(0, rank) // outlives the world
+	if err != nil {
+		return fail("split: %w", err)
+	}
 	if err := c.Close(); err != nil {
 		return fail("close: %w", err)
+	}
+	if err := left.Barrier(); !errors.Is(err, ErrClosed) {
+		return fail("Barrier on a sub-communicator after the world closed: %v, want ErrClosed", err)
+	}
+	if err := left.Close(); err != nil {
+		return fail("closing a sub-communicator after the world: %v", err)
 	}
 	if err := c.AllReduce([]float32{1}, Sum); !errors.Is(err, ErrClosed) {
 		return fail("AllReduce after Close: %v, want ErrClosed", err)
@@ -677,6 +691,10 @@ func childAbort() error {
 // childCloseEarly: rank 1 closes (finalizes) while rank 0 waits in a
 // collective, the trap of a deferred Close on an error path.
 func childCloseEarly() error {
+	if os.Getenv("OMPI_COMM_WORLD_RANK") == "0" {
+		// Rank 1's watchdog, in MPI_Finalize, must fire first.
+		os.Setenv(TimeoutEnv, "30s")
+	}
 	c, err := openWorld()
 	if err != nil {
 		return err

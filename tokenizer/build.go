@@ -150,6 +150,7 @@ func (t *Tokenizer) clone() *Tokenizer {
 		specials: t.specials, specialTrie: t.specialTrie, addedTrie: t.addedTrie, allTrie: t.allTrie,
 		norm: t.norm, metaspace: t.metaspace, bytePrefixSpace: t.bytePrefixSpace, stripLeadingSpace: t.stripLeadingSpace,
 		eot: t.eot, bos: t.bos, cfg: t.cfg,
-		ranks: t.ranks, mergeList: t.mergeList, cacheSize: t.cacheSize,
+		postPrefix: t.postPrefix, postSuffix: t.postSuffix,
+		ranks: t.ranks, mergeList: t.mergeList, hf: t.hf, cacheSize: t.cacheSize,
 	}
 }

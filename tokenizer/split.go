@@ -38,6 +38,7 @@ const (
 	splitCL100K                  // PatternCL100K family (digits, trailing whitespace vary)
 	splitO200K                   // PatternO200K
 	splitRegexp                  // any other pattern, through regexp2
+	splitChain                   // several splitters, each cutting the pieces of the last
 )
 
 // splitter cuts text into pre-tokenization pieces. It is immutable and safe
@@ -52,7 +53,8 @@ type splitter struct {
 	// `[^\S\r\n]*[\r\n]+`. Only tests set it, to compare with that peer.
 	regexp2Compat bool
 	pattern       string
-	re         *regexp2.Regexp
+	re            *regexp2.Regexp
+	chain         []*splitter
 }
 
 // knownPatterns maps published pattern strings to hand-written matchers.
@@ -60,13 +62,13 @@ var knownPatterns = map[string]splitter{
 	PatternGPT2: {kind: splitGPT2},
 	// The GPT-2 pattern as tiktoken rewrote it (equivalent).
 	`'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s`: {kind: splitGPT2},
-	`'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`:          {kind: splitGPT2},
+	`'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`:         {kind: splitGPT2},
 	PatternCL100K:       {kind: splitCL100K, digits: 3, trailingWS: true},
 	PatternCL100KLegacy: {kind: splitCL100K, digits: 3},
 	// The intermediate tiktoken 0.6 spelling of the legacy pattern (equivalent).
 	`'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+`: {kind: splitCL100K, digits: 3},
-	PatternQwen2:  {kind: splitCL100K, digits: 1},
-	PatternO200K:  {kind: splitO200K},
+	PatternQwen2: {kind: splitCL100K, digits: 1},
+	PatternO200K: {kind: splitO200K},
 }
 
 // newSplitter returns the splitter for a pattern; "" means no splitting.
@@ -86,6 +88,26 @@ func newSplitter(pattern string) (*splitter, error) {
 	return &splitter{kind: splitRegexp, pattern: pattern, re: re}, nil
 }
 
+// newChainSplitter applies patterns one after the other, as a Hugging Face
+// Sequence of Split pre-tokenizers does.
+func newChainSplitter(patterns []string) (*splitter, error) {
+	switch len(patterns) {
+	case 0:
+		return newSplitter("")
+	case 1:
+		return newSplitter(patterns[0])
+	}
+	sp := &splitter{kind: splitChain}
+	for _, p := range patterns {
+		c, err := newSplitter(p)
+		if err != nil {
+			return nil, err
+		}
+		sp.chain = append(sp.chain, c)
+	}
+	return sp, nil
+}
+
 // appendPieces appends the end offsets of the pieces of s to dst. The pieces
 // tile s: the first starts at 0 and each next one where the last ended.
 func (sp *splitter) appendPieces(dst []int32, s string) []int32 {
@@ -97,12 +119,30 @@ func (sp *splitter) appendPieces(dst []int32, s string) []int32 {
 		return dst
 	case splitRegexp:
 		return sp.appendRegexpPieces(dst, s)
+	case splitChain:
+		return sp.appendChainPieces(dst, s)
 	}
 	for p := 0; p < len(s); {
 		p = sp.next(s, p)
 		dst = append(dst, int32(p))
 	}
 	return dst
+}
+
+func (sp *splitter) appendChainPieces(dst []int32, s string) []int32 {
+	cur := sp.chain[0].appendPieces(nil, s)
+	for _, c := range sp.chain[1:] {
+		var next []int32
+		start := 0
+		for _, end := range cur {
+			for _, e := range c.appendPieces(nil, s[start:end]) {
+				next = append(next, int32(start)+e)
+			}
+			start = int(end)
+		}
+		cur = next
+	}
+	return append(dst, cur...)
 }
 
 // next returns the end of the piece that starts at p < len(s).

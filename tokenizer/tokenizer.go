@@ -80,9 +80,13 @@ type Tokenizer struct {
 	eot, bos int
 	cfg      Config
 
+	// postPrefix and postSuffix are added by AddSpecialTokens.
+	postPrefix, postSuffix []int
+
 	// source describes how to save the tokenizer.
 	ranks     bool       // tiktoken-style ranks (merges derived on save)
 	mergeList [][2]int32 // Hugging Face merges in rank order
+	hf        *hfSource  // components of a loaded tokenizer.json
 
 	states    sync.Pool
 	cacheSize int

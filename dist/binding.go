@@ -49,6 +49,9 @@ func countCPUList(s string) int {
 				return 0
 			}
 		}
+		if a < 0 || b >= 1<<20 { // far beyond any machine: not a CPU list
+			return 0
+		}
 		n += b - a + 1
 	}
 	return n

@@ -252,3 +252,14 @@ func TestBindingHint(t *testing.T) {
 		}
 	}
 }
+
+func FuzzCountCPUList(f *testing.F) {
+	for _, s := range []string{"0", "0-1\n", "0-63,128-191", "", "x", "3-1", "1-", ",", "0-9223372036854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n := countCPUList(s); n < 0 || n > 1<<20*(strings.Count(s, ",")+1) {
+			t.Errorf("countCPUList(%q) = %d", s, n)
+		}
+	})
+}

@@ -17,10 +17,6 @@ import (
 	"github.com/ebitengine/purego"
 )
 
-// LibraryEnv names the environment variable holding an explicit path to
-// libmpi, tried before any search.
-const LibraryEnv = "MAI_MPI_LIB"
-
 // MPI constants shared by Open MPI and MPICH.
 const (
 	mpiSuccess        = 0
@@ -300,18 +296,6 @@ func (l *mpiLib) errText(code int32) string {
 	}
 	n = max(0, min(n, int32(len(buf))))
 	return strings.TrimRight(string(buf[:n]), "\x00")
-}
-
-// MPIError is a failed MPI call.
-type MPIError struct {
-	Func    string // the MPI function, such as "MPI_Allreduce"
-	Code    int    // the MPI error code
-	Message string // MPI_Error_string's text
-}
-
-// Error formats the failure with the function, message and code.
-func (e *MPIError) Error() string {
-	return fmt.Sprintf("dist: %s failed: %s (MPI error %d)", e.Func, e.Message, e.Code)
 }
 
 func (l *mpiLib) check(fn string, rc int32) error {

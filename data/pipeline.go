@@ -749,6 +749,7 @@ func (p *pipeline) phase4(rep *Report) error {
 		r      *tokReader
 		out    int64
 		docs   int64
+		seen   int64
 		done   bool
 	}
 	srcs := make([]*src, len(p.cfg.Sources))
@@ -823,7 +824,7 @@ func (p *pipeline) phase4(rep *Report) error {
 		if pick == nil {
 			break
 		}
-		id, toks, ok, err := pick.r.next(0)
+		_, toks, ok, err := pick.r.next(0)
 		if err != nil {
 			return fmt.Errorf("shard: %w", err)
 		}
@@ -834,11 +835,16 @@ func (p *pipeline) phase4(rep *Report) error {
 			} else {
 				pick.r.close()
 				pick.r = &tokReader{p: p, tasks: pick.tasks}
+				pick.seen = 0
 			}
 			continue
 		}
+		// The last, partial pass takes an evenly spread fraction of the documents:
+		// document k of the pass is taken when floor((k+1)f) > floor(kf).
 		frac := pick.epochs - float64(pick.pass)
-		if frac < 1 && unitFloat(id^uint64(pick.pass)*0x9e3779b97f4a7c15^p.cfg.Shards.Seed) >= frac {
+		k := float64(pick.seen)
+		pick.seen++
+		if frac < 1 && math.Floor((k+1)*frac) <= math.Floor(k*frac) {
 			continue
 		}
 		if err := w.Add("train", toks); err != nil {

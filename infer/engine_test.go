@@ -3,7 +3,7 @@ package infer
 import (
 	"context"
 	"errors"
-		"math"
+	"math"
 	"slices"
 	"sync"
 	"testing"

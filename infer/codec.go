@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/mai-llm/mai/tokenizer"
 )
 
 // Codec turns text into token ids and back.
@@ -62,11 +64,18 @@ func OpenCodec(dir string) (Codec, error) {
 		}
 		name = v.Tokenizer
 	} else if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err == nil {
-		name = "hf"
+		name = dir
 	}
-	open, ok := codecs[name]
-	if !ok {
-		return nil, fmt.Errorf("model %s uses tokenizer %q, which this build cannot load", dir, name)
+	if open, ok := codecs[name]; ok {
+		return open(dir)
 	}
-	return open(dir)
+	// A tokenizer saved beside the weights wins over the recorded name.
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err == nil {
+		name = dir
+	}
+	tk, err := tokenizer.Load(name)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: tokenizer: %w", dir, err)
+	}
+	return tk, nil
 }

@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"github.com/mai-llm/mai/format/safetensors"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
+	"github.com/mai-llm/mai/tokenizer"
 )
 
 // State is trainer_state.json: everything besides weights and optimizer
@@ -53,7 +55,7 @@ func (t *Trainer) Save() (string, error) {
 	if err := writeSync(filepath.Join(tmp, "trainer_state.json"), b); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	if err := saveTokenizer(tmp, t.train.Tokenizer()); err != nil {
+	if err := t.saveTokenizer(tmp); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	syncDir(tmp)
@@ -177,8 +179,23 @@ func syncDir(dir string) {
 	}
 }
 
-// saveTokenizer records which tokenizer the model was trained with.
-func saveTokenizer(dir, name string) error {
+// saveTokenizer writes the data's tokenizer beside the weights
+// (tokenizer.json + tokenizer_config.json) and records its name.
+func (t *Trainer) saveTokenizer(dir string) error {
+	name := t.train.Tokenizer()
+	if t.tok == nil && name != "byte" {
+		tk, err := tokenizer.Load(name)
+		if err != nil {
+			slog.Warn("cannot load the data's tokenizer to save it beside the model", "tokenizer", name, "err", err)
+		} else {
+			t.tok = tk
+		}
+	}
+	if t.tok != nil {
+		if err := t.tok.Save(dir); err != nil {
+			return err
+		}
+	}
 	b, _ := json.Marshal(map[string]string{"tokenizer": name})
 	return writeSync(filepath.Join(dir, "mai_tokenizer.json"), b)
 }

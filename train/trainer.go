@@ -16,6 +16,7 @@ import (
 	"github.com/mai-llm/mai/data"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
+	"github.com/mai-llm/mai/tokenizer"
 )
 
 // Metrics is one line of the metrics log (metrics.jsonl).
@@ -60,6 +61,7 @@ type Trainer struct {
 	tokens     int64
 	elapsed    float64
 	metrics    *os.File
+	tok        *tokenizer.Tokenizer // the data's tokenizer, saved with checkpoints
 }
 
 // New prepares a trainer: opens the data, builds or resumes the model.

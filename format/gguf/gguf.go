@@ -149,6 +149,7 @@ type File struct {
 	data   []byte
 	kvIdx  map[string]int
 	tIdx   map[string]int
+	infos  []TensorInfo // validated copy of Tensors, immune to callers' edits
 	unmap  func() error
 	closed bool
 }
@@ -330,6 +331,11 @@ func parse(data []byte) (*File, error) {
 	f.DataOffset = int64(alignUp(uint64(d.off), uint64(f.Alignment)))
 	if err := f.checkData(); err != nil {
 		return nil, err
+	}
+	f.infos = make([]TensorInfo, len(f.Tensors))
+	for i, t := range f.Tensors {
+		t.Dims = slices.Clone(t.Dims)
+		f.infos[i] = t
 	}
 	return f, nil
 }
@@ -648,7 +654,9 @@ func (f *File) Tensor(name string) (TensorInfo, bool) {
 	if !ok {
 		return TensorInfo{}, false
 	}
-	return f.Tensors[i], true
+	t := f.infos[i]
+	t.Dims = slices.Clone(t.Dims)
+	return t, true
 }
 
 // Bytes returns the raw data of the named tensor. The slice refers to the

@@ -433,3 +433,23 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestQuantizeParallelMatchesSerial(t *testing.T) {
+	x := randFloats(rand.New(rand.NewPCG(9, 9)), 1<<17+256)
+	for _, typ := range []quant.Type{quant.Q4_K, quant.Q8_0, quant.F16} {
+		n, _ := typ.RowBytes(int64(len(x)))
+		a, b := make([]byte, n), make([]byte, n)
+		if err := quant.Quantize(typ, a, x); err != nil {
+			t.Fatal(err)
+		}
+		if err := QuantizeParallel(typ, b, x); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%v: parallel result differs", typ)
+		}
+	}
+	if err := QuantizeParallel(quant.Q4_K, make([]byte, 144), make([]float32, 1<<17+1)); err == nil {
+		t.Error("QuantizeParallel of a partial block succeeded")
+	}
+}

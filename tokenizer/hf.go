@@ -1,11 +1,11 @@
 package tokenizer
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -99,6 +99,8 @@ type hfSource struct {
 	normalizer, preTokenizer, postProcessor, decoder json.RawMessage
 	model                                            hfModel
 	added                                            []hfAddedToken
+	// rawVocab holds byte-level vocabulary entries that are not byte strings.
+	rawVocab map[string]int32
 }
 
 func applyNorm(dst []byte, steps []normStep, s string) []byte {
@@ -166,26 +168,20 @@ func byteLevelEncode(s string) string {
 	return b.String()
 }
 
-// parseVocab reads model.vocab in file order.
+// parseVocab reads model.vocab.
 func parseVocab(raw json.RawMessage) ([]string, []int, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	tok, err := dec.Token()
-	if err != nil || tok != json.Delim('{') {
-		return nil, nil, fmt.Errorf("model.vocab is not an object")
+	var m map[string]int
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, nil, fmt.Errorf("model.vocab: %w", err)
 	}
-	var keys []string
-	var ids []int
-	for dec.More() {
-		k, err := dec.Token()
-		if err != nil {
-			return nil, nil, fmt.Errorf("model.vocab: %w", err)
-		}
-		var id int
-		if err := dec.Decode(&id); err != nil {
-			return nil, nil, fmt.Errorf("model.vocab[%q]: %w", k, err)
-		}
-		keys = append(keys, k.(string))
-		ids = append(ids, id)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return m[a] - m[b] })
+	ids := make([]int, len(keys))
+	for i, k := range keys {
+		ids[i] = m[k]
 	}
 	return keys, ids, nil
 }
@@ -195,26 +191,28 @@ func parseMerges(raw json.RawMessage) ([][2]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
 	}
-	var items []json.RawMessage
-	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, fmt.Errorf("model.merges: %w", err)
-	}
-	out := make([][2]string, len(items))
-	for i, it := range items {
-		var s string
-		if err := json.Unmarshal(it, &s); err == nil {
+	var strs []string
+	if err := json.Unmarshal(raw, &strs); err == nil {
+		out := make([][2]string, len(strs))
+		for i, s := range strs {
 			a, b, ok := strings.Cut(s, " ")
 			if !ok || a == "" || b == "" {
 				return nil, fmt.Errorf("model.merges[%d] = %q: want two tokens separated by a space", i, s)
 			}
 			out[i] = [2]string{a, b}
-			continue
 		}
-		var pair []string
-		if err := json.Unmarshal(it, &pair); err != nil || len(pair) != 2 {
-			return nil, fmt.Errorf("model.merges[%d]: want \"a b\" or [\"a\", \"b\"]", i)
+		return out, nil
+	}
+	var pairs [][]string
+	if err := json.Unmarshal(raw, &pairs); err != nil {
+		return nil, fmt.Errorf("model.merges: want a list of \"a b\" strings or [\"a\", \"b\"] pairs: %w", err)
+	}
+	out := make([][2]string, len(pairs))
+	for i, p := range pairs {
+		if len(p) != 2 {
+			return nil, fmt.Errorf("model.merges[%d]: want 2 tokens, got %d", i, len(p))
 		}
-		out[i] = [2]string{pair[0], pair[1]}
+		out[i] = [2]string{p[0], p[1]}
 	}
 	return out, nil
 }
@@ -432,6 +430,10 @@ func buildHF(f *hfFile, name string) (*Tokenizer, error) {
 			raw, ok := byteLevelDecode(k)
 			if !ok {
 				t.decodeTab[id] = k // not a byte string (an added token's text): decode as written
+				if t.hf.rawVocab == nil {
+					t.hf.rawVocab = map[string]int32{}
+				}
+				t.hf.rawVocab[k] = int32(id)
 				continue
 			}
 			t.decodeTab[id] = raw

@@ -285,8 +285,8 @@ func tokChatCmd() *cobra.Command {
 		encode bool
 	)
 	cmd := &cobra.Command{
-		Use:   "chat [--encoding NAME | --tokenizer PATH] [--file messages.json]",
-		Short: `Render a chat ([{"role": ..., "content": ...}, ...]) with the tokenizer's chat template`,
+		Use:     "chat [--encoding NAME | --tokenizer PATH] [--file messages.json]",
+		Short:   `Render a chat ([{"role": ..., "content": ...}, ...]) with the tokenizer's chat template`,
 		Example: `  echo '[{"role":"user","content":"Hi"}]' | mai tokenizer chat --tokenizer tok32k`,
 	}
 	load := tokFlags(cmd)

@@ -14,10 +14,12 @@ const (
 	gemmMC = 144 // a multiple of every kernel's mr (12, 6, 4)
 	gemmNC = 3072
 
-	// gemmSmall is the m*n*k below which Gemm skips packing and runs a plain loop.
-	gemmSmall = 24 * 24 * 24
-	// gemmMinWork is the m*n*k each extra thread must get to be worth waking.
-	gemmMinWork = 48 * 48 * 48
+	// gemmSmall is the m*n*k up to which Gemm skips packing and runs a plain
+	// loop (measured: packing with the AVX kernels wins from about 8×8×8).
+	gemmSmall = 8 * 8 * 8
+	// gemmMinWork is the m*n*k each extra thread must get to be worth waking
+	// (measured: two threads win from about 128×128×128).
+	gemmMinWork = 1 << 20
 )
 
 // gemmKernel is a register-blocked microkernel over packed panels.

@@ -13,13 +13,19 @@ type Attn struct {
 	Offset              int
 	Window              int
 	Scale               float32
+	// Start, when set, holds for every query (B*Tq) the first key position
+	// it may attend to: packed documents do not see each other.
+	Start []int32
 }
 
-func (a *Attn) span(t int) (lo, hi int) {
+func (a *Attn) span(b, t int) (lo, hi int) {
 	pos := a.Offset + t
 	hi = min(pos+1, a.Tk)
 	if a.Window > 0 {
 		lo = max(0, pos-a.Window+1)
+	}
+	if a.Start != nil {
+		lo = max(lo, int(a.Start[b*a.Tq+t]))
 	}
 	return lo, hi
 }
@@ -38,7 +44,7 @@ func AttentionForward(p *Pool, a *Attn, out, lse, q, k, v []float32) {
 			kh := h / grp
 			qi := q[((b*a.Tq+t)*a.H+h)*a.D:][:a.D]
 			oi := out[((b*a.Tq+t)*a.H+h)*a.D:][:a.D]
-			s0, s1 := a.span(t)
+			s0, s1 := a.span(b, t)
 			m := float32(math.Inf(-1))
 			for s := s0; s < s1; s++ {
 				ks := k[b*a.KStride+(s*a.KV+kh)*a.D:][:a.D]
@@ -67,7 +73,6 @@ func AttentionForward(p *Pool, a *Attn, out, lse, q, k, v []float32) {
 func AttentionBackward(p *Pool, a *Attn, dq, dk, dv, dout, out, lse, q, k, v []float32) {
 	grp := a.H / a.KV
 	p.For(a.B*a.KV, 1, func(lo, hi int) {
-		ps := make([]float32, a.Tk)
 		for u := lo; u < hi; u++ {
 			b, kh := u/a.KV, u%a.KV
 			for h := kh * grp; h < (kh+1)*grp; h++ {
@@ -76,11 +81,10 @@ func AttentionBackward(p *Pool, a *Attn, dq, dk, dv, dout, out, lse, q, k, v []f
 					qi, gi, oi, dqi := q[off:][:a.D], dout[off:][:a.D], out[off:][:a.D], dq[off:][:a.D]
 					l := lse[(b*a.H+h)*a.Tq+t]
 					dd := dot(gi, oi)
-					s0, s1 := a.span(t)
+					s0, s1 := a.span(b, t)
 					for s := s0; s < s1; s++ {
 						ko := b*a.KStride + (s*a.KV+kh)*a.D
 						pr := float32(math.Exp(float64(dot(qi, k[ko:][:a.D])*a.Scale - l)))
-						ps[s] = pr
 						dp := dot(gi, v[ko:][:a.D])
 						ds := pr * (dp - dd) * a.Scale
 						axpy(dqi, k[ko:][:a.D], ds)

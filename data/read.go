@@ -95,7 +95,7 @@ func (c *ReadConfig) fileType(path string, explicit bool) (typ, lang string) {
 	name := strings.ToLower(filepath.Base(path))
 	switch {
 	case strings.HasSuffix(name, ".jsonl"), strings.HasSuffix(name, ".jsonl.gz"), strings.HasSuffix(name, ".jsonl.zst"),
-		strings.HasSuffix(name, ".ndjson"), strings.HasSuffix(name, ".json.gz"), strings.HasSuffix(name, ".json.zst"):
+		strings.HasSuffix(name, ".ndjson"):
 		return typeJSONL, ""
 	case strings.HasSuffix(name, ".parquet"):
 		return typeParquet, ""

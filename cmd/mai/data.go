@@ -28,7 +28,7 @@ func dataPrepareCmd() *cobra.Command {
 		workers                                            int
 		valFrac                                            float64
 		shardTokens                                        int64
-		noFilters, noDedup, noPII, fresh, quiet            bool
+		noFilters, noDedup, noPII, fresh, quiet, noExt     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "prepare (--config pipeline.yaml | --input PATH... --output DIR)",
@@ -81,6 +81,9 @@ with their defaults.`,
 			if fl.Changed("eval") {
 				cfg.Decon.EvalFiles = evalSets
 			}
+			if noExt {
+				cfg.Read.NoExtension = true
+			}
 			if noFilters {
 				cfg.Filters = data.FilterConfig{}
 			}
@@ -130,6 +133,7 @@ with their defaults.`,
 	f.Int64Var(&shardTokens, "shard-tokens", data.DefaultShardTokens, "maximum tokens per shard file")
 	f.StringSliceVar(&langs, "languages", []string{"en"}, "languages kept by the language filter (ISO 639-1)")
 	f.StringArrayVar(&evalSets, "eval", nil, "evaluation set to decontaminate against (JSONL or text; repeatable)")
+	f.BoolVar(&noExt, "read-no-extension", false, "read files without an extension in directories as text (e.g. fortunes)")
 	f.BoolVar(&noFilters, "no-filters", false, "turn off all quality filters")
 	f.BoolVar(&noDedup, "no-dedup", false, "turn off exact and near dedup")
 	f.BoolVar(&noPII, "no-pii", false, "turn off PII redaction")

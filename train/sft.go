@@ -1,0 +1,246 @@
+package train
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+
+	"github.com/mai-llm/mai/tokenizer"
+)
+
+// SFTSet is a chat data set tokenized through a chat template and packed
+// into rows of Seq+1 tokens. Only assistant tokens carry loss; packed
+// conversations do not attend to each other (Start) and their positions
+// restart at zero.
+type SFTSet struct {
+	Seq  int
+	Rows []SFTRow
+	// Examples, Truncated and Skipped count conversations read, cut to fit a
+	// row, and skipped for having no assistant turn.
+	Examples, Truncated, Skipped int
+	// Trained is the number of tokens that carry loss.
+	Trained int
+}
+
+// SFTRow is one packed training row.
+type SFTRow struct {
+	X, Y, Pos, Start []int32 // inputs, targets (-1: no loss), positions, first visible key
+}
+
+type sftLine struct {
+	Messages []tokenizer.Message `json:"messages"`
+}
+
+// LoadSFT reads chat JSONL ({"messages": [{"role", "content"}...]}) and packs
+// it for sequences of seq tokens.
+func LoadSFT(path string, tok *tokenizer.Tokenizer, seq int) (*SFTSet, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sft data: %w", err)
+	}
+	defer f.Close()
+	set := &SFTSet{Seq: seq}
+	var ids []int32
+	var mask []bool
+	var docs [][2]int // [start, end) in ids of each conversation
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		var l sftLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return nil, fmt.Errorf("sft data %s:%d: %w", path, line, err)
+		}
+		cid, cmask, err := EncodeChat(tok, l.Messages)
+		if err != nil {
+			return nil, fmt.Errorf("sft data %s:%d: %w", path, line, err)
+		}
+		set.Examples++
+		if !anyTrue(cmask) {
+			set.Skipped++
+			continue
+		}
+		if len(cid) > seq+1 {
+			cid, cmask = cid[:seq+1], cmask[:seq+1]
+			set.Truncated++
+		}
+		docs = append(docs, [2]int{len(ids), len(ids) + len(cid)})
+		ids = append(ids, cid...)
+		mask = append(mask, cmask...)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("sft data %s: %w", path, err)
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("sft data %s: no conversation with an assistant turn", path)
+	}
+	set.pack(ids, mask, docs, tok.EOT())
+	return set, nil
+}
+
+// pack fills rows of seq+1 tokens greedily, conversation by conversation,
+// padding a row's tail with end-of-text tokens that carry no loss.
+func (s *SFTSet) pack(ids []int32, mask []bool, docs [][2]int, pad int) {
+	if pad < 0 {
+		pad = 0
+	}
+	n := s.Seq + 1
+	var row []int32
+	var rmask []bool
+	var rstart []int32
+	flush := func() {
+		if len(row) == 0 {
+			return
+		}
+		for len(row) < n {
+			rstart = append(rstart, int32(len(row)))
+			row, rmask = append(row, int32(pad)), append(rmask, false)
+		}
+		r := SFTRow{X: row[:s.Seq], Y: make([]int32, s.Seq), Pos: make([]int32, s.Seq), Start: rstart[:s.Seq]}
+		for i := 0; i < s.Seq; i++ {
+			r.Pos[i] = int32(i) - rstart[i]
+			r.Y[i] = -1
+			if rmask[i+1] && rstart[i+1] == rstart[i] {
+				r.Y[i] = row[i+1]
+				s.Trained++
+			}
+		}
+		s.Rows = append(s.Rows, r)
+		row, rmask, rstart = nil, nil, nil
+	}
+	for _, d := range docs {
+		if len(row)+d[1]-d[0] > n {
+			flush()
+		}
+		st := int32(len(row))
+		for i := d[0]; i < d[1]; i++ {
+			row, rmask, rstart = append(row, ids[i]), append(rmask, mask[i]), append(rstart, st)
+		}
+	}
+	flush()
+}
+
+// EncodeChat renders a conversation through the tokenizer's chat template
+// (MAI's default template as plain text when it has none) and marks the
+// tokens of assistant turns, which are the only ones trained on.
+func EncodeChat(tok *tokenizer.Tokenizer, msgs []tokenizer.Message) ([]int32, []bool, error) {
+	render := func(m []tokenizer.Message, gen bool) (string, error) {
+		s, err := tok.ApplyChatTemplate(m, gen)
+		if errors.Is(err, tokenizer.ErrNoChatTemplate) {
+			return tokenizer.RenderChatTemplate(tokenizer.DefaultChatTemplate, m, gen, nil)
+		}
+		return s, err
+	}
+	enc := func(s string) []int { return tok.EncodeWithSpecial(s) }
+	var ids []int32
+	var mask []bool
+	prev := ""
+	for i, m := range msgs {
+		switch m.Role {
+		case "system", "user", "assistant", "tool":
+		default:
+			return nil, nil, fmt.Errorf("message %d: unknown role %q", i, m.Role)
+		}
+		// The assistant's header belongs to the prompt, its content and end
+		// marker to the target.
+		if m.Role == "assistant" {
+			head, err := render(msgs[:i], true)
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(head) < len(prev) || head[:len(prev)] != prev {
+				return nil, nil, fmt.Errorf("chat template is not prefix-stable at message %d", i)
+			}
+			for _, id := range enc(head[len(prev):]) {
+				ids, mask = append(ids, int32(id)), append(mask, false)
+			}
+			prev = head
+		}
+		full, err := render(msgs[:i+1], false)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(full) < len(prev) || full[:len(prev)] != prev {
+			return nil, nil, fmt.Errorf("chat template is not prefix-stable at message %d", i)
+		}
+		for _, id := range enc(full[len(prev):]) {
+			ids, mask = append(ids, int32(id)), append(mask, m.Role == "assistant")
+		}
+		prev = full
+	}
+	return ids, mask, nil
+}
+
+func anyTrue(b []bool) bool {
+	for _, v := range b {
+		if v {
+			return true
+		}
+	}
+	return false
+}
+
+// SFTLoader yields batches of packed rows in a seeded order per epoch.
+type SFTLoader struct {
+	set          *SFTSet
+	batch        int
+	seed         uint64
+	epoch, index int
+	order        []int
+}
+
+// SFTState is the SFT loader's resume cursor.
+type SFTState struct {
+	Epoch int `json:"epoch"`
+	Index int `json:"index"`
+}
+
+// NewSFTLoader returns a loader of batch rows per step.
+func NewSFTLoader(set *SFTSet, batch int, seed uint64) (*SFTLoader, error) {
+	if len(set.Rows) < batch {
+		return nil, fmt.Errorf("sft: %d packed rows, fewer than one batch of %d", len(set.Rows), batch)
+	}
+	l := &SFTLoader{set: set, batch: batch, seed: seed}
+	l.shuffle()
+	return l, nil
+}
+
+func (l *SFTLoader) shuffle() {
+	rng := rand.New(rand.NewPCG(l.seed, uint64(l.epoch)))
+	l.order = rng.Perm(len(l.set.Rows))
+}
+
+// Next fills x, y, pos and start (each batch*seq) with the next batch.
+func (l *SFTLoader) Next(x, y, pos, start []int32) {
+	if l.index+l.batch > len(l.order) {
+		l.epoch, l.index = l.epoch+1, 0
+		l.shuffle()
+	}
+	T := l.set.Seq
+	for b := 0; b < l.batch; b++ {
+		r := l.set.Rows[l.order[l.index+b]]
+		copy(x[b*T:], r.X)
+		copy(y[b*T:], r.Y)
+		copy(pos[b*T:], r.Pos)
+		for i, s := range r.Start {
+			start[b*T+i] = s
+		}
+	}
+	l.index += l.batch
+}
+
+// State returns the cursor.
+func (l *SFTLoader) State() SFTState { return SFTState{Epoch: l.epoch, Index: l.index} }
+
+// Restore moves the cursor to s.
+func (l *SFTLoader) Restore(s SFTState) {
+	l.epoch, l.index = s.Epoch, s.Index
+	l.shuffle()
+}

@@ -35,10 +35,21 @@ type Output struct {
 	Load [][]float32
 }
 
+// Packed describes rows that hold several packed documents: each token's
+// position within its document and the first key position (in the row) it
+// may attend to.
+type Packed struct {
+	Pos, Start []int32
+}
+
 // Forward runs ids [B*T] through the model. With a cache, the tokens follow
 // the cache's Len positions and their keys and values are appended. lastOnly
 // computes logits for each sequence's last position only ([B, V]).
 func (m *Model) Forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly bool) (*Output, error) {
+	return m.forward(tp, ids, b, t, cache, lastOnly, nil)
+}
+
+func (m *Model) forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly bool, pk *Packed) (*Output, error) {
 	c := &m.Cfg
 	if len(ids) != b*t || t == 0 {
 		return nil, fmt.Errorf("forward: %d ids for batch %d×%d", len(ids), b, t)
@@ -65,6 +76,13 @@ func (m *Model) Forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 	for i := range pos {
 		pos[i] = int32(start + i%t)
 	}
+	var attnStart []int32
+	if pk != nil {
+		if cache != nil || len(pk.Pos) != b*t || len(pk.Start) != b*t {
+			return nil, fmt.Errorf("forward: packed positions need %d entries and no cache", b*t)
+		}
+		pos, attnStart = pk.Pos, pk.Start
+	}
 	x := tp.Embedding(m.Embed, ids)
 	if c.Pos == "learned" {
 		x = tp.Add(x, tp.Embedding(m.Pos, pos))
@@ -79,7 +97,7 @@ func (m *Model) Forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 	for l := range m.Blocks {
 		blk := &m.Blocks[l]
 		h := m.norm(tp, x, blk.AttnNorm, blk.AttnNormB)
-		a, err := m.attention(tp, blk, h, b, t, pos, rope, cache, l)
+		a, err := m.attention(tp, blk, h, b, t, pos, attnStart, rope, cache, l)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +145,12 @@ func (m *Model) Forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 // Loss runs the forward pass and returns the mean next-token cross-entropy
 // of targets [B*T] (negative targets are ignored), plus auxiliary losses.
 func (m *Model) Loss(tp *nn.Tape, ids, targets []int32, b, t int) (loss, ce *nn.Var, out *Output, err error) {
-	out, err = m.Forward(tp, ids, b, t, nil, false)
+	return m.LossPacked(tp, ids, targets, b, t, nil)
+}
+
+// LossPacked is Loss over rows of packed documents (pk may be nil).
+func (m *Model) LossPacked(tp *nn.Tape, ids, targets []int32, b, t int, pk *Packed) (loss, ce *nn.Var, out *Output, err error) {
+	out, err = m.forward(tp, ids, b, t, nil, false, pk)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -152,7 +175,7 @@ func (m *Model) norm(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
 	return tp.RMSNorm(x, w, eps)
 }
 
-func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos []int32, rope *cpu.RoPE, cache *KVCache, l int) (*nn.Var, error) {
+func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos, attnStart []int32, rope *cpu.RoPE, cache *KVCache, l int) (*nn.Var, error) {
 	c := &m.Cfg
 	q := tp.Linear(h, blk.Q, blk.QB)
 	k := tp.Linear(h, blk.K, blk.KB)
@@ -170,7 +193,7 @@ func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos []in
 		k = tp.RoPE(k, &rk, pos)
 	}
 	a := cpu.Attn{B: b, Tq: t, Tk: t, H: c.Heads, KV: c.KVHeads, D: c.HeadDim, KStride: t * c.KVHeads * c.HeadDim,
-		Window: c.SlidingWindow, Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))}
+		Window: c.SlidingWindow, Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), Start: attnStart}
 	if cache != nil {
 		w := c.KVHeads * c.HeadDim
 		for i := 0; i < b; i++ {

@@ -39,6 +39,12 @@ var kernels = []kernel{
 	},
 }
 
+// Experiment knobs (defaults are what gemm_amd64.s holds).
+var (
+	cPrefetch = flag.String("cprefetch", "next", "how to fetch C: t0 (PREFETCHT0 the tile first), w (PREFETCHW the tile first), next (PREFETCHW the tile first, then in the loop the rows below it), next1 (as next, but cycling over the next tile's rows only)")
+	bcst      = flag.Bool("bcst", false, "AVX-512: FMA with embedded broadcasts of A instead of VBROADCASTSS")
+)
+
 func main() {
 	out := flag.String("out", "gemm_amd64.s", "file to write")
 	flag.Parse()
@@ -62,10 +68,22 @@ func (k kernel) emit(b *bytes.Buffer) {
 	rowB := vb * k.nv // bytes of packed B per k step
 	p := func(format string, args ...any) { fmt.Fprintf(b, "\t"+format+"\n", args...) }
 
+	// prefetchW emits PREFETCHW off(R9), which the Go assembler does not know.
+	prefetchW := func(off int) {
+		p("BYTE $0x41; BYTE $0x0F; BYTE $0x0D; BYTE $0x49; BYTE $%#02x // PREFETCHW %d(R9)", off, off)
+	}
 	// step emits one k step with A at ao(SI) and B at bo(DI).
 	step := func(ao, bo int) {
 		for v := range k.nv {
 			p("VMOVUPS      %d(DI), %s", bo+v*vb, k.bvec(v))
+		}
+		if *bcst && k.reg == "Z" {
+			for r := range k.mr {
+				for v := range k.nv {
+					p("VFMADD231PS.BCST %d(SI), %s, %s", ao+4*r, k.bvec(v), k.acc(r, v))
+				}
+			}
+			return
 		}
 		for r := range k.mr {
 			p("VBROADCASTSS %d(SI), %s", ao+4*r, k.bcast(r))
@@ -86,14 +104,20 @@ func (k kernel) emit(b *bytes.Buffer) {
 	p("SHLQ $2, R8")
 	b.WriteString("\n\t// Bring the tile of C toward L1 while the loop runs.\n")
 	p("MOVQ DX, R9")
-	for r := range k.mr {
+	for range k.mr {
 		for off := 0; off < rowB; off += 64 {
-			p("PREFETCHT0 %d(R9)", off)
+			if *cPrefetch == "t0" {
+				p("PREFETCHT0 %d(R9)", off)
+			} else {
+				prefetchW(off)
+			}
 		}
-		p("PREFETCHT0 %d(R9)", rowB-4) // the last line, if the row is not aligned
-		if r < k.mr-1 {
-			p("ADDQ R8, R9")
+		if *cPrefetch == "t0" {
+			p("PREFETCHT0 %d(R9)", rowB-4) // the last line, if the row is not aligned
+		} else {
+			prefetchW(rowB - 4)
 		}
+		p("ADDQ R8, R9")
 	}
 	b.WriteString("\n")
 	for r := range k.mr {
@@ -104,12 +128,32 @@ func (k kernel) emit(b *bytes.Buffer) {
 	}
 	l := k.name
 	b.WriteString("\n")
+	if *cPrefetch == "next1" {
+		p("MOVQ $%d, R11", k.mr)
+		p("IMUL3Q $%d, R8, R12", k.mr)
+	}
 	p("MOVQ CX, R10")
 	p("SHRQ $%d, R10", log2(k.unroll))
 	p("JZ   %s_tail", l)
 	fmt.Fprintf(b, "\n%s_loop:\n", l)
 	for u := range k.unroll {
 		step(u*rowA, u*rowB)
+	}
+	if *cPrefetch == "next" || *cPrefetch == "next1" {
+		// One row of the tiles below per iteration.
+		for off := 0; off < rowB; off += 64 {
+			prefetchW(off)
+		}
+		prefetchW(rowB - 4)
+		p("ADDQ R8, R9")
+	}
+	if *cPrefetch == "next1" {
+		// Back to the first row of the next tile after its last.
+		p("DECQ R11")
+		p("JNZ  %s_pf", k.name)
+		p("SUBQ R12, R9")
+		p("MOVQ $%d, R11", k.mr)
+		fmt.Fprintf(b, "%s_pf:\n", k.name)
 	}
 	p("ADDQ $%d, SI", k.unroll*rowA)
 	p("ADDQ $%d, DI", k.unroll*rowB)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/mai-llm/mai/internal/atomicfile"
 )
 
 // family is a small adapter from a Hugging Face model_type to Config and to
@@ -237,7 +239,7 @@ func WriteConfig(dir string, c *Config) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "config.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
 	gen := map[string]any{"_from_model_config": true}
@@ -248,7 +250,7 @@ func WriteConfig(dir string, c *Config) error {
 		gen["eos_token_id"] = c.EOS
 	}
 	b, _ = json.MarshalIndent(gen, "", "  ")
-	return writeFileAtomic(filepath.Join(dir, "generation_config.json"), append(b, '\n'))
+	return atomicfile.WriteFile(filepath.Join(dir, "generation_config.json"), append(b, '\n'), 0o644)
 }
 
 // exportFamily picks the Hugging Face architecture a config is saved as.
@@ -278,24 +280,4 @@ func archName(mt string) string {
 		parts[i] = strings.ToUpper(p[:1]) + p[1:]
 	}
 	return strings.Join(parts, "") + "ForCausalLM"
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

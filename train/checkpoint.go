@@ -11,6 +11,7 @@ import (
 
 	"github.com/mai-llm/mai/data"
 	"github.com/mai-llm/mai/format/safetensors"
+	"github.com/mai-llm/mai/internal/atomicfile"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
 	"github.com/mai-llm/mai/tokenizer"
@@ -52,19 +53,19 @@ func (t *Trainer) Save() (string, error) {
 	st := State{Step: t.step, Tokens: t.tokens, Elapsed: t.elapsed, OptStep: t.Opt.Step, Loader: t.loader.State(),
 		Tokenizer: t.train.Tokenizer(), Config: t.Cfg}
 	b, _ := json.MarshalIndent(st, "", "  ")
-	if err := writeSync(filepath.Join(tmp, "trainer_state.json"), b); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(tmp, "trainer_state.json"), b, 0o644); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	if err := t.saveTokenizer(tmp); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	syncDir(tmp)
+	atomicfile.SyncDir(tmp)
 	os.RemoveAll(final)
 	if err := os.Rename(tmp, final); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	syncDir(root)
-	if err := writeSync(filepath.Join(t.Cfg.Out, "latest"), []byte(filepath.Join("checkpoints", name)+"\n")); err != nil {
+	atomicfile.SyncDir(root)
+	if err := atomicfile.WriteFile(filepath.Join(t.Cfg.Out, "latest"), []byte(filepath.Join("checkpoints", name)+"\n"), 0o644); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	t.prune(root)
@@ -152,33 +153,6 @@ func (t *Trainer) resume(dir string) error {
 	return nil
 }
 
-func writeSync(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
-func syncDir(dir string) {
-	if f, err := os.Open(dir); err == nil {
-		f.Sync()
-		f.Close()
-	}
-}
-
 // saveTokenizer writes the data's tokenizer beside the weights
 // (tokenizer.json + tokenizer_config.json) and records its name.
 func (t *Trainer) saveTokenizer(dir string) error {
@@ -197,5 +171,5 @@ func (t *Trainer) saveTokenizer(dir string) error {
 		}
 	}
 	b, _ := json.Marshal(map[string]string{"tokenizer": name})
-	return writeSync(filepath.Join(dir, "mai_tokenizer.json"), b)
+	return atomicfile.WriteFile(filepath.Join(dir, "mai_tokenizer.json"), b, 0o644)
 }

@@ -210,7 +210,7 @@ func WriteDir(dir string, tensors []Tensor, meta map[string]string, maxShardByte
 	}
 	var total int64
 	for _, t := range ts {
-		total += int64(len(t.Data))
+		total += t.Size()
 	}
 	var shards [][]Tensor
 	if maxShardBytes <= 0 || total <= maxShardBytes {
@@ -219,12 +219,12 @@ func WriteDir(dir string, tensors []Tensor, meta map[string]string, maxShardByte
 		var cur []Tensor
 		var size int64
 		for _, t := range ts {
-			if len(cur) > 0 && size+int64(len(t.Data)) > maxShardBytes {
+			if len(cur) > 0 && size+t.Size() > maxShardBytes {
 				shards = append(shards, cur)
 				cur, size = nil, 0
 			}
 			cur = append(cur, t)
-			size += int64(len(t.Data))
+			size += t.Size()
 		}
 		shards = append(shards, cur)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -519,4 +520,41 @@ func FuzzOpen(f *testing.F) {
 		}
 		_ = total
 	})
+}
+
+func TestF32Stream(t *testing.T) {
+	vals := make([]float32, 1<<18+5)
+	for i := range vals {
+		vals[i] = float32(i) * 0.5
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.safetensors")
+	if err := Write(path, []Tensor{F32Stream("big", []int{len(vals)}, vals), F32Tensor("small", []int{1}, []float32{3})}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, _, err := f.Float32("big")
+	if err != nil || !slices.Equal(got, vals) {
+		t.Fatalf("big: %v", err)
+	}
+	// Sharding counts streamed tensors by their declared size.
+	if err := WriteDir(dir, []Tensor{F32Stream("a", []int{4}, make([]float32, 4)), F32Stream("b", []int{4}, make([]float32, 4))}, nil, 16); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ShardName(2, 2))); err != nil {
+		t.Errorf("streamed tensors were not sharded: %v", err)
+	}
+	short := Tensor{Name: "x", DType: "F32", Shape: []int{2}, WriteData: func(w io.Writer) error { _, err := w.Write(make([]byte, 4)); return err }}
+	if err := Write(filepath.Join(dir, "bad"), []Tensor{short}, nil); err == nil || !strings.Contains(err.Error(), "wrote 4 bytes") {
+		t.Errorf("short WriteData: %v", err)
+	}
+	both := F32Stream("y", []int{1}, []float32{1})
+	both.Data = make([]byte, 4)
+	if err := Write(filepath.Join(dir, "bad"), []Tensor{both}, nil); err == nil {
+		t.Error("Data and WriteData both set accepted")
+	}
 }

@@ -15,12 +15,45 @@ import (
 	"github.com/mai-llm/mai/format/quant"
 )
 
-// Tensor is one tensor to write: little-endian bytes of the given dtype.
+// Tensor is one tensor to write: little-endian bytes of the given dtype,
+// either held in Data or produced by WriteData when the file is written.
 type Tensor struct {
 	Name  string
 	DType string
 	Shape []int
 	Data  []byte
+	// WriteData, when Data is nil, writes the tensor's bytes (exactly the
+	// size the dtype and shape imply) at write time, so that large tensors
+	// need not be copied into memory first (see F32Stream).
+	WriteData func(w io.Writer) error
+}
+
+// Size returns the tensor's byte size implied by its dtype and shape
+// (0 for an unknown dtype).
+func (t Tensor) Size() int64 {
+	size, _ := DTypeSize(t.DType)
+	n := int64(size)
+	for _, d := range t.Shape {
+		n *= int64(d)
+	}
+	return n
+}
+
+// F32Stream returns a float32 tensor that encodes data in small chunks when
+// written instead of copying it up front; data must not change until then.
+func F32Stream(name string, shape []int, data []float32) Tensor {
+	return Tensor{Name: name, DType: "F32", Shape: slices.Clone(shape), WriteData: func(w io.Writer) error {
+		buf := make([]byte, 4*min(len(data), 1<<18))
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), len(buf)/4)
+			quant.EncodeF32(buf, rest[:n])
+			if _, err := w.Write(buf[:4*n]); err != nil {
+				return err
+			}
+			rest = rest[n:]
+		}
+		return nil
+	}}
 }
 
 // F32Tensor returns a float32 tensor holding data.
@@ -81,6 +114,12 @@ func checkTensor(t Tensor) error {
 		}
 		n *= int64(d)
 	}
+	if t.Data == nil && t.WriteData != nil {
+		return nil
+	}
+	if t.Data != nil && t.WriteData != nil {
+		return fmt.Errorf("tensor %q: both Data and WriteData set", t.Name)
+	}
 	if want := n * int64(size); int64(len(t.Data)) != want {
 		return fmt.Errorf("tensor %q: %s shape %v needs %d bytes, got %d", t.Name, t.DType, t.Shape, want, len(t.Data))
 	}
@@ -136,8 +175,8 @@ func header(ts []Tensor, meta map[string]string) []byte {
 		}
 		b.Write(marshal(t.Name))
 		fmt.Fprintf(&b, `:{"dtype":%s,"shape":%s,"data_offsets":[%d,%d]}`,
-			marshal(t.DType), marshal(shape), off, off+int64(len(t.Data)))
-		off += int64(len(t.Data))
+			marshal(t.DType), marshal(shape), off, off+t.Size())
+		off += t.Size()
 	}
 	b.WriteByte('}')
 	for (8+b.Len())%8 != 0 {
@@ -163,11 +202,33 @@ func Encode(w io.Writer, tensors []Tensor, meta map[string]string) error {
 		return fmt.Errorf("safetensors: writing header: %w", err)
 	}
 	for _, t := range ts {
-		if _, err := w.Write(t.Data); err != nil {
+		if t.Data != nil || t.WriteData == nil {
+			if _, err := w.Write(t.Data); err != nil {
+				return fmt.Errorf("safetensors: writing tensor %q: %w", t.Name, err)
+			}
+			continue
+		}
+		cw := &countingWriter{w: w}
+		if err := t.WriteData(cw); err != nil {
 			return fmt.Errorf("safetensors: writing tensor %q: %w", t.Name, err)
+		}
+		if cw.n != t.Size() {
+			return fmt.Errorf("safetensors: tensor %q: WriteData wrote %d bytes, %s shape %v needs %d", t.Name, cw.n, t.DType, t.Shape, t.Size())
 		}
 	}
 	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Write writes tensors and metadata to path atomically: to a temporary file

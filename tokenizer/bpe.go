@@ -23,12 +23,12 @@ const heapLimit = 128
 // merged symbol covers piece[start:end].
 func (m *model) pair(piece string, start, end, a, b int32) (uint32, int32) {
 	if m.merges == nil {
-		if id, ok := m.vocab[piece[start:end]]; ok {
+		if id, ok := m.table.get(piece[start:end]); ok {
 			return uint32(id), id
 		}
 		return noRank, -1
 	}
-	if v, ok := m.merges[uint64(uint32(a))<<32|uint64(uint32(b))]; ok {
+	if v, ok := m.pairs.get(uint64(uint32(a))<<32 | uint64(uint32(b))); ok {
 		return uint32(v >> 32), int32(uint32(v))
 	}
 	return noRank, -1

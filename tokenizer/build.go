@@ -114,6 +114,16 @@ func (t *Tokenizer) finish() {
 		}
 	}
 	t.m.bytesOnly = t.kind == kindByteLevel && len(t.m.vocab) == 256 && len(t.m.merges) == 0
+	ids := make([]int32, 0, len(t.m.vocab))
+	keys := make([]string, len(t.decodeTab))
+	for s, id := range t.m.vocab {
+		ids = append(ids, id)
+		keys[id] = s
+	}
+	t.m.table = newStrTable(keys, ids)
+	if t.m.merges != nil {
+		t.m.pairs = newPairTable(t.m.merges)
+	}
 	if t.cacheSize == 0 {
 		t.cacheSize = defaultCacheSize
 	}

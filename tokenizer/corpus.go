@@ -32,6 +32,9 @@ type Corpus struct {
 	MaxBytes int64
 	// MaxFileBytes skips larger files (0: 64 MiB).
 	MaxFileBytes int64
+	// Exts, if set, reads only files whose names end with one of these
+	// suffixes (".go", ".jsonl.gz").
+	Exts []string
 
 	// Err is the first error met, set when iteration ends.
 	Err error
@@ -71,7 +74,7 @@ func (c *Corpus) Texts() iter.Seq[string] {
 					}
 					return nil
 				}
-				if !d.Type().IsRegular() || !c.selected(root, path) {
+				if !d.Type().IsRegular() || !c.selected(root, path) || !c.wanted(path) {
 					return nil
 				}
 				if info, err := d.Info(); err != nil || info.Size() > maxFile {
@@ -94,6 +97,19 @@ func (c *Corpus) Texts() iter.Seq[string] {
 			}
 		}
 	}
+}
+
+// wanted applies the extension filter.
+func (c *Corpus) wanted(path string) bool {
+	if len(c.Exts) == 0 {
+		return true
+	}
+	for _, e := range c.Exts {
+		if strings.HasSuffix(path, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // selected applies the hold-out split.
@@ -181,9 +197,7 @@ func (t *Tokenizer) BytesPerToken(texts iter.Seq[string]) (ratio float64, nbytes
 	var batch []string
 	size := 0
 	flush := func() {
-		for _, ids := range t.EncodeBatch(batch) {
-			ntokens += int64(len(ids))
-		}
+		ntokens += t.CountBatch(batch)
 		batch, size = batch[:0], 0
 	}
 	for s := range texts {

@@ -714,14 +714,14 @@ func (t *Tokenizer) encodeWord(st *encState, dst []int, w string) []int {
 	}
 	m := &t.m
 	if m.ignoreMerges {
-		if id, ok := m.vocab[w]; ok {
+		if id, ok := m.table.get(w); ok {
 			return append(dst, int(id))
 		}
 	}
 	parts := st.parts[:0]
 	for i := 0; i < len(w); {
 		_, size := utf8.DecodeRuneInString(w[i:])
-		if id, ok := m.vocab[w[i:i+size]]; ok {
+		if id, ok := m.table.get(w[i : i+size]); ok {
 			parts = append(parts, part{start: int32(i), id: id})
 			i += size
 			continue

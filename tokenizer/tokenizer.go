@@ -50,6 +50,9 @@ type model struct {
 	fuseUnk bool
 	// bytesOnly: the vocabulary is the 256 bytes and nothing merges.
 	bytesOnly bool
+	// table and pairs are vocab and merges in faster forms for the hot path.
+	table *strTable
+	pairs *pairTable
 }
 
 // Tokenizer encodes text into token ids and decodes them back.
@@ -88,7 +91,10 @@ type Tokenizer struct {
 	mergeList [][2]int32 // Hugging Face merges in rank order
 	hf        *hfSource  // components of a loaded tokenizer.json
 
-	states    sync.Pool
+	// states is a free list of encoding scratch memory with warm word
+	// caches (a sync.Pool would drop them at every garbage collection).
+	statesMu  sync.Mutex
+	states    []*encState
 	cacheSize int
 }
 
@@ -168,6 +174,7 @@ type encState struct {
 	next, prev []int32
 	heap       []uint64
 	norm       []byte
+	count      []int
 	cache      map[string][]int32
 }
 
@@ -175,18 +182,35 @@ type encState struct {
 const cacheMaxPiece = 64
 
 func (t *Tokenizer) getState() *encState {
-	if st, ok := t.states.Get().(*encState); ok {
+	t.statesMu.Lock()
+	if n := len(t.states); n > 0 {
+		st := t.states[n-1]
+		t.states = t.states[:n-1]
+		t.statesMu.Unlock()
 		return st
 	}
+	t.statesMu.Unlock()
 	return &encState{cache: make(map[string][]int32, 1024)}
 }
 
-func (t *Tokenizer) putState(st *encState) { t.states.Put(st) }
+// maxIdleStates bounds the free list.
+const maxIdleStates = 64
+
+func (t *Tokenizer) putState(st *encState) {
+	if cap(st.parts) > 1<<16 { // do not keep scratch grown by a huge piece
+		st.parts, st.next, st.prev, st.heap, st.norm, st.bounds = nil, nil, nil, nil, nil, nil
+	}
+	t.statesMu.Lock()
+	if len(t.states) < maxIdleStates {
+		t.states = append(t.states, st)
+	}
+	t.statesMu.Unlock()
+}
 
 // Encode encodes ordinary text: special-token text such as "<|endoftext|>" is
 // encoded as the plain characters it consists of.
 func (t *Tokenizer) Encode(text string) []int {
-	return t.AppendEncode(make([]int, 0, len(text)/4+4), text)
+	return t.AppendEncode(make([]int, 0, len(text)/3+8), text)
 }
 
 // AppendEncode appends the ids of ordinary text to dst and returns the
@@ -354,7 +378,7 @@ func (t *Tokenizer) encodePiece(st *encState, dst []int, piece string) []int {
 		return dst
 	}
 	if m.ignoreMerges {
-		if id, ok := m.vocab[piece]; ok {
+		if id, ok := m.table.get(piece); ok {
 			return append(dst, int(id))
 		}
 	}
@@ -389,6 +413,40 @@ func (t *Tokenizer) encodePiece(st *encState, dst []int, piece string) []int {
 		st.cache[strings.Clone(piece)] = ids
 	}
 	return dst
+}
+
+// Count returns the number of tokens of ordinary text without keeping them.
+func (t *Tokenizer) Count(text string) int {
+	st := t.getState()
+	st.count = t.encodeWith(st, st.count[:0], text, t.addedTrie)
+	n := len(st.count)
+	if cap(st.count) > 1<<20 {
+		st.count = nil
+	}
+	t.putState(st)
+	return n
+}
+
+// CountBatch counts the tokens of many texts on all cores.
+func (t *Tokenizer) CountBatch(texts []string) int64 {
+	var total atomic.Int64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(texts)) {
+		wg.Go(func() {
+			var n int64
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(texts) {
+					break
+				}
+				n += int64(t.Count(texts[i]))
+			}
+			total.Add(n)
+		})
+	}
+	wg.Wait()
+	return total.Load()
 }
 
 // EncodeBatch encodes many ordinary texts on all cores; the result is in the

@@ -52,7 +52,7 @@ func readInput(file string) (string, error) {
 
 func tokTrainCmd() *cobra.Command {
 	var (
-		inputs, specials             []string
+		inputs, specials, exts       []string
 		out, pattern, name           string
 		vocab, reserved, minFreq, wk int
 		maxBytes                     int64
@@ -68,7 +68,7 @@ func tokTrainCmd() *cobra.Command {
 			if len(inputs) == 0 || out == "" {
 				return fmt.Errorf("tokenizer train: --input and --out are required")
 			}
-			corpus := &tokenizer.Corpus{Paths: inputs, HoldOut: holdout, MaxBytes: maxBytes}
+			corpus := &tokenizer.Corpus{Paths: inputs, HoldOut: holdout, MaxBytes: maxBytes, Exts: exts}
 			opts := tokenizer.TrainOptions{
 				Name: name, VocabSize: vocab, Pattern: tokenizer.PatternByName(pattern),
 				Reserved: reserved, MinFrequency: minFreq, Workers: wk,
@@ -121,6 +121,7 @@ func tokTrainCmd() *cobra.Command {
 	f.Int64Var(&maxBytes, "max-bytes", 0, "stop reading text after this many bytes (0: all)")
 	f.Float64Var(&holdout, "holdout", 0, "fraction of files kept out for evaluation (mai tokenizer info --eval with the same value)")
 	f.StringVar(&name, "name", "", "tokenizer name (default mai-bpe-<vocab size>)")
+	f.StringSliceVar(&exts, "ext", nil, "read only files ending with these suffixes (e.g. .go,.md)")
 	f.BoolVar(&writeTiktoken, "tiktoken", false, "also write tokenizer.tiktoken (tiktoken rank file)")
 	return cmd
 }
@@ -221,9 +222,9 @@ func tokDecodeCmd() *cobra.Command {
 
 func tokInfoCmd() *cobra.Command {
 	var (
-		eval    []string
-		holdout float64
-		asJSON  bool
+		eval, exts []string
+		holdout    float64
+		asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "info [--encoding NAME | --tokenizer PATH] [--eval DIR...]",
@@ -247,7 +248,7 @@ func tokInfoCmd() *cobra.Command {
 		}
 		var ev *evalResult
 		if len(eval) > 0 {
-			corpus := &tokenizer.Corpus{Paths: eval, HoldOut: holdout, Eval: holdout > 0}
+			corpus := &tokenizer.Corpus{Paths: eval, HoldOut: holdout, Eval: holdout > 0, Exts: exts}
 			start := time.Now()
 			ratio, nb, nt := tok.BytesPerToken(corpus.Texts())
 			if corpus.Err != nil {
@@ -275,6 +276,7 @@ func tokInfoCmd() *cobra.Command {
 	f.StringSliceVar(&eval, "eval", nil, "files or directories of text to measure bytes per token on")
 	f.Float64Var(&holdout, "holdout", 0, "evaluate only the held-out fraction of files (the same value given to train)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.StringSliceVar(&exts, "ext", nil, "evaluate only files ending with these suffixes (e.g. .go)")
 	return cmd
 }
 

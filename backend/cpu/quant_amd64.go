@@ -1,0 +1,95 @@
+package cpu
+
+
+
+// The AVX2/FMA/F16C row-dot kernels (quant_amd64.s). Their callers check
+// the lengths; the assembly reads exactly the blocks it is given.
+
+//go:noescape
+func dotF16AVX2(n int, w *byte, x *float32) float32
+
+//go:noescape
+func dotBF16AVX2(n int, w *byte, x *float32) float32
+
+//go:noescape
+func dotQ8_0AVX2(nb int, w *byte, xq *int8, xd *float32) float32
+
+//go:noescape
+func dotQ4_0AVX2(nb int, w *byte, xq *int8, xd *float32) float32
+
+//go:noescape
+func dotQ4KAVX2(nb int, w *byte, xq *int8, xd *float32, xs *int16) float32
+
+// hasF16C reports the F16C extension (half-precision conversion).
+var hasF16C = func() bool {
+	_, _, ecx, _ := cpuid(1, 0)
+	return ecx&(1<<29) != 0
+}()
+
+// avx2Dots are the assembly kernels.
+var avx2Dots = dotSet{name: "avx2", f16: dotF16Asm, bf16: dotBF16Asm, q8_0: dotQ8_0Asm, q4_0: dotQ4_0Asm, q4K: dotQ4KAsm}
+
+// dotKernels returns the row-dot kernels for this CPU.
+func dotKernels() *dotSet {
+	if hostCPU.AVX2FMA && hasF16C {
+		return &avx2Dots
+	}
+	return &goDots
+}
+
+// availableDots lists every kernel set this CPU can run.
+func availableDots() []*dotSet {
+	if hostCPU.AVX2FMA && hasF16C {
+		return []*dotSet{&goDots, &avx2Dots}
+	}
+	return []*dotSet{&goDots}
+}
+
+func dotF16Asm(w []byte, x []float32) float32 {
+	n := len(x) &^ 15
+	_ = w[2*len(x)-1]
+	var s float32
+	if n > 0 {
+		s = dotF16AVX2(n, &w[0], &x[0])
+	}
+	if n < len(x) {
+		s += dotF16Go(w[2*n:], x[n:])
+	}
+	return s
+}
+
+func dotBF16Asm(w []byte, x []float32) float32 {
+	n := len(x) &^ 15
+	_ = w[2*len(x)-1]
+	var s float32
+	if n > 0 {
+		s = dotBF16AVX2(n, &w[0], &x[0])
+	}
+	if n < len(x) {
+		s += dotBF16Go(w[2*n:], x[n:])
+	}
+	return s
+}
+
+func dotQ8_0Asm(w []byte, xq []int8, xd []float32) float32 {
+	nb := len(xd)
+	_ = w[nb*34-1]
+	_ = xq[nb*32-1]
+	return dotQ8_0AVX2(nb, &w[0], &xq[0], &xd[0])
+}
+
+func dotQ4_0Asm(w []byte, xq []int8, xd []float32) float32 {
+	nb := len(xd)
+	_ = w[nb*18-1]
+	_ = xq[nb*32-1]
+	return dotQ4_0AVX2(nb, &w[0], &xq[0], &xd[0])
+}
+
+func dotQ4KAsm(w []byte, xq []int8, xd []float32, xs []int16) float32 {
+	nb := len(xd)
+	_ = w[nb*q4KBytes-1]
+	_ = xq[nb*256-1]
+	_ = xs[nb*8-1]
+	return dotQ4KAVX2(nb, &w[0], &xq[0], &xd[0], &xs[0])
+}
+

@@ -1,0 +1,9 @@
+//go:build !amd64
+
+package cpu
+
+// dotKernels returns the row-dot kernels for this CPU: the portable ones.
+func dotKernels() *dotSet { return &goDots }
+
+// availableDots lists every kernel set this CPU can run.
+func availableDots() []*dotSet { return []*dotSet{&goDots} }

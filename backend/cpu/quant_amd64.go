@@ -1,7 +1,5 @@
 package cpu
 
-
-
 // The AVX2/FMA/F16C row-dot kernels (quant_amd64.s). Their callers check
 // the lengths; the assembly reads exactly the blocks it is given.
 
@@ -92,4 +90,3 @@ func dotQ4KAsm(w []byte, xq []int8, xd []float32, xs []int16) float32 {
 	_ = xs[nb*8-1]
 	return dotQ4KAVX2(nb, &w[0], &xq[0], &xd[0], &xs[0])
 }
-

@@ -63,21 +63,52 @@ func gemm(kern gemmKernel, small int, p *Pool, transA, transB bool, m, n, k int,
 		gemmDirect(transA, transB, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	tm, tn := gemmSplit(p.Threads(), m, n, k, kern.mr, kern.nr)
-	mt := (m + kern.mr - 1) / kern.mr // row tiles
-	nt := (n + kern.nr - 1) / kern.nr // column tiles
-	p.For(tm*tn, 1, func(lo, hi int) {
-		buf := gemmBufs.Get().(*gemmBuf)
-		for w := lo; w < hi; w++ {
-			wm, wn := w/tn, w%tn
-			m0, m1 := splitTiles(mt, tm, wm, kern.mr, m)
-			n0, n1 := splitTiles(nt, tn, wn, kern.nr, n)
-			if m0 < m1 && n0 < n1 {
-				gemmBlock(kern, buf, transA, transB, m0, m1, n0, n1, k, alpha, a, lda, b, ldb, beta, c, ldc)
-			}
+	j := gemmJobs.Get().(*gemmJob)
+	j.kern = kern
+	j.transA, j.transB = transA, transB
+	j.m, j.n, j.k = m, n, k
+	j.alpha, j.beta = alpha, beta
+	j.a, j.b, j.c = a, b, c
+	j.lda, j.ldb, j.ldc = lda, ldb, ldc
+	j.tm, j.tn = gemmSplit(p.Threads(), m, n, k, kern.mr, kern.nr)
+	p.For(j.tm*j.tn, 1, j.run)
+	*j = gemmJob{run: j.run} // drop the references to the caller's slices
+	gemmJobs.Put(j)
+}
+
+// gemmJob carries one call's arguments to the pool's workers. Jobs are reused,
+// and run is bound once per job, so that a call allocates no closure.
+type gemmJob struct {
+	kern           gemmKernel
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        []float32
+	lda, ldb, ldc  int
+	tm, tn         int // the thread grid over C
+	run            func(lo, hi int)
+}
+
+var gemmJobs = sync.Pool{New: func() any {
+	j := new(gemmJob)
+	j.run = j.blocks
+	return j
+}}
+
+// blocks computes blocks [lo,hi) of the tm×tn grid over C.
+func (j *gemmJob) blocks(lo, hi int) {
+	kern := j.kern
+	mt := (j.m + kern.mr - 1) / kern.mr // row tiles
+	nt := (j.n + kern.nr - 1) / kern.nr // column tiles
+	buf := gemmBufs.Get().(*gemmBuf)
+	for w := lo; w < hi; w++ {
+		m0, m1 := splitTiles(mt, j.tm, w/j.tn, kern.mr, j.m)
+		n0, n1 := splitTiles(nt, j.tn, w%j.tn, kern.nr, j.n)
+		if m0 < m1 && n0 < n1 {
+			gemmBlock(kern, buf, j.transA, j.transB, m0, m1, n0, n1, j.k, j.alpha, j.a, j.lda, j.b, j.ldb, j.beta, j.c, j.ldc)
 		}
-		gemmBufs.Put(buf)
-	})
+	}
+	gemmBufs.Put(buf)
 }
 
 // gemmCheck panics with a clear message if the arguments do not describe

@@ -269,6 +269,18 @@ func TestGemmGPT2Sampled(t *testing.T) {
 	}
 }
 
+// TestGemmAllocs checks that a GEMM allocates nothing once its buffers exist
+// (a training step must not allocate).
+func TestGemmAllocs(t *testing.T) {
+	p := NewPool(1)
+	m, n, k := 100, 70, 300
+	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+	Gemm(p, false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+	if got := testing.AllocsPerRun(20, func() { Gemm(p, false, true, m, n, k, 1, a, k, b, k, 0, c, n) }); got != 0 {
+		t.Fatalf("Gemm allocates %v times per call, want 0", got)
+	}
+}
+
 func TestGemmDegenerate(t *testing.T) {
 	p := NewPool(2)
 	nan := float32(math.NaN())

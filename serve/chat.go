@@ -67,7 +67,10 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("messages", "Could not apply the model's chat template: %v", err)
 	}
 	prompt := m.codec.encodeTemplated(text)
-	stops := append(append([]string(nil), p.stops...), m.codec.chatStops...)
+	stops := p.stops
+	if p.constraint == nil { // constrained JSON ends by itself
+		stops = append(append([]string(nil), p.stops...), m.codec.chatStops...)
+	}
 
 	release, err := s.acquire()
 	if err != nil {

@@ -98,7 +98,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) error
 		}
 		ch.Text = prefix + text
 		if p.logprobs {
-			ch.Logprobs = completionLogprobs(m, c, req.Echo, p.topLogprobs, len(prefix)+len(text))
+			ch.Logprobs = completionLogprobs(m, c, req.Echo, p.topLogprobs, len(prefix)+len(text), c.ts.stopped)
 		}
 		resp.Choices = append(resp.Choices, ch)
 	}
@@ -183,9 +183,9 @@ func (s *Server) streamCompletion(w http.ResponseWriter, ctx context.Context, m 
 }
 
 // completionLogprobs builds the legacy logprobs of a finished choice: the
-// prompt's tokens first when echoing, then the generated tokens up to the
-// end of the returned text.
-func completionLogprobs(m *Model, c *choice, echo bool, top, textLen int) *CompletionLogprobs {
+// prompt's tokens first when echoing, then the generated tokens (up to the
+// end of the returned text when a stop string cut it).
+func completionLogprobs(m *Model, c *choice, echo bool, top, textLen int, cut bool) *CompletionLogprobs {
 	lp := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []*float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
 	off := 0
 	if echo {
@@ -206,7 +206,7 @@ func completionLogprobs(m *Model, c *choice, echo bool, top, textLen int) *Compl
 	}
 	gen := tokensLogprobs(m, c.toks, top, off)
 	for i, o := range gen.TextOffset {
-		if o >= textLen && i > 0 {
+		if cut && o >= textLen && i > 0 { // tokens past a stop string
 			gen.Tokens, gen.TokenLogprobs, gen.TopLogprobs, gen.TextOffset = gen.Tokens[:i], gen.TokenLogprobs[:i], gen.TopLogprobs[:i], gen.TextOffset[:i]
 			break
 		}

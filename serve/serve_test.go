@@ -603,3 +603,50 @@ func TestMetrics(t *testing.T) {
 		t.Log(text)
 	}
 }
+
+func TestJSONMode(t *testing.T) {
+	ts := startServer(t, Config{}, infer.EngineConfig{})
+	schema := json.RawMessage(`{"type":"object","properties":{"answer":{"enum":["yes","no"]},"score":{"type":"integer"}},"required":["answer","score"],"additionalProperties":false}`)
+	done := 0
+	for seed := range 4 {
+		for _, rf := range []map[string]any{
+			{"type": "json_object"},
+			{"type": "json_schema", "json_schema": map[string]any{"name": "verdict", "schema": schema, "strict": true}},
+		} {
+			var resp ChatResponse
+			code := post(t, ts.URL+"/v1/chat/completions", "", map[string]any{"model": "tiny", "messages": []map[string]string{{"role": "user", "content": "Answer in JSON."}},
+				"max_tokens": 180, "seed": seed, "response_format": rf}, &resp)
+			if code != 200 {
+				t.Fatalf("%d %+v", code, resp)
+			}
+			text := *resp.Choices[0].Message.Content
+			if *resp.Choices[0].FinishReason != "stop" {
+				continue // a random model may pad until max_tokens
+			}
+			done++
+			var v map[string]any
+			dec := json.NewDecoder(strings.NewReader(text))
+			dec.UseNumber() // valid JSON numbers may overflow float64
+			if err := dec.Decode(&v); err != nil {
+				t.Errorf("%v: %q is not JSON: %v", rf["type"], text, err)
+				continue
+			}
+			if rf["type"] == "json_schema" {
+				if a := v["answer"]; (a != "yes" && a != "no") || len(v) != 2 {
+					t.Errorf("%q breaks the schema", text)
+				}
+				if s, ok := v["score"].(json.Number); !ok || strings.ContainsAny(string(s), ".eE") {
+					t.Errorf("%q: score is not an integer", text)
+				}
+			}
+		}
+	}
+	if done < 4 {
+		t.Errorf("only %d of 8 JSON outputs finished", done)
+	}
+	var e ErrorBody
+	if code := post(t, ts.URL+"/v1/chat/completions", "", map[string]any{"model": "tiny", "messages": []map[string]string{{"role": "user", "content": "x"}},
+		"response_format": map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "x", "schema": map[string]any{"type": "nope"}}}}, &e); code != 400 {
+		t.Errorf("bad schema: %d %+v", code, e)
+	}
+}

@@ -77,6 +77,7 @@ type Model struct {
 	codec   *codec
 	created int64
 	hook    atomic.Pointer[func(infer.StepStats)]
+	vocab   func() *infer.TokenVocab
 }
 
 // LoadModel loads a model folder (a Hugging Face folder or a MAI
@@ -123,6 +124,7 @@ func NewModel(name string, m *model.Model, c infer.Codec, cfg infer.EngineConfig
 		return nil, fmt.Errorf("serve: a model needs a name")
 	}
 	mm := &Model{Name: name, codec: newCodec(c, m.Cfg.Vocab, m.Cfg.EOS), created: time.Now().Unix()}
+	mm.vocab = sync.OnceValue(func() *infer.TokenVocab { return infer.NewTokenVocab(mm.codec.tokBytes, mm.codec.eos) })
 	user := cfg.OnStep
 	cfg.OnStep = func(st infer.StepStats) {
 		if user != nil {

@@ -397,8 +397,8 @@ const (
 	oAfter           // after a value
 	oNextKey         // after ','
 	oFreeKey         // a free key string was pushed
-	maxWS            = 8
-	maxDigits        = 24
+	maxWS     = 8
+	maxDigits = 24
 )
 
 type frame struct {

@@ -3,6 +3,7 @@ package data
 import (
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -49,7 +50,20 @@ var (
 )
 
 // secretLiterals are substrings one of which each secret pattern needs.
-var secretLiterals = []string{"PRIVATE KEY-----", "A", "_", "github_pat_", "glpat-", "xox", "sk-", "AIza", "k_", "hf_", "eyJ"}
+var secretLiterals = [][]string{{"PRIVATE KEY-----"}, {"AKIA", "ASIA"}, {"ghp_", "gho_", "ghu_", "ghs_", "ghr_"}, {"github_pat_"},
+	{"glpat-"}, {"xox"}, {"sk-"}, {"AIza"}, {"k_live_", "k_test_"}, {"hf_"}, {"eyJ"}}
+
+// secretKeywords start the assignments assignedSecretRE looks for.
+var secretKeywords = []string{"key", "secret", "token", "passw"}
+
+func containsAny(s string, subs []string) bool {
+	for _, x := range subs {
+		if strings.Contains(s, x) {
+			return true
+		}
+	}
+	return false
+}
 
 // Redact replaces PII in text and adds the counts by type to counts.
 //
@@ -62,76 +76,184 @@ func (c *PIIConfig) Redact(text string, counts map[string]int64) string {
 	}
 	if c.Secret {
 		for i, re := range secretREs {
-			if strings.Contains(text, secretLiterals[i]) {
+			if containsAny(text, secretLiterals[i]) {
 				text = replaceCount(re, text, "<SECRET>", "secret", counts, nil)
 			}
 		}
-		low := strings.ToLower(text)
-		if strings.Contains(low, "key") || strings.Contains(low, "secret") || strings.Contains(low, "token") || strings.Contains(low, "passw") {
-			if idx := assignedSecretRE.FindAllStringSubmatchIndex(text, -1); len(idx) > 0 {
-				var b strings.Builder
-				last := 0
-				for _, m := range idx {
-					v := text[m[2]:m[3]]
-					if !looksRandom(v) {
-						continue
-					}
-					b.WriteString(text[last:m[2]])
-					b.WriteString("<SECRET>")
-					last = m[3]
-					counts["secret"]++
-				}
-				b.WriteString(text[last:])
-				text = b.String()
-			}
-		}
+		text = redactAssignedSecrets(text, counts)
 	}
 	if c.Email && strings.IndexByte(text, '@') >= 0 {
 		spans := candidateSpans(text, isEmailByte, func(s string) bool { return strings.IndexByte(s, '@') > 0 })
 		text = replaceSpans(emailRE, text, spans, "<EMAIL>", "email", counts, nil)
 	}
-	numeric := func() [][2]int {
-		return candidateSpans(text, isNumByte, func(s string) bool {
-			d, dots := 0, 0
-			for i := 0; i < len(s); i++ {
-				if s[i] >= '0' && s[i] <= '9' {
-					d++
-				} else if s[i] == '.' {
-					dots++
-				}
-			}
-			return d >= 10 || d >= 4 && dots >= 3 || d >= 7 && (strings.ContainsAny(s, " -+()."))
-		})
+	if c.Card || c.IP || c.Phone {
+		text = c.redactNumbers(text, counts)
 	}
-	if c.Card {
-		text = replaceSpans(cardRE, text, numeric(), "<CREDIT_CARD>", "credit_card", counts, func(s string) bool { return luhn(s) })
-	}
-	if c.IP {
-		keep := func(s string) bool {
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				return false
-			}
-			return !(c.KeepPrivateIPs && (a.IsLoopback() || a.IsPrivate() || a.IsUnspecified() || a.IsLinkLocalUnicast() || a.IsMulticast()))
-		}
-		text = replaceSpans(ipv4RE, text, numeric(), "<IP_ADDRESS>", "ip_address", counts, keep)
-		if strings.Contains(text, ":") {
-			spans := candidateSpans(text, isHexColonByte, func(s string) bool { return strings.Count(s, ":") >= 2 && len(s) >= 6 })
-			text = replaceSpans(ipv6RE, text, spans, "<IP_ADDRESS>", "ip_address", counts, keep)
-		}
-	}
-	if c.Phone {
-		text = replaceSpans(phoneRE, text, numeric(), "<PHONE>", "phone", counts, nil)
+	if c.IP && strings.Contains(text, ":") {
+		spans := candidateSpans(text, isHexColonByte, func(s string) bool { return strings.Count(s, ":") >= 2 && len(s) >= 6 })
+		text = replaceSpans(ipv6RE, text, spans, "<IP_ADDRESS>", "ip_address", counts, c.publicIP)
 	}
 	return text
 }
 
-func isEmailByte(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '.' || b == '_' || b == '%' || b == '+' || b == '-' || b == '@'
+func (c *PIIConfig) publicIP(s string) bool {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return false
+	}
+	return !(c.KeepPrivateIPs && (a.IsLoopback() || a.IsPrivate() || a.IsUnspecified() || a.IsLinkLocalUnicast() || a.IsMulticast()))
 }
 
-func isNumByte(b byte) bool {
-	return b >= '0' && b <= '9' || b == ' ' || b == '.' || b == '-' || b == '(' || b == ')' || b == '+'
+var numByte = func() (t [256]bool) {
+	for _, b := range []byte("0123456789 .-()+") {
+		t[b] = true
+	}
+	return
+}()
+
+// redactNumbers finds runs of digits and separators with enough digits for a card
+// number, phone number or IPv4 address, and runs the card, IP and phone patterns on
+// each run (with one byte of context either side, so that \b sees the neighbours).
+func (c *PIIConfig) redactNumbers(text string, counts map[string]int64) string {
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(text); {
+		if !numByte[text[i]] {
+			i++
+			continue
+		}
+		j := i + 1
+		digits, dots := 0, 0
+		for j < len(text) && numByte[text[j]] {
+			j++
+		}
+		if j-i < 7 {
+			i = j
+			continue
+		}
+		for k := i; k < j; k++ {
+			if text[k] >= '0' && text[k] <= '9' {
+				digits++
+			} else if text[k] == '.' {
+				dots++
+			}
+		}
+		if digits < 7 && !(digits >= 4 && dots >= 3) {
+			i = j
+			continue
+		}
+		lo, hi := max(0, i-1), min(len(text), j+1)
+		w := text[lo:hi]
+		lctx, rctx := lo < i, hi > j
+		inside := func(w string, m []int) bool {
+			return (!lctx || m[0] >= 1) && (!rctx || m[1] <= len(w)-1)
+		}
+		sub := func(w string, re *regexp.Regexp, repl, key string, ok func(string) bool) string {
+			idx := re.FindAllStringIndex(w, -1)
+			if len(idx) == 0 {
+				return w
+			}
+			var o strings.Builder
+			p := 0
+			for _, m := range idx {
+				if !inside(w, m) || ok != nil && !ok(w[m[0]:m[1]]) {
+					continue
+				}
+				o.WriteString(w[p:m[0]])
+				o.WriteString(repl)
+				p = m[1]
+				counts[key]++
+			}
+			if p == 0 {
+				return w
+			}
+			o.WriteString(w[p:])
+			return o.String()
+		}
+		orig := w
+		if c.Card && digits >= 13 {
+			w = sub(w, cardRE, "<CREDIT_CARD>", "credit_card", luhn)
+		}
+		if c.IP && dots >= 3 {
+			w = sub(w, ipv4RE, "<IP_ADDRESS>", "ip_address", c.publicIP)
+		}
+		if c.Phone && digits >= 10 {
+			w = sub(w, phoneRE, "<PHONE>", "phone", nil)
+		}
+		if w != orig {
+			if b.Len() == 0 {
+				b.Grow(len(text))
+			}
+			if lo < last {
+				// The left context byte ended the previous window; it is never replaced.
+				w, lo = w[last-lo:], last
+			}
+			b.WriteString(text[last:lo])
+			b.WriteString(w)
+			last = hi
+		}
+		i = j
+	}
+	if last == 0 {
+		return text
+	}
+	b.WriteString(text[last:])
+	return b.String()
+}
+
+// redactAssignedSecrets replaces random-looking values assigned to keys named like
+// secrets. The pattern runs only on windows around the keywords.
+func redactAssignedSecrets(text string, counts map[string]int64) string {
+	low := strings.ToLower(text)
+	if !containsAny(low, secretKeywords) {
+		return text
+	}
+	// Windows [k-24, k+300) around each keyword, merged.
+	var wins [][2]int
+	for _, kw := range secretKeywords {
+		for off := 0; ; {
+			i := strings.Index(low[off:], kw)
+			if i < 0 {
+				break
+			}
+			k := off + i
+			wins = append(wins, [2]int{max(0, k-24), min(len(text), k+300)})
+			off = k + len(kw)
+		}
+	}
+	slices.SortFunc(wins, func(a, b [2]int) int { return a[0] - b[0] })
+	merged := wins[:1]
+	for _, w := range wins[1:] {
+		if l := &merged[len(merged)-1]; w[0] <= l[1] {
+			l[1] = max(l[1], w[1])
+		} else {
+			merged = append(merged, w)
+		}
+	}
+	var b strings.Builder
+	last := 0
+	for _, w := range merged {
+		for _, m := range assignedSecretRE.FindAllStringSubmatchIndex(text[w[0]:w[1]], -1) {
+			s, e := w[0]+m[2], w[0]+m[3]
+			// A match must not start at the window's cut edge (its \b would be wrong).
+			if w[0] > 0 && m[0] == 0 || s < last || !looksRandom(text[s:e]) {
+				continue
+			}
+			b.WriteString(text[last:s])
+			b.WriteString("<SECRET>")
+			last = e
+			counts["secret"]++
+		}
+	}
+	if last == 0 {
+		return text
+	}
+	b.WriteString(text[last:])
+	return b.String()
+}
+
+func isEmailByte(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '.' || b == '_' || b == '%' || b == '+' || b == '-' || b == '@'
 }
 
 func isHexColonByte(b byte) bool {

@@ -29,6 +29,9 @@ func fromRanks(name, pattern string, ranks map[string]int, specials map[string]i
 		}
 		size = max(size, id+1)
 	}
+	if err := checkIDSpace(size, len(ranks)+len(specials)); err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %w", name, err)
+	}
 	t := &Tokenizer{
 		name:      name,
 		kind:      kindByteLevel,
@@ -62,6 +65,15 @@ func fromRanks(name, pattern string, ranks map[string]int, specials map[string]i
 	}
 	t.finish()
 	return t, nil
+}
+
+// checkIDSpace rejects vocabularies whose ids are mostly holes: a corrupt
+// file must give an error, not a huge allocation.
+func checkIDSpace(size, tokens int) error {
+	if size > 4*tokens+1<<16 {
+		return fmt.Errorf("largest id %d is far beyond the %d tokens (corrupt file?)", size-1, tokens)
+	}
+	return nil
 }
 
 // addSpecials registers special tokens, which must not collide with other tokens.

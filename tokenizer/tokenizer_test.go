@@ -202,6 +202,7 @@ func TestParseTiktokenErrors(t *testing.T) {
 		"huge rank":    "QQ== 99999999999\n",
 		"missing byte": "QQ== 0\nQg== 1\n",
 		"same rank":    "QQ== 0\nQg== 0\n",
+		"sparse ranks": "QQ== 999999999\n",
 	}
 	for name, in := range tests {
 		ranks, err := ParseTiktoken(strings.NewReader(in))

@@ -131,7 +131,7 @@ func (m *Model) forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 		x = tp.GatherRows(x, rows)
 	}
 	x = m.norm(tp, x, m.Norm, m.NormB)
-	out.Logits = tp.Linear(x, m.Head, nil)
+	out.Logits = m.linear(tp, x, m.Head, nil)
 	if len(auxes) > 0 {
 		nMoE := float32(len(out.Load))
 		for i := range coefs {
@@ -177,9 +177,9 @@ func (m *Model) norm(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
 
 func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos, attnStart []int32, rope *cpu.RoPE, cache *KVCache, l int) (*nn.Var, error) {
 	c := &m.Cfg
-	q := tp.Linear(h, blk.Q, blk.QB)
-	k := tp.Linear(h, blk.K, blk.KB)
-	v := tp.Linear(h, blk.V, blk.VB)
+	q := m.linear(tp, h, blk.Q, blk.QB)
+	k := m.linear(tp, h, blk.K, blk.KB)
+	v := m.linear(tp, h, blk.V, blk.VB)
 	if c.QKNorm {
 		n := b * t
 		eps := float32(c.NormEps)
@@ -206,17 +206,17 @@ func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos, att
 		v = nn.Const(cache.V[l], len(cache.V[l])/w, w)
 	}
 	o := tp.Attention(q, k, v, a)
-	return tp.Linear(o, blk.O, blk.OB), nil
+	return m.linear(tp, o, blk.O, blk.OB), nil
 }
 
 func (m *Model) mlp(tp *nn.Tape, f *MLP, h *nn.Var) *nn.Var {
 	if m.Cfg.MLP == "swiglu" {
-		g := tp.Linear(h, f.Gate, f.GateB)
-		u := tp.Linear(h, f.Up, f.UpB)
-		return tp.Linear(tp.SwiGLU(g, u), f.Down, f.DownB)
+		g := m.linear(tp, h, f.Gate, f.GateB)
+		u := m.linear(tp, h, f.Up, f.UpB)
+		return m.linear(tp, tp.SwiGLU(g, u), f.Down, f.DownB)
 	}
-	u := tp.Linear(h, f.Up, f.UpB)
-	return tp.Linear(tp.GELU(u, m.Cfg.Act != "gelu"), f.Down, f.DownB)
+	u := m.linear(tp, h, f.Up, f.UpB)
+	return m.linear(tp, tp.GELU(u, m.Cfg.Act != "gelu"), f.Down, f.DownB)
 }
 
 func (m *Model) moe(tp *nn.Tape, blk *Block, h *nn.Var) (y, aux, z *nn.Var, load []float32) {

@@ -27,6 +27,8 @@ type Model struct {
 
 	ropeLen  int
 	cos, sin []float32
+
+	q *quantState // weights stored quantized (quant.go); nil for a float32 model
 }
 
 // Param is one named parameter tensor: a view into the flat buffers.

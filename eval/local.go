@@ -177,8 +177,9 @@ func logSoftmaxAt(row []float32, target int32) tokScore {
 	for _, x := range row {
 		sum += math.Exp(float64(x - mx))
 	}
-	lp := float64(row[target]-mx) - math.Log(sum)
-	return tokScore{lp: lp, greedy: arg == int(target) || row[target] == mx}
+	lse := math.Log(sum)
+	lp := float64(row[target]-mx) - lse
+	return tokScore{lp: lp, top: -lse, greedy: arg == int(target) || row[target] == mx}
 }
 
 func (l *localModel) generate(ctx context.Context, reqs []GenRequest) ([]string, error) {

@@ -30,8 +30,9 @@ type scoreSeq struct {
 }
 
 type tokScore struct {
-	lp     float64
-	greedy bool
+	lp     float64 // log-probability of the token
+	top    float64 // log-probability of the most likely token
+	greedy bool    // the token was the most likely one
 }
 
 // tokenBackend implements Backend and TokenScorer over a tokenModel.

@@ -316,35 +316,20 @@ func gemmBlock(kern gemmKernel, buf *gemmBuf, transA, transB bool, m0, m1, n0, n
 // ap[(ir/mr)*kc*mr + p*mr + r] = alpha*op(A)[ic+ir+r, pc+p], zero-padded past mc.
 func packA(ap, a []float32, lda int, transA bool, ic, mc, pc, kc, mr int, alpha float32) {
 	if transA {
-		// op(A)[i][p] = a[p*lda+i]: row p of a holds column p of op(A), so walk
-		// the rows of a once and deal each into the micro-panels.
+		// op(A)[i][p] = a[p*lda+i]: row p of a holds column p of op(A); deal
+		// each row's mc values into the micro-panels, mr to a panel.
 		full := mc / mr * mr
-		for p := range kc {
-			row := a[(pc+p)*lda+ic:]
-			row = row[:mc]
-			ir := 0
-			if mr%6 == 0 {
-				for ; ir < full; ir += 6 {
-					// Slots ir%mr.. of panel ir/mr.
-					d := ap[(ir-ir%mr)*kc+p*mr+ir%mr:]
-					d = d[:6:6]
-					s := row[ir : ir+6 : ir+6]
-					d[0] = alpha * s[0]
-					d[1] = alpha * s[1]
-					d[2] = alpha * s[2]
-					d[3] = alpha * s[3]
-					d[4] = alpha * s[4]
-					d[5] = alpha * s[5]
-				}
-			}
-			for ; ir < mc; ir += mr {
-				d := ap[ir*kc+p*mr:]
-				d = d[:mr]
-				src := row[ir:min(ir+mr, mc)]
+		packPanels(ap, a[pc*lda+ic:], mr, full/mr, kc, lda, mr*kc, alpha)
+		if mm := mc - full; mm > 0 {
+			dst := ap[full*kc : (full+mr)*kc]
+			for p := range kc {
+				src := a[(pc+p)*lda+ic+full:]
+				src = src[:mm]
+				d := dst[p*mr : p*mr+mr]
 				for r, v := range src {
 					d[r] = alpha * v
 				}
-				clear(d[len(src):])
+				clear(d[mm:])
 			}
 		}
 		return
@@ -400,18 +385,16 @@ func packA6(dst []float32, mr, off int, a []float32, lda, i, pc, kc int, alpha f
 // bp[(jr/nr)*kc*nr + p*nr + j] = op(B)[pc+p, jc+jr+j], zero-padded past nc.
 func packB(bp, b []float32, ldb int, transB bool, pc, kc, jc, nc, nr int) {
 	if !transB {
-		// op(B)[p][j] = b[p*ldb+j]: walk the rows of b once and deal each
-		// into the micro-panels, nr contiguous values per panel.
-		for p := range kc {
-			row := b[(pc+p)*ldb+jc:]
-			row = row[:nc]
-			for jr := 0; jr < nc; jr += nr {
-				d := bp[jr*kc+p*nr:]
-				d = d[:nr]
-				n := copy(d, row[jr:])
-				if n < nr {
-					clear(d[n:])
-				}
+		// op(B)[p][j] = b[p*ldb+j]: deal each row's nc values into the
+		// micro-panels, nr to a panel.
+		full := nc / nr * nr
+		packPanels(bp, b[pc*ldb+jc:], nr, full/nr, kc, ldb, nr*kc, 1)
+		if nn := nc - full; nn > 0 {
+			dst := bp[full*kc : (full+nr)*kc]
+			for p := range kc {
+				d := dst[p*nr : p*nr+nr]
+				copy(d, b[(pc+p)*ldb+jc+full:][:nn])
+				clear(d[nn:])
 			}
 		}
 		return
@@ -516,4 +499,17 @@ func transName(transA, transB bool) string {
 		s[1] = 'T'
 	}
 	return string(s[:])
+}
+
+// packPanelsGo is the portable packPanels.
+func packPanelsGo(dst, src []float32, width, panels, rows, srcStride, panelStride int, alpha float32) {
+	for r := range rows {
+		row := src[r*srcStride : r*srcStride+panels*width]
+		for q := range panels {
+			d := dst[q*panelStride+r*width : q*panelStride+r*width+width]
+			for i, v := range row[q*width : q*width+width] {
+				d[i] = alpha * v
+			}
+		}
+	}
 }

@@ -58,3 +58,24 @@ func availableKernels() []gemmKernel {
 	}
 	return ks
 }
+
+// packPanelsAVX is packPanels in assembly (gemm_pack_amd64.s).
+//
+//go:noescape
+func packPanelsAVX(dst, src *float32, width, panels, rows, srcStride, panelStride int, alpha float32)
+
+// packPanels deals rows of src into micro-panels: for r < rows, q < panels,
+// i < width, dst[q*panelStride+r*width+i] = alpha*src[r*srcStride+q*width+i].
+func packPanels(dst, src []float32, width, panels, rows, srcStride, panelStride int, alpha float32) {
+	if rows <= 0 || width <= 0 || panels <= 0 {
+		return
+	}
+	// Bounds checks here keep the assembly inside the slices.
+	_ = dst[(panels-1)*panelStride+rows*width-1]
+	_ = src[(rows-1)*srcStride+panels*width-1]
+	if hostCPU.AVX2FMA {
+		packPanelsAVX(&dst[0], &src[0], width, panels, rows, srcStride, panelStride, alpha)
+		return
+	}
+	packPanelsGo(dst, src, width, panels, rows, srcStride, panelStride, alpha)
+}

@@ -7,3 +7,9 @@ func activeKernel() gemmKernel { return goKernel }
 
 // availableKernels lists every microkernel this CPU can run, best last.
 func availableKernels() []gemmKernel { return []gemmKernel{goKernel} }
+
+// packPanels deals rows of src into micro-panels: for r < rows, q < panels,
+// i < width, dst[q*panelStride+r*width+i] = alpha*src[r*srcStride+q*width+i].
+func packPanels(dst, src []float32, width, panels, rows, srcStride, panelStride int, alpha float32) {
+	packPanelsGo(dst, src, width, panels, rows, srcStride, panelStride, alpha)
+}

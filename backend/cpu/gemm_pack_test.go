@@ -34,3 +34,30 @@ func BenchmarkGemmPack(b *testing.B) {
 		}
 	}
 }
+
+// TestPackPanels checks packPanels (assembly where the CPU has it) against
+// the portable packPanelsGo, for every width a remainder path can take.
+func TestPackPanels(t *testing.T) {
+	for width := 1; width <= 34; width++ {
+		for _, panels := range []int{1, 3} {
+			const rows, srcStride = 5, 120
+			panelStride := rows*width + 7 // gaps between panels must stay untouched
+			src := make([]float32, (rows-1)*srcStride+panels*width)
+			for i := range src {
+				src[i] = float32(i%97) - 40
+			}
+			got := make([]float32, (panels-1)*panelStride+rows*width+3)
+			want := make([]float32, len(got))
+			for i := range got {
+				got[i], want[i] = -1, -1
+			}
+			packPanels(got, src, width, panels, rows, srcStride, panelStride, 0.5)
+			packPanelsGo(want, src, width, panels, rows, srcStride, panelStride, 0.5)
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("width %d, panels %d: dst[%d] = %g, want %g", width, panels, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}

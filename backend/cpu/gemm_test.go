@@ -364,29 +364,40 @@ var gpt2Shapes = []struct{ m, n, k int }{
 }
 
 func BenchmarkGemmGPT2(b *testing.B) {
-	p := Default()
 	for _, sz := range gpt2Shapes {
 		for _, tr := range transposes {
-			name := fmt.Sprintf("%dx%dx%d/%s", sz.m, sz.n, sz.k, transName(tr.a, tr.b))
-			b.Run(name, func(b *testing.B) {
-				rng := rand.New(rand.NewPCG(1, 1))
-				tc := gemmCase{transA: tr.a, transB: tr.b, m: sz.m, n: sz.n, k: sz.k, alpha: 1, beta: 0}
-				a, bm, c := gemmOperands(&tc, rng)
-				c0, _ := processCPUTime()
-				for b.Loop() {
-					Gemm(p, tr.a, tr.b, sz.m, sz.n, sz.k, 1, a, tc.lda, bm, tc.ldb, 0, c, tc.ldc)
-				}
-				c1, _ := processCPUTime()
-				flops := 2 * float64(sz.m*sz.n*sz.k) * float64(b.N)
-				b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-				if c1 > c0 {
-					// Throughput over the CPU time the threads had: robust to other
-					// processes taking turns on a shared machine.
-					b.ReportMetric(flops*float64(p.Threads())/(c1-c0).Seconds()/1e9, "cpuGFLOP/s")
-				}
-			})
+			benchGemm(b, sz.m, sz.n, sz.k, tr.a, tr.b)
 		}
 	}
+}
+
+// BenchmarkGemmGPT2WeightGrad runs the weight-gradient GEMMs of the same step,
+// dW = dYᵀ·X (out × in × tokens, A transposed).
+func BenchmarkGemmGPT2WeightGrad(b *testing.B) {
+	for _, sz := range []struct{ m, n, k int }{{768, 768, 4096}, {3072, 768, 4096}, {768, 3072, 4096}} {
+		benchGemm(b, sz.m, sz.n, sz.k, true, false)
+	}
+}
+
+func benchGemm(b *testing.B, m, n, k int, transA, transB bool) {
+	p := Default()
+	b.Run(fmt.Sprintf("%dx%dx%d/%s", m, n, k, transName(transA, transB)), func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(1, 1))
+		tc := gemmCase{transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1, beta: 0}
+		a, bm, c := gemmOperands(&tc, rng)
+		c0, _ := processCPUTime()
+		for b.Loop() {
+			Gemm(p, transA, transB, m, n, k, 1, a, tc.lda, bm, tc.ldb, 0, c, tc.ldc)
+		}
+		c1, _ := processCPUTime()
+		flops := 2 * float64(m*n*k) * float64(b.N)
+		b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		if c1 > c0 {
+			// Throughput over the CPU time the threads had: robust to other
+			// processes taking turns on a shared machine.
+			b.ReportMetric(flops*float64(p.Threads())/(c1-c0).Seconds()/1e9, "cpuGFLOP/s")
+		}
+	})
 }
 
 func BenchmarkGemmSmall(b *testing.B) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -668,58 +669,95 @@ func unitFloat(h uint64) float64 { return float64(splitmix64(h)>>11) / (1 << 53)
 type tokReader struct {
 	p     *pipeline
 	tasks []int
-	ti    int
+	pos   tokPos
 	f     *os.File
 	br    *bufio.Reader
-	doc   uint64
 	toks  []int32
+	buf   []byte
+}
+
+// tokPos is a tokReader's position: task (index into its task list), document number
+// in that task's file, and byte offset in the file.
+type tokPos struct {
+	TI  int    `json:"ti"`
+	Doc uint64 `json:"doc"`
+	Off int64  `json:"off"`
+}
+
+// seek moves a reader to a saved position.
+func (r *tokReader) seek(pos tokPos) error {
+	r.close()
+	r.pos = pos
+	if pos.TI >= len(r.tasks) || pos.Off == 0 {
+		return nil
+	}
+	f, err := os.Open(r.p.taskPath("p3", r.tasks[pos.TI], ".tok"))
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(pos.Off, io.SeekStart); err != nil {
+		f.Close()
+		return err
+	}
+	r.f, r.br = f, bufio.NewReaderSize(f, 1<<20)
+	return nil
 }
 
 // next returns the next document of the given split; ok is false at the end.
 func (r *tokReader) next(want byte) (id uint64, toks []int32, ok bool, err error) {
 	for {
 		if r.br == nil {
-			if r.ti >= len(r.tasks) {
+			if r.pos.TI >= len(r.tasks) {
 				return 0, nil, false, nil
 			}
-			f, err := os.Open(r.p.taskPath("p3", r.tasks[r.ti], ".tok"))
+			f, err := os.Open(r.p.taskPath("p3", r.tasks[r.pos.TI], ".tok"))
 			if err != nil {
 				return 0, nil, false, err
 			}
-			r.f, r.br, r.doc = f, bufio.NewReaderSize(f, 1<<20), 0
+			r.f, r.br = f, bufio.NewReaderSize(f, 1<<20)
+			r.pos.Doc, r.pos.Off = 0, 0
 		}
 		split, err := r.br.ReadByte()
 		if err == io.EOF {
-			r.f.Close()
-			r.f, r.br = nil, nil
-			r.ti++
+			r.close()
+			r.pos = tokPos{TI: r.pos.TI + 1}
 			continue
 		}
 		if err != nil {
 			return 0, nil, false, err
 		}
 		n, err := binary.ReadUvarint(r.br)
-		if err != nil {
-			return 0, nil, false, fmt.Errorf("corrupt token file of task %d: %w", r.tasks[r.ti], err)
+		if err != nil || n > 1<<40 {
+			return 0, nil, false, fmt.Errorf("corrupt token file of task %d: %v", r.tasks[r.pos.TI], err)
 		}
-		id = uint64(r.tasks[r.ti])<<32 | r.doc
-		r.doc++
+		id = uint64(r.tasks[r.pos.TI])<<32 | r.pos.Doc
+		r.pos.Doc++
+		r.pos.Off += 1 + int64(uvarintLen(n)) + 4*int64(n)
 		if split != want {
 			if _, err := r.br.Discard(int(n) * 4); err != nil {
-				return 0, nil, false, err
+				return 0, nil, false, fmt.Errorf("corrupt token file of task %d: %w", r.tasks[r.pos.TI], err)
 			}
 			continue
 		}
+		r.buf = slices.Grow(r.buf[:0], int(n)*4)[:n*4]
+		if _, err := io.ReadFull(r.br, r.buf); err != nil {
+			return 0, nil, false, fmt.Errorf("corrupt token file of task %d: %w", r.tasks[r.pos.TI], err)
+		}
 		r.toks = slices.Grow(r.toks[:0], int(n))[:n]
-		var b [4]byte
 		for i := range r.toks {
-			if _, err := io.ReadFull(r.br, b[:]); err != nil {
-				return 0, nil, false, fmt.Errorf("corrupt token file of task %d: %w", r.tasks[r.ti], err)
-			}
-			r.toks[i] = int32(binary.LittleEndian.Uint32(b[:]))
+			r.toks[i] = int32(binary.LittleEndian.Uint32(r.buf[4*i:]))
 		}
 		return id, r.toks, true, nil
 	}
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
 }
 
 func (r *tokReader) close() {
@@ -729,9 +767,29 @@ func (r *tokReader) close() {
 	r.f, r.br = nil, nil
 }
 
-// phase4 mixes the sources and writes the shards. It is a sequential copy, redone in
-// full by a resumed run (shards appear atomically and the manifest is written last).
+// mixSource is one source's progress through the mix.
+type mixSource struct {
+	Pass int    `json:"pass"`
+	Out  int64  `json:"out"`
+	Docs int64  `json:"docs"`
+	Seen int64  `json:"seen"`
+	Done bool   `json:"done"`
+	Pos  tokPos `json:"pos"`
+}
+
+// mixState is phase 4's checkpoint, saved each time a training shard is complete.
+type mixState struct {
+	TrainDone bool                      `json:"train_done"`
+	Sources   []mixSource               `json:"sources"`
+	Shards    map[string][]ShardSummary `json:"shards"`
+	Next      map[string]int            `json:"next"`
+}
+
+// phase4 mixes the sources and writes the shards. It checkpoints after every training
+// shard, so a resumed run continues from the last complete shard; the small validation
+// split is rewritten whole.
 func (p *pipeline) phase4(rep *Report) error {
+	statePath := filepath.Join(p.work, "mix-state.json")
 	if _, err := ReadManifest(p.cfg.Output); err == nil {
 		if err := readJSON(filepath.Join(p.work, "mix.json"), &rep.Mix); err == nil {
 			p.resumed.Add(1)
@@ -745,12 +803,9 @@ func (p *pipeline) phase4(rep *Report) error {
 		epochs float64
 		target float64
 		passes int
-		pass   int
+		st     mixSource
+		prev   mixSource
 		r      *tokReader
-		out    int64
-		docs   int64
-		seen   int64
-		done   bool
 	}
 	srcs := make([]*src, len(p.cfg.Sources))
 	byName := map[string]*src{}
@@ -770,14 +825,15 @@ func (p *pipeline) phase4(rep *Report) error {
 	// Epochs per source: explicit target, explicit epochs, or weights (the largest
 	// weighted mix that needs no upsampling), else one pass.
 	var wsum float64
+	weighted := func(s *src) bool { return s.cfg.TargetTokens == 0 && s.cfg.Epochs == 0 && s.cfg.Weight > 0 }
 	for _, s := range srcs {
-		if s.cfg.TargetTokens == 0 && s.cfg.Epochs == 0 && s.cfg.Weight > 0 {
+		if weighted(s) {
 			wsum += s.cfg.Weight
 		}
 	}
 	total := math.Inf(1)
 	for _, s := range srcs {
-		if s.cfg.TargetTokens == 0 && s.cfg.Epochs == 0 && s.cfg.Weight > 0 {
+		if weighted(s) {
 			total = min(total, float64(s.tokens)/(s.cfg.Weight/wsum))
 		}
 	}
@@ -789,70 +845,123 @@ func (p *pipeline) phase4(rep *Report) error {
 			s.epochs = float64(s.cfg.TargetTokens) / float64(s.tokens)
 		case s.cfg.Epochs > 0:
 			s.epochs = s.cfg.Epochs
-		case s.cfg.Weight > 0:
+		case weighted(s):
 			s.epochs = total * s.cfg.Weight / wsum / float64(s.tokens)
 		default:
 			s.epochs = 1
 		}
 		s.target = s.epochs * float64(s.tokens)
 		s.passes = int(math.Ceil(s.epochs - 1e-9))
-		s.done = s.passes == 0
+		s.st.Done = s.passes == 0
 		s.r = &tokReader{p: p, tasks: s.tasks}
 	}
-	w, err := NewShardSetWriter(p.cfg.Output, p.cfg.Tokenizer, p.enc.VocabSize(), p.eot, p.cfg.Shards.DType, p.cfg.Shards.ShardTokens)
+	var resume mixState
+	resumed := readJSON(statePath, &resume) == nil && len(resume.Sources) == len(srcs)
+	var w *ShardSetWriter
+	var err error
+	if resumed {
+		w, err = resumeShardSetWriter(p.cfg.Output, p.cfg.Tokenizer, p.enc.VocabSize(), p.eot, p.cfg.Shards.DType, p.cfg.Shards.ShardTokens, resume.Shards, resume.Next)
+		for i, s := range srcs {
+			s.st = resume.Sources[i]
+			if err == nil {
+				err = s.r.seek(s.st.Pos)
+			}
+		}
+		p.resumed.Add(1)
+	} else {
+		w, err = NewShardSetWriter(p.cfg.Output, p.cfg.Tokenizer, p.enc.VocabSize(), p.eot, p.cfg.Shards.DType, p.cfg.Shards.ShardTokens)
+	}
 	if err != nil {
 		return fmt.Errorf("shard: %w", err)
 	}
 	defer w.Abort()
+	// checkpoint saves the state as it was before the document now being written,
+	// which came from source cur (nil when none is pending).
+	checkpoint := func(cur *src, trainDone bool) error {
+		st := mixState{TrainDone: trainDone, Shards: w.closedShards(), Next: maps.Clone(w.next)}
+		for _, s := range srcs {
+			ss := s.st
+			if s == cur {
+				ss = s.prev
+			}
+			st.Sources = append(st.Sources, ss)
+		}
+		return writeJSONAtomic(statePath, &st)
+	}
 	var all int64
 	for _, s := range srcs {
 		all += int64(s.target)
 	}
 	p.prog.start("shard", int(all), 0, 0)
-	for {
+	for !(resumed && resume.TrainDone) {
 		// The source furthest behind its share goes next.
 		var pick *src
 		best := math.Inf(1)
 		for _, s := range srcs {
-			if s.done {
+			if s.st.Done {
 				continue
 			}
-			if r := float64(s.out) / s.target; r < best {
+			if r := float64(s.st.Out) / s.target; r < best {
 				best, pick = r, s
 			}
 		}
 		if pick == nil {
 			break
 		}
+		pick.prev = pick.st
+		pick.prev.Pos = pick.r.pos
 		_, toks, ok, err := pick.r.next(0)
 		if err != nil {
 			return fmt.Errorf("shard: %w", err)
 		}
+		pick.st.Pos = pick.r.pos
 		if !ok {
-			pick.pass++
-			if pick.pass >= pick.passes {
-				pick.done = true
+			pick.st.Pass++
+			if pick.st.Pass >= pick.passes {
+				pick.st.Done = true
 			} else {
 				pick.r.close()
 				pick.r = &tokReader{p: p, tasks: pick.tasks}
-				pick.seen = 0
+				pick.st.Seen = 0
+				pick.st.Pos = tokPos{}
 			}
 			continue
 		}
 		// The last, partial pass takes an evenly spread fraction of the documents:
 		// document k of the pass is taken when floor((k+1)f) > floor(kf).
-		frac := pick.epochs - float64(pick.pass)
-		k := float64(pick.seen)
-		pick.seen++
+		frac := pick.epochs - float64(pick.st.Pass)
+		k := float64(pick.st.Seen)
+		pick.st.Seen++
 		if frac < 1 && math.Floor((k+1)*frac) <= math.Floor(k*frac) {
 			continue
+		}
+		if w.wouldRoll("train", len(toks)) {
+			if err := w.closeSplit("train"); err != nil {
+				return fmt.Errorf("shard: %w", err)
+			}
+			if err := checkpoint(pick, false); err != nil {
+				return err
+			}
+			if err := p.stopCheck(); err != nil {
+				return err
+			}
 		}
 		if err := w.Add("train", toks); err != nil {
 			return fmt.Errorf("shard: %w", err)
 		}
-		pick.out += int64(len(toks))
-		pick.docs++
+		pick.st.Out += int64(len(toks))
+		pick.st.Docs++
 		p.prog.add(len(toks), 0)
+	}
+	if !(resumed && resume.TrainDone) {
+		if w.open["train"] != nil {
+			if err := w.closeSplit("train"); err != nil {
+				return fmt.Errorf("shard: %w", err)
+			}
+		}
+		if err := checkpoint(nil, true); err != nil {
+			return err
+		}
 	}
 	p.prog.finish()
 	// Validation documents, each once, in source and task order.
@@ -875,13 +984,21 @@ func (p *pipeline) phase4(rep *Report) error {
 	}
 	rep.Mix = rep.Mix[:0]
 	for _, s := range srcs {
-		rep.Mix = append(rep.Mix, MixReport{Source: s.cfg.Name, Tokens: s.tokens, Epochs: s.epochs, TargetTokens: int64(s.target), EmittedTokens: s.out, EmittedDocs: s.docs})
+		rep.Mix = append(rep.Mix, MixReport{Source: s.cfg.Name, Tokens: s.tokens, Epochs: s.epochs, TargetTokens: int64(s.target), EmittedTokens: s.st.Out, EmittedDocs: s.st.Docs})
 	}
 	if err := writeJSONAtomic(filepath.Join(p.work, "mix.json"), rep.Mix); err != nil {
 		return err
 	}
 	if _, err := w.Close(); err != nil {
 		return fmt.Errorf("shard: %w", err)
+	}
+	return nil
+}
+
+// stopCheck counts a finished unit of phase 4 towards Config.StopAfterTasks.
+func (p *pipeline) stopCheck() error {
+	if n := p.done.Add(1); p.cfg.StopAfterTasks > 0 && n >= int64(p.cfg.StopAfterTasks) {
+		return ErrStopped
 	}
 	return nil
 }

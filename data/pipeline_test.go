@@ -177,7 +177,7 @@ func TestPrepareInterruptedIsIdentical(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := hashDir(t, ref)
-	for _, stop := range []int{1, 3, 7, 9} {
+	for _, stop := range []int{1, 3, 7, 9, 15, 17} {
 		out := t.TempDir()
 		c := testConfig(out, in)
 		c.Workers = 2
@@ -208,15 +208,26 @@ func TestPrepareKill9(t *testing.T) {
 		return // running as the child: see TestMain
 	}
 	in := t.TempDir()
-	makeCorpus(t, in, 12, 60)
+	makeCorpus(t, in, 8, 40)
 	ref := t.TempDir()
 	cfg := testConfig(ref, in)
 	cfg.Read.TaskBytes = 1
+	cfg.Shards.ShardTokens = 2000
 	if _, err := Prepare(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	want := hashDir(t, ref)
-	for _, delay := range []time.Duration{150 * time.Millisecond, 400 * time.Millisecond} {
+	// Kill at a point in each phase: once some reading tasks are done, once some
+	// tokenizing tasks are done, and once the first shards are written.
+	count := func(pat string) int { m, _ := filepath.Glob(pat); return len(m) }
+	for _, point := range []struct {
+		name string
+		at   func(out string) bool
+	}{
+		{"reading", func(out string) bool { return count(filepath.Join(out, ".work", "p1", "*.json")) >= 3 }},
+		{"tokenizing", func(out string) bool { return count(filepath.Join(out, ".work", "p3", "*.json")) >= 4 }},
+		{"sharding", func(out string) bool { return count(filepath.Join(out, ".work", "mix-state.json")) == 1 }},
+	} {
 		out := t.TempDir()
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "MAI_DATA_CHILD_OUT="+out, "MAI_DATA_CHILD_IN="+in)
@@ -225,18 +236,34 @@ func TestPrepareKill9(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(delay)
-		cmd.Process.Signal(syscall.SIGKILL)
-		err := cmd.Wait()
-		done, _ := filepath.Glob(filepath.Join(out, ".work", "p1", "*.json"))
-		t.Logf("killed after %v (%v): %d phase-1 tasks were done", delay, err, len(done))
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		deadline := time.Now().Add(60 * time.Second)
+		var err error
+	wait:
+		for time.Now().Before(deadline) {
+			select {
+			case err = <-exited:
+				break wait
+			default:
+			}
+			if point.at(out) {
+				cmd.Process.Signal(syscall.SIGKILL)
+				err = <-exited
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Logf("kill while %s: child ended with %v; %d read tasks, %d tokenized tasks done, manifest %d", point.name, err,
+			count(filepath.Join(out, ".work", "p1", "*.json")), count(filepath.Join(out, ".work", "p3", "*.json")), count(filepath.Join(out, "manifest.json")))
 		c := testConfig(out, in)
 		c.Read.TaskBytes = 1
+		c.Shards.ShardTokens = 2000
 		if _, err := Prepare(context.Background(), c); err != nil {
 			t.Fatalf("rerun after kill: %v\nchild: %s", err, stderr.String())
 		}
 		if got := hashDir(t, out); got != want {
-			t.Errorf("killed after %v and rerun: shards differ from an uninterrupted run", delay)
+			t.Errorf("killed while %s and rerun: shards differ from an uninterrupted run", point.name)
 		}
 	}
 }
@@ -248,6 +275,7 @@ func TestMain(m *testing.M) {
 		cfg.Workers = 1
 		// Slow the child down so the kill lands mid-run.
 		cfg.Encoder = slowEncoder{}
+		cfg.Shards.ShardTokens = 2000
 		if _, err := Prepare(context.Background(), cfg); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -261,6 +263,63 @@ func NewShardSetWriter(dir, tokenizerName string, vocab, eot int, dtype string, 
 	return &ShardSetWriter{dir: dir, tokenBytes: tb, maxTokens: shardTokens,
 		m:    Manifest{Format: manifestFormat, Version: shardVersion, Tokenizer: tokenizerName, VocabSize: vocab, EOT: eot, DType: name, Splits: map[string][]ShardSummary{}},
 		open: map[string]*shardWriter{}, next: map[string]int{}}, nil
+}
+
+// resumeShardSetWriter continues a shard set whose closed shards are listed in done
+// (from a checkpoint); other shard files in dir are removed.
+func resumeShardSetWriter(dir, tokenizerName string, vocab, eot int, dtype string, shardTokens int64, done map[string][]ShardSummary, next map[string]int) (*ShardSetWriter, error) {
+	tb, err := tokenWidth(dtype, vocab)
+	if err != nil {
+		return nil, err
+	}
+	if shardTokens <= 0 {
+		shardTokens = DefaultShardTokens
+	}
+	keep := map[string]bool{}
+	for _, ss := range done {
+		for _, s := range ss {
+			keep[s.File] = true
+			if _, err := os.Stat(filepath.Join(dir, s.File)); err != nil {
+				return nil, fmt.Errorf("resume shards: %w", err)
+			}
+		}
+	}
+	os.Remove(filepath.Join(dir, manifestName))
+	old, _ := filepath.Glob(filepath.Join(dir, "*-[0-9][0-9][0-9][0-9][0-9][0-9].bin*"))
+	for _, p := range old {
+		if !keep[filepath.Base(p)] {
+			if err := os.Remove(p); err != nil {
+				return nil, fmt.Errorf("remove partial shard: %w", err)
+			}
+		}
+	}
+	name := "uint16"
+	if tb == 4 {
+		name = "uint32"
+	}
+	w := &ShardSetWriter{dir: dir, tokenBytes: tb, maxTokens: shardTokens,
+		m:    Manifest{Format: manifestFormat, Version: shardVersion, Tokenizer: tokenizerName, VocabSize: vocab, EOT: eot, DType: name, Splits: map[string][]ShardSummary{}},
+		open: map[string]*shardWriter{}, next: map[string]int{}}
+	for k, v := range done {
+		w.m.Splits[k] = slices.Clone(v)
+	}
+	maps.Copy(w.next, next)
+	return w, nil
+}
+
+// wouldRoll reports whether adding n tokens to split starts a new shard.
+func (w *ShardSetWriter) wouldRoll(split string, n int) bool {
+	sw := w.open[split]
+	return sw != nil && sw.h.Tokens > 0 && int64(sw.h.Tokens)+int64(n) > w.maxTokens
+}
+
+// closedShards lists the shards finished so far.
+func (w *ShardSetWriter) closedShards() map[string][]ShardSummary {
+	out := map[string][]ShardSummary{}
+	for k, v := range w.m.Splits {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 func removeShardSet(dir string) error {

@@ -103,9 +103,11 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	for _, w := range []int{1, 2, 4, 8} {
 		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
 			b.SetBytes(n)
+			start := cpuTime()
 			for b.Loop() {
 				tok.EncodeBatchWorkers(texts, w)
 			}
+			reportCPU(b, start, n)
 		})
 	}
 }

@@ -257,3 +257,19 @@ func FuzzParseTiktoken(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendEncodeNoAlloc(t *testing.T) {
+	tok := mustLoad(t, "o200k_base")
+	text := "The quick brown fox jumps over the lazy dog; naïve café, 12345 😀\n\tfunc main() {}\n"
+	dst := make([]int, 0, 1024)
+	dst = tok.AppendEncode(dst[:0], text) // warm the state and its word cache
+	allocs := testing.AllocsPerRun(100, func() {
+		dst = tok.AppendEncode(dst[:0], text)
+	})
+	if allocs != 0 {
+		t.Errorf("AppendEncode allocates %.1f times per call", allocs)
+	}
+	if n := testing.AllocsPerRun(100, func() { tok.Count(text) }); n != 0 {
+		t.Errorf("Count allocates %.1f times per call", n)
+	}
+}

@@ -172,7 +172,7 @@ func (in *Inspection) WriteText(w io.Writer) {
 
 // WriteTable prints the report's per-stage table.
 func (r *Report) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "%-18s %10s %10s %12s %12s %12s %9s  %s\n", "stage", "docs in", "docs out", "MB in", "MB out", "tokens", "MB/s", "dropped")
+	fmt.Fprintf(w, "%-18s %10s %10s %12s %12s %12s %9s  %s\n", "stage", "docs in", "docs out", "MB in", "MB out", "tokens", "MB/s/core", "dropped / counts")
 	for _, s := range r.Stages {
 		var drops []string
 		for _, k := range sortedKeys(s.Dropped) {
@@ -217,5 +217,5 @@ func (r *Report) WriteTable(w io.Writer) {
 	if r.BadInput.Count > 10 {
 		fmt.Fprintf(w, "  ... (all in report.json, up to %d)\n", maxErrorEntries)
 	}
-	fmt.Fprintf(w, "%d tasks (%d phases resumed), %d workers, %.1f MB in, %.1fs\n", r.Tasks, r.TasksResumed, r.Workers, float64(r.InputBytes)/1e6, r.Seconds)
+	fmt.Fprintf(w, "%d tasks (%d task results reused), %d workers, %.1f MB in, %.1f s wall, %.1f s CPU\n", r.Tasks, r.TasksResumed, r.Workers, float64(r.InputBytes)/1e6, r.Seconds, r.CPUSeconds)
 }

@@ -33,7 +33,10 @@ type StageReport struct {
 	Tokens   int64            `json:"tokens,omitempty"`
 	Dropped  map[string]int64 `json:"dropped,omitempty"`
 	Counts   map[string]int64 `json:"counts,omitempty"` // e.g. PII replacements by type
-	// Seconds is the busy time summed over workers; MBps is BytesIn over it (per core).
+	// Seconds is the CPU time of the worker threads in this stage, summed (on Linux;
+	// wall time elsewhere, and for "shard", which runs on one thread); MBps is BytesIn
+	// over it: throughput per core. Stage times of tasks done by an earlier,
+	// interrupted run are included.
 	Seconds float64 `json:"seconds"`
 	MBps    float64 `json:"mb_per_s"`
 }
@@ -80,6 +83,7 @@ type Report struct {
 	Workers      int                    `json:"workers"`
 	InputBytes   int64                  `json:"input_bytes"`
 	Seconds      float64                `json:"seconds"`
+	CPUSeconds   float64                `json:"cpu_seconds"` // process CPU time (Linux), this run only
 	Phases       map[string]float64     `json:"phase_seconds"`
 	Tokenizer    string                 `json:"tokenizer"`
 }
@@ -147,7 +151,7 @@ type pipeline struct {
 // sources into shards in cfg.Output, and returns (and writes as report.json) the
 // report. A run interrupted at any point resumes from cfg.WorkDir.
 func Prepare(ctx context.Context, cfg Config) (*Report, error) {
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	p := &pipeline{cfg: cfg}
 	if err := p.setup(); err != nil {
 		return nil, err
@@ -181,6 +185,7 @@ func Prepare(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep.TasksResumed = int(p.resumed.Load())
 	rep.Seconds = time.Since(start).Seconds()
+	rep.CPUSeconds = (processCPU() - cpu0).Seconds()
 	b, _ := json.MarshalIndent(rep, "", "  ")
 	if err := writeFileAtomic(filepath.Join(p.cfg.Output, "report.json"), append(b, '\n')); err != nil {
 		return nil, err
@@ -335,6 +340,8 @@ func (p *pipeline) forTasks(ctx context.Context, stage, phase string, fn func(*T
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			runtime.LockOSThread() // stage timings read this thread's CPU clock
+			defer runtime.UnlockOSThread()
 			for t := range ch {
 				if err := fn(t); err != nil {
 					fail(err)
@@ -438,10 +445,10 @@ func (p *pipeline) phase1Task(ctx context.Context, t *Task) (err error) {
 	sig := make([]uint32, p.cfg.Dedup.Permutations)
 	rec := make([]byte, p.sigSize())
 	var inEmit time.Duration
-	t0 := time.Now()
+	t0 := threadCPU()
 	emit := func(d Document) error {
-		e0 := time.Now()
-		defer func() { inEmit += time.Since(e0) }()
+		e0 := threadCPU()
+		defer func() { inEmit += threadCPU() - e0 }()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -451,9 +458,9 @@ func (p *pipeline) phase1Task(ctx context.Context, t *Task) (err error) {
 			s := fstats[i]
 			s.DocsIn++
 			s.BytesIn += int64(len(d.Text))
-			f0 := time.Now()
+			f0 := threadCPU()
 			ok, why := f.Keep(&d)
-			s.Seconds += time.Since(f0).Seconds()
+			s.Seconds += (threadCPU() - f0).Seconds()
 			if !ok {
 				s.drop(why, int64(len(d.Text)))
 				return nil
@@ -461,7 +468,7 @@ func (p *pipeline) phase1Task(ctx context.Context, t *Task) (err error) {
 			s.DocsOut++
 			s.BytesOut += int64(len(d.Text))
 		}
-		f0 := time.Now()
+		f0 := threadCPU()
 		pii.DocsIn++
 		pii.BytesIn += int64(len(d.Text))
 		if pii.Counts == nil {
@@ -470,22 +477,22 @@ func (p *pipeline) phase1Task(ctx context.Context, t *Task) (err error) {
 		d.Text = p.cfg.PII.Redact(d.Text, pii.Counts)
 		pii.DocsOut++
 		pii.BytesOut += int64(len(d.Text))
-		pii.Seconds += time.Since(f0).Seconds()
+		pii.Seconds += (threadCPU() - f0).Seconds()
 
-		f0 = time.Now()
+		f0 = threadCPU()
 		ws := normalizeWords(d.Text)
 		dec.DocsIn++
 		dec.BytesIn += int64(len(d.Text))
 		if p.decon != nil && p.decon.contaminated(ws) {
 			dec.drop("eval_ngram", int64(len(d.Text)))
-			dec.Seconds += time.Since(f0).Seconds()
+			dec.Seconds += (threadCPU() - f0).Seconds()
 			return nil
 		}
 		dec.DocsOut++
 		dec.BytesOut += int64(len(d.Text))
-		dec.Seconds += time.Since(f0).Seconds()
+		dec.Seconds += (threadCPU() - f0).Seconds()
 
-		f0 = time.Now()
+		f0 = threadCPU()
 		sign.DocsIn++
 		sign.BytesIn += int64(len(d.Text))
 		ek := exactKey(ws)
@@ -499,7 +506,7 @@ func (p *pipeline) phase1Task(ctx context.Context, t *Task) (err error) {
 		}
 		sign.DocsOut++
 		sign.BytesOut += int64(len(d.Text))
-		sign.Seconds += time.Since(f0).Seconds()
+		sign.Seconds += (threadCPU() - f0).Seconds()
 
 		line, jerr := json.Marshal(&d)
 		if jerr != nil {
@@ -518,7 +525,7 @@ func (p *pipeline) phase1Task(ctx context.Context, t *Task) (err error) {
 		return fmt.Errorf("task %d (%s): %w", t.Index, t.Files[0], err)
 	}
 	read.DocsIn = read.DocsOut
-	read.Seconds = (time.Since(t0) - inEmit).Seconds()
+	read.Seconds = (threadCPU() - t0 - inEmit).Seconds()
 	for _, o := range outs {
 		if err := o.commit(); err != nil {
 			return fmt.Errorf("task %d: %w", t.Index, err)
@@ -611,7 +618,7 @@ func (p *pipeline) phase3Task(ctx context.Context, t *Task) (err error) {
 			}
 			dd.DocsOut++
 			dd.BytesOut += n
-			t0 := time.Now()
+			t0 := threadCPU()
 			toks := p.enc.Encode(d.Text)
 			if p.eot >= 0 {
 				toks = append(toks, p.eot)
@@ -638,7 +645,7 @@ func (p *pipeline) phase3Task(ctx context.Context, t *Task) (err error) {
 			tk.BytesIn += n
 			tk.BytesOut += n
 			tk.Tokens += int64(len(toks))
-			tk.Seconds += time.Since(t0).Seconds()
+			tk.Seconds += (threadCPU() - t0).Seconds()
 			if emitF != nil {
 				emitF.w.Write(line)
 			}

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -79,4 +80,34 @@ func BenchmarkStages(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkPrepare runs the whole pipeline (all stages on, byte tokenizer) over a part
+// of the Go source tree and the State of the Union addresses when installed.
+func BenchmarkPrepare(b *testing.B) {
+	inputs := []string{filepath.Join(goRoot(), "src", "net"), filepath.Join(goRoot(), "src", "strings")}
+	if _, err := os.Stat(filepath.Join(npmDataDir(), "datasets-sotu", "data")); err == nil {
+		inputs = append(inputs, filepath.Join(npmDataDir(), "datasets-sotu", "data"))
+	}
+	var n int64
+	for _, in := range inputs {
+		filepath.WalkDir(in, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if fi, err := d.Info(); err == nil {
+					n += fi.Size()
+				}
+			}
+			return nil
+		})
+	}
+	b.SetBytes(n)
+	for b.Loop() {
+		cfg := DefaultConfig()
+		cfg.Sources = []SourceConfig{{Name: "bench", Inputs: inputs}}
+		cfg.Output = b.TempDir()
+		cfg.Encoder = ByteEncoder{}
+		if _, err := Prepare(context.Background(), cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

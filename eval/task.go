@@ -169,6 +169,9 @@ func ParseTask(name string, r io.Reader) (*Task, error) {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
 		if t.Kind == "" {
+			if kind == "" {
+				return nil, fmt.Errorf("line %d: item has none of choices, test, answers or text", line)
+			}
 			t.Kind = kind
 		}
 		switch strings.ToLower(it.Split) {
@@ -272,8 +275,6 @@ func parseItem(fields map[string]json.RawMessage, raw []byte) (Item, string, err
 		kind = KindGenerate
 	case it.Text != "":
 		kind = KindPerplexity
-	default:
-		return it, "", fmt.Errorf("item has none of choices, test, answers or text")
 	}
 	return it, kind, nil
 }

@@ -3,7 +3,6 @@ package tokenizer
 import (
 	"fmt"
 	"sort"
-	"strings"
 )
 
 // defaultCacheSize is the number of words each encoding goroutine remembers.
@@ -155,13 +154,6 @@ func (t *Tokenizer) finish() {
 	if t.cfg.EOSToken == "" && t.eot >= 0 {
 		t.cfg.EOSToken = t.decodeTab[t.eot]
 	}
-}
-
-// describe is a one-line summary for logs and errors.
-func (t *Tokenizer) describe() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d ids, %d special", t.name, len(t.decodeTab), len(t.specials))
-	return b.String()
 }
 
 // clone returns a copy of t that shares its read-only tables.

@@ -50,6 +50,9 @@ func (t *Tokenizer) Info() Info {
 		merges = max(0, len(t.m.vocab)-256)
 	}
 	pattern := t.split.pattern
+	if pattern == patternCL100KPortable {
+		pattern = PatternCL100K
+	}
 	for name, p := range Patterns {
 		if p == pattern && p != "" && name != "llama3" {
 			pattern = name

@@ -140,7 +140,7 @@ func (t *Tokenizer) MarshalHF() ([]byte, error) {
 	} else {
 		var steps []json.RawMessage
 		if t.split.kind != splitNone {
-			pat, _ := json.Marshal(t.split.pattern)
+			pat, _ := json.Marshal(portablePattern(t.split.pattern))
 			steps = append(steps, json.RawMessage(`{"type":"Split","pattern":{"Regex":`+string(pat)+`},"behavior":"Isolated","invert":false}`))
 		}
 		steps = append(steps, json.RawMessage(`{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false}`))

@@ -2,9 +2,12 @@ package tokenizer
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -116,6 +119,70 @@ func TestSaveLoadHF(t *testing.T) {
 		sameEncoding(t, tok, back, hfTestTexts(t))
 		if back.Config().ChatTemplate != tok.Config().ChatTemplate {
 			t.Errorf("%s: chat template lost", model)
+		}
+	}
+}
+
+// TestSavedLoadsInTransformersJS saves built-in, trained and Hugging Face
+// tokenizers and checks that transformers.js (npm @lenml/tokenizers, run by
+// node) loads each directory and encodes like MAI does. Skipped without node.
+func TestSavedLoadsInTransformersJS(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not found")
+	}
+	npm := npmDir(t)
+	trained, err := Train(context.Background(), sliceSeq(randomCorpus(5, 500)), TrainOptions{VocabSize: 600, Pattern: PatternCL100K})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks := map[string]*Tokenizer{"trained-cl100k-pattern": trained}
+	names := []string{"cl100k_base", "o200k_base", "gpt2"}
+	if testing.Short() {
+		names = names[:1]
+	}
+	for _, n := range names {
+		toks[n] = mustLoad(t, n)
+	}
+	llama2 := filepath.Join(npm, "node_modules", "@lenml", "tokenizer-llama2", "models", "tokenizer.json")
+	if tok, err := Load(llama2); err == nil {
+		toks["llama2"] = tok
+	}
+	var texts []string
+	for _, s := range hfTestTexts(t) {
+		if !strings.ContainsRune(s, '\uFEFF') { // JavaScript's \s matches U+FEFF
+			texts = append(texts, s)
+		}
+	}
+	base := t.TempDir()
+	var dirs []string
+	for name, tok := range toks {
+		dir := filepath.Join(base, name)
+		if err := tok.Save(dir); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	in, _ := json.Marshal(map[string]any{"dirs": dirs, "texts": texts})
+	inPath := filepath.Join(base, "input.json")
+	os.WriteFile(inPath, in, 0o644)
+	script, _ := filepath.Abs("testdata/node/load_saved.cjs")
+	cmd := exec.Command(node, script, inPath)
+	cmd.Dir = npm
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node %s: %v", script, err)
+	}
+	var ref map[string][][]int
+	if err := json.Unmarshal(out, &ref); err != nil {
+		t.Fatal(err)
+	}
+	for name, tok := range toks {
+		got := ref[filepath.Join(base, name)]
+		for i, s := range texts {
+			if !reportDiff(t, name+" saved, in transformers.js", tok, s, tok.EncodeWithSpecial(s), got[i]) {
+				break
+			}
 		}
 	}
 }

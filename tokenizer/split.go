@@ -25,6 +25,11 @@ const (
 	PatternCL100KLegacy = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	// PatternQwen2 is the Llama 3 pattern with single-digit numbers (Qwen2, Qwen2.5).
 	PatternQwen2 = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	// patternCL100KPortable is PatternCL100K without possessive quantifiers
+	// and with `\s+(?![\s\S])` for `\s++$`: the same splits, in a syntax that
+	// both Hugging Face's Rust regex and JavaScript (transformers.js) accept.
+	// Save writes it.
+	patternCL100KPortable = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s+(?![\s\S])|\s*[\r\n]+|\s+(?!\S)|\s+`
 	// PatternO200K is the pattern of o200k_base (GPT-4o).
 	PatternO200K = `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
@@ -63,12 +68,21 @@ var knownPatterns = map[string]splitter{
 	// The GPT-2 pattern as tiktoken rewrote it (equivalent).
 	`'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s`: {kind: splitGPT2},
 	`'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`:         {kind: splitGPT2},
-	PatternCL100K:       {kind: splitCL100K, digits: 3, trailingWS: true},
-	PatternCL100KLegacy: {kind: splitCL100K, digits: 3},
+	PatternCL100K:         {kind: splitCL100K, digits: 3, trailingWS: true},
+	patternCL100KPortable: {kind: splitCL100K, digits: 3, trailingWS: true},
+	PatternCL100KLegacy:   {kind: splitCL100K, digits: 3},
 	// The intermediate tiktoken 0.6 spelling of the legacy pattern (equivalent).
 	`'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+`: {kind: splitCL100K, digits: 3},
 	PatternQwen2: {kind: splitCL100K, digits: 1},
 	PatternO200K: {kind: splitO200K},
+}
+
+// portablePattern returns the spelling of a pattern to write into files.
+func portablePattern(p string) string {
+	if p == PatternCL100K {
+		return patternCL100KPortable
+	}
+	return p
 }
 
 // newSplitter returns the splitter for a pattern; "" means no splitting.

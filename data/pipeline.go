@@ -112,6 +112,7 @@ type taskStats struct {
 	Docs    int64          `json:"docs"`
 	Train   int64          `json:"train_tokens"`
 	ValToks int64          `json:"val_tokens"`
+	ValDocs int64          `json:"val_docs"`
 }
 
 func (t *taskStats) stage(name string) *StageReport {
@@ -627,6 +628,7 @@ func (p *pipeline) phase3Task(ctx context.Context, t *Task) (err error) {
 			if p.cfg.Shards.ValFraction > 0 && unitFloat(hashString(d.ID)^p.cfg.Shards.Seed) < p.cfg.Shards.ValFraction {
 				split = 1
 				st.ValToks += int64(len(toks))
+				st.ValDocs++
 			} else {
 				st.Train += int64(len(toks))
 			}
@@ -820,6 +822,8 @@ func (p *pipeline) phase4(rep *Report) error {
 		srcs[i] = &src{cfg: c}
 		byName[c.Name] = srcs[i]
 	}
+	var valDocs int64
+	firstTrain := -1
 	for _, t := range p.plan.Tasks {
 		var st taskStats
 		if err := readJSON(p.taskPath("p3", t.Index, ".json"), &st); err != nil {
@@ -828,6 +832,27 @@ func (p *pipeline) phase4(rep *Report) error {
 		s := byName[t.Source]
 		s.tasks = append(s.tasks, t.Index)
 		s.tokens += st.Train
+		valDocs += st.ValDocs
+		if firstTrain < 0 && st.Train > 0 {
+			firstTrain = t.Index
+		}
+	}
+	// A corpus too small for its validation fraction to pick any document still gets a
+	// validation split: its first training document.
+	holdout, holdoutToks := uint64(math.MaxUint64), []int32(nil)
+	if p.cfg.Shards.ValFraction > 0 && valDocs == 0 && firstTrain >= 0 {
+		r := &tokReader{p: p, tasks: []int{firstTrain}}
+		id, toks, ok, err := r.next(0)
+		r.close()
+		if err != nil {
+			return fmt.Errorf("shard: %w", err)
+		}
+		if ok {
+			holdout, holdoutToks = id, slices.Clone(toks)
+			if s := byName[p.plan.Tasks[firstTrain].Source]; s != nil {
+				s.tokens -= int64(len(toks))
+			}
+		}
 	}
 	// Epochs per source: explicit target, explicit epochs, or weights (the largest
 	// weighted mix that needs no upsampling), else one pass.
@@ -917,11 +942,14 @@ func (p *pipeline) phase4(rep *Report) error {
 		}
 		pick.prev = pick.st
 		pick.prev.Pos = pick.r.pos
-		_, toks, ok, err := pick.r.next(0)
+		id, toks, ok, err := pick.r.next(0)
 		if err != nil {
 			return fmt.Errorf("shard: %w", err)
 		}
 		pick.st.Pos = pick.r.pos
+		if ok && id == holdout {
+			continue
+		}
 		if !ok {
 			pick.st.Pass++
 			if pick.st.Pass >= pick.passes {
@@ -972,6 +1000,11 @@ func (p *pipeline) phase4(rep *Report) error {
 	}
 	p.prog.finish()
 	// Validation documents, each once, in source and task order.
+	if holdoutToks != nil {
+		if err := w.Add("val", holdoutToks); err != nil {
+			return fmt.Errorf("shard: %w", err)
+		}
+	}
 	for _, s := range srcs {
 		s.r.close()
 		r := &tokReader{p: p, tasks: s.tasks}

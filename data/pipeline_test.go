@@ -419,3 +419,48 @@ func FuzzParseJSONLine(f *testing.F) {
 		parseJSONLine(b, &rc)
 	})
 }
+
+func TestSmallCorpusGetsValSplit(t *testing.T) {
+	in := t.TempDir()
+	writeJSONL(t, filepath.Join(in, "a.jsonl"), []string{prose(1, 100), prose(2, 100), prose(3, 100)})
+	cfg := testConfig(t.TempDir(), in)
+	cfg.Shards.ValFraction = 0.001
+	rep, err := Prepare(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Splits["val"].Docs != 1 || rep.Splits["train"].Docs != 2 {
+		t.Errorf("splits %+v, want 2 train and 1 val document", rep.Splits)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "p.yaml")
+	os.WriteFile(good, []byte(`
+output: out
+tokenizer: byte
+sources:
+  - {name: web, inputs: [a.warc.gz], weight: 2}
+  - {name: code, inputs: [src], epochs: 1.5}
+filters:
+  language: {languages: [en, de]}
+  c4: {enabled: false}
+dedup: {threshold: 0.8}
+shards: {val_fraction: 0.01}
+`), 0o644)
+	cfg, err := LoadConfig(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Sources) != 2 || cfg.Sources[1].Epochs != 1.5 || cfg.Filters.C4.Enabled || !cfg.Filters.GopherQuality.Enabled ||
+		len(cfg.Filters.Language.Languages) != 2 || !cfg.Filters.Language.Enabled || cfg.Dedup.Threshold != 0.8 ||
+		cfg.Dedup.ShingleSize != 5 || cfg.Shards.ValFraction != 0.01 {
+		t.Errorf("config not merged over the defaults: %+v", cfg)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("output: x\nfilterz: {}\n"), 0o644)
+	if _, err := LoadConfig(bad); err == nil || !strings.Contains(err.Error(), "filterz") {
+		t.Errorf("unknown key: %v", err)
+	}
+}

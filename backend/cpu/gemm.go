@@ -334,14 +334,12 @@ func packA(ap, a []float32, lda int, transA bool, ic, mc, pc, kc, mr int, alpha 
 		}
 		return
 	}
-	// op(A)[i][p] = a[i*lda+p]: rows are contiguous.
+	// op(A)[i][p] = a[i*lda+p]: each micro-panel transposes mr rows of a.
 	for ir := 0; ir < mc; ir += mr {
 		dst := ap[ir*kc : (ir+mr)*kc]
 		mm := min(mr, mc-ir)
-		if mm == mr && mr%6 == 0 {
-			for r := 0; r < mr; r += 6 {
-				packA6(dst, mr, r, a, lda, ic+ir+r, pc, kc, alpha)
-			}
+		if mm == mr {
+			packTrans(dst, a[(ic+ir)*lda+pc:], mr, kc, lda, alpha)
 			continue
 		}
 		for r := range mr {
@@ -357,27 +355,6 @@ func packA(ap, a []float32, lda int, transA bool, ic, mc, pc, kc, mr int, alpha 
 				dst[p*mr+r] = alpha * v
 			}
 		}
-	}
-}
-
-// packA6 packs six full rows i..i+5 of a non-transposed A into slots
-// off..off+5 of micro-panels mr wide.
-func packA6(dst []float32, mr, off int, a []float32, lda, i, pc, kc int, alpha float32) {
-	r0 := a[i*lda+pc:][:kc]
-	r1 := a[(i+1)*lda+pc:][:kc]
-	r2 := a[(i+2)*lda+pc:][:kc]
-	r3 := a[(i+3)*lda+pc:][:kc]
-	r4 := a[(i+4)*lda+pc:][:kc]
-	r5 := a[(i+5)*lda+pc:][:kc]
-	dst = dst[:mr*kc]
-	for p := range kc {
-		d := dst[p*mr+off : p*mr+off+6 : p*mr+off+6]
-		d[0] = alpha * r0[p]
-		d[1] = alpha * r1[p]
-		d[2] = alpha * r2[p]
-		d[3] = alpha * r3[p]
-		d[4] = alpha * r4[p]
-		d[5] = alpha * r5[p]
 	}
 }
 
@@ -399,14 +376,12 @@ func packB(bp, b []float32, ldb int, transB bool, pc, kc, jc, nc, nr int) {
 		}
 		return
 	}
-	// op(B)[p][j] = b[j*ldb+p]: columns of op(B) are contiguous rows of b.
+	// op(B)[p][j] = b[j*ldb+p]: each micro-panel transposes nr rows of b.
 	for jr := 0; jr < nc; jr += nr {
 		dst := bp[jr*kc : (jr+nr)*kc]
 		nn := min(nr, nc-jr)
-		if nn == nr && nr%4 == 0 {
-			for q := 0; q < nr; q += 4 {
-				packBT4(dst, nr, q, b, ldb, jc+jr+q, pc, kc)
-			}
+		if nn == nr {
+			packTrans(dst, b[(jc+jr)*ldb+pc:], nr, kc, ldb, 1)
 			continue
 		}
 		for j := range nr {
@@ -425,20 +400,35 @@ func packB(bp, b []float32, ldb int, transB bool, pc, kc, jc, nc, nr int) {
 	}
 }
 
-// packBT4 packs four full columns j..j+3 of op(B), from a transposed B, into
-// slots off..off+3 of micro-panels nr wide.
-func packBT4(dst []float32, nr, off int, b []float32, ldb, j, pc, kc int) {
-	r0 := b[j*ldb+pc:][:kc]
-	r1 := b[(j+1)*ldb+pc:][:kc]
-	r2 := b[(j+2)*ldb+pc:][:kc]
-	r3 := b[(j+3)*ldb+pc:][:kc]
-	dst = dst[:nr*kc]
+// packTransGo is the portable packTrans: dst[p*rows+r] = alpha*src[r*stride+p].
+func packTransGo(dst, src []float32, rows, kc, stride int, alpha float32) {
+	r := 0
+	for ; r+4 <= rows; r += 4 {
+		packTrans4Go(dst, rows, r, src[r*stride:], stride, kc, alpha)
+	}
+	for ; r < rows; r++ {
+		row := src[r*stride:]
+		row = row[:kc]
+		for p, v := range row {
+			dst[p*rows+r] = alpha * v
+		}
+	}
+}
+
+// packTrans4Go transposes four rows of src into slots off..off+3 of a
+// micro-panel rows wide.
+func packTrans4Go(dst []float32, rows, off int, src []float32, stride, kc int, alpha float32) {
+	r0 := src[:kc]
+	r1 := src[stride:][:kc]
+	r2 := src[2*stride:][:kc]
+	r3 := src[3*stride:][:kc]
+	dst = dst[:rows*kc]
 	for p := range kc {
-		d := dst[p*nr+off : p*nr+off+4 : p*nr+off+4]
-		d[0] = r0[p]
-		d[1] = r1[p]
-		d[2] = r2[p]
-		d[3] = r3[p]
+		d := dst[p*rows+off : p*rows+off+4 : p*rows+off+4]
+		d[0] = alpha * r0[p]
+		d[1] = alpha * r1[p]
+		d[2] = alpha * r2[p]
+		d[3] = alpha * r3[p]
 	}
 }
 

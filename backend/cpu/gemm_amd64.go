@@ -59,10 +59,16 @@ func availableKernels() []gemmKernel {
 	return ks
 }
 
-// packPanelsAVX is packPanels in assembly (gemm_pack_amd64.s).
+// packPanelsAVX is packPanels in one pass over the rows (gemm_pack_amd64.s).
 //
 //go:noescape
 func packPanelsAVX(dst, src *float32, width, panels, rows, srcStride, panelStride int, alpha float32)
+
+// packRowsAVX copies rows rows of width floats, scaled by alpha, from src
+// (rows srcStride apart) to dst (rows dstStride apart) (gemm_pack_amd64.s).
+//
+//go:noescape
+func packRowsAVX(dst, src *float32, width, rows, srcStride, dstStride int, alpha float32)
 
 // packPanels deals rows of src into micro-panels: for r < rows, q < panels,
 // i < width, dst[q*panelStride+r*width+i] = alpha*src[r*srcStride+q*width+i].
@@ -73,9 +79,46 @@ func packPanels(dst, src []float32, width, panels, rows, srcStride, panelStride 
 	// Bounds checks here keep the assembly inside the slices.
 	_ = dst[(panels-1)*panelStride+rows*width-1]
 	_ = src[(rows-1)*srcStride+panels*width-1]
-	if hostCPU.AVX2FMA {
+	if !hostCPU.AVX2FMA {
+		packPanelsGo(dst, src, width, panels, rows, srcStride, panelStride, alpha)
+		return
+	}
+	if width < 16 {
+		// Narrow panels (A's): deal each row into all of them in one pass.
 		packPanelsAVX(&dst[0], &src[0], width, panels, rows, srcStride, panelStride, alpha)
 		return
 	}
-	packPanelsGo(dst, src, width, panels, rows, srcStride, panelStride, alpha)
+	// Wide panels (B's) lie a multiple of 4 KiB apart, so writing one row to
+	// each of many panels would thrash one L1 set. Instead a block of rows
+	// at a time, panel by panel: each panel receives whole lines, and each
+	// source row is still read from start to end.
+	const block = 16
+	for r0 := 0; r0 < rows; r0 += block {
+		rb := min(block, rows-r0)
+		for q := range panels {
+			packRowsAVX(&dst[q*panelStride+r0*width], &src[r0*srcStride+q*width], width, rb, srcStride, width, alpha)
+		}
+	}
+}
+
+// packTransAVX is packTrans in assembly for an even number of rows
+// (gemm_pack_amd64.s).
+//
+//go:noescape
+func packTransAVX(dst, src *float32, rows, kc, stride int, alpha float32)
+
+// packTrans transposes rows rows of src (row r at src[r*stride:], kc long)
+// into one micro-panel: dst[p*rows+r] = alpha*src[r*stride+p].
+func packTrans(dst, src []float32, rows, kc, stride int, alpha float32) {
+	if rows <= 0 || kc <= 0 {
+		return
+	}
+	// Bounds checks here keep the assembly inside the slices.
+	_ = dst[kc*rows-1]
+	_ = src[(rows-1)*stride+kc-1]
+	if hostCPU.AVX2FMA && rows%2 == 0 {
+		packTransAVX(&dst[0], &src[0], rows, kc, stride, alpha)
+		return
+	}
+	packTransGo(dst, src, rows, kc, stride, alpha)
 }

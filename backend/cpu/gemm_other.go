@@ -13,3 +13,9 @@ func availableKernels() []gemmKernel { return []gemmKernel{goKernel} }
 func packPanels(dst, src []float32, width, panels, rows, srcStride, panelStride int, alpha float32) {
 	packPanelsGo(dst, src, width, panels, rows, srcStride, panelStride, alpha)
 }
+
+// packTrans transposes rows rows of src (row r at src[r*stride:], kc long)
+// into one micro-panel: dst[p*rows+r] = alpha*src[r*stride+p].
+func packTrans(dst, src []float32, rows, kc, stride int, alpha float32) {
+	packTransGo(dst, src, rows, kc, stride, alpha)
+}

@@ -61,3 +61,37 @@ func TestPackPanels(t *testing.T) {
 		}
 	}
 }
+
+// TestPackTrans checks packTrans (assembly where the CPU has it) against
+// the portable packTransGo, for panel heights and lengths that reach every
+// remainder path.
+func TestPackTrans(t *testing.T) {
+	for _, rows := range []int{1, 2, 4, 6, 12, 16, 32} {
+		for _, kc := range []int{1, 7, 8, 9, 17, 256} {
+			stride := kc + 5
+			src := make([]float32, (rows-1)*stride+kc)
+			for i := range src {
+				src[i] = float32(i%89) - 30
+			}
+			got := make([]float32, rows*kc+3)
+			want := make([]float32, len(got))
+			for i := range got {
+				got[i], want[i] = -1, -1
+			}
+			packTrans(got, src, rows, kc, stride, 2)
+			packTransGo(want, src, rows, kc, stride, 2)
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("rows %d, kc %d: dst[%d] = %g, want %g", rows, kc, i, got[i], want[i])
+				}
+			}
+			for p := range kc {
+				for r := range rows {
+					if w := 2 * src[r*stride+p]; want[p*rows+r] != w {
+						t.Fatalf("packTransGo rows %d, kc %d: dst[%d] = %g, want %g", rows, kc, p*rows+r, want[p*rows+r], w)
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mai-llm/mai/backend/cpu"
+	"github.com/mai-llm/mai/infer"
+	"github.com/mai-llm/mai/model"
+	"github.com/mai-llm/mai/train"
+)
+
+func init() {
+	var bc train.BenchConfig
+	var asJSON bool
+	tr := &cobra.Command{
+		Use:   "train",
+		Short: "Measure training steps (forward, backward, AdamW) of a preset: tokens/s and GFLOP/s",
+		Example: `  mai bench train --preset gpt2-124m --batch 4 --seq 64 --steps 10
+  mai bench train --preset tiny --batch 16 --seq 128 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := train.BenchTrain(bc)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(r)
+			}
+			fmt.Printf("preset %s (%s params), batch %d × seq %d, %d threads\n", r.Preset, human(float64(r.Params)), r.Batch, r.Seq, r.Threads)
+			fmt.Printf("step %.1f ms (CPU %.1f ms), %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the measured %.1f GFLOP/s FMA peak\n",
+				r.MsPerStep, r.CPUMsPerStep, r.TokensPerS, r.GFLOPS, 100*r.FractionOfPeak, r.PeakGFLOPS)
+			return nil
+		},
+	}
+	f := tr.Flags()
+	f.StringVar(&bc.Preset, "preset", "gpt2-124m", "model preset")
+	f.IntVar(&bc.Batch, "batch", 4, "sequences per step")
+	f.IntVar(&bc.Seq, "seq", 64, "tokens per sequence")
+	f.IntVar(&bc.Steps, "steps", 10, "timed steps (after one warm-up step)")
+	f.IntVar(&bc.Threads, "threads", 0, "CPU threads (0: all cores)")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	benchCmd.AddCommand(tr)
+
+	var (
+		path, preset string
+		prompt, gen  int
+		threads      int
+		genJSON      bool
+	)
+	g := &cobra.Command{
+		Use:   "generate",
+		Short: "Measure prompt processing and batch-1 decode tokens/s",
+		Example: `  mai bench generate --model model.gguf --prompt-tokens 128 --gen-tokens 64
+  mai bench generate --preset small --prompt-tokens 128 --gen-tokens 64 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var m *model.Model
+			var err error
+			switch {
+			case path != "" && preset != "":
+				return fmt.Errorf("give --model or --preset, not both")
+			case path != "":
+				m, err = model.LoadAny(path)
+			case preset != "":
+				var c model.Config
+				if c, err = model.Preset(preset); err == nil {
+					if m, err = model.New(c, false); err == nil {
+						m.Init(1)
+					}
+				}
+			default:
+				return fmt.Errorf("give --model PATH or --preset NAME")
+			}
+			if err != nil {
+				return err
+			}
+			m.Pool = cpu.NewPool(threads)
+			r, err := infer.BenchGenerate(m, prompt, gen)
+			if err != nil {
+				return err
+			}
+			if genJSON {
+				return json.NewEncoder(os.Stdout).Encode(r)
+			}
+			fmt.Printf("pp%d %.1f tokens/s, tg%d %.1f tokens/s (%d threads)\n", r.PromptTokens, r.PromptTokensPS, r.GenTokens, r.TokensPerS, r.Threads)
+			return nil
+		},
+	}
+	f = g.Flags()
+	f.StringVar(&path, "model", "", "model folder, run directory or .gguf file")
+	f.StringVar(&preset, "preset", "", "random-weight preset instead of a model")
+	f.IntVar(&prompt, "prompt-tokens", 128, "prompt tokens (prefill)")
+	f.IntVar(&gen, "gen-tokens", 64, "generated tokens (decode, batch 1)")
+	f.IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
+	f.BoolVar(&genJSON, "json", false, "print JSON")
+	benchCmd.AddCommand(g)
+}

@@ -155,8 +155,9 @@ type GGUFOptions struct {
 	Name string
 	// TokenizerDir is a model folder whose tokenizer (tokenizer.json,
 	// tokenizer_config.json, or mai_tokenizer.json naming one) is embedded
-	// as llama.cpp's tokenizer metadata. Without one, a vocabulary of 256
-	// or more is taken as MAI's byte-level tokenizer (ids 0..255 are bytes).
+	// as llama.cpp's tokenizer metadata. Without one, a MAI model of 256 or
+	// more tokens gets MAI's byte-level tokenizer (ids 0..255 are bytes) and
+	// other models placeholder tokens (they can run on token ids only).
 	TokenizerDir string
 }
 

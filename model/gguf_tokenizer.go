@@ -78,6 +78,10 @@ func ggufTokenizerFor(c *Config, dir string) (ggufTok, error) {
 			if tc, err = tk.MarshalHFConfig(); err != nil {
 				return ggufTok{}, err
 			}
+		case name == "byte" && c.Vocab >= 256:
+			t := byteTokenizer(c)
+			special(&t)
+			return ggufTok{Tokenizer: t, MAIName: "byte"}, nil
 		default:
 			tj = nil
 		}
@@ -90,7 +94,7 @@ func ggufTokenizerFor(c *Config, dir string) (ggufTok, error) {
 			return ggufTok{Tokenizer: t, MAIName: name}, nil
 		}
 	}
-	if c.Vocab >= 256 {
+	if c.Vocab >= 256 && c.Family == "mai" {
 		t := byteTokenizer(c)
 		special(&t)
 		return ggufTok{Tokenizer: t, MAIName: "byte"}, nil

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -25,12 +24,14 @@ func init() {
 		Short: "Describe a model preset or folder: parameters, FLOPs per token, training memory",
 		Example: `  mai info --preset gpt2-124m
   mai info --presets
-  mai info --model runs/tiny --json`,
+  mai info --model runs/tiny --json
+  mai info --model tiny-q4_K.gguf`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if list {
 				return printPresets(seq)
 			}
 			var cfg model.Config
+			var fi *model.FileInfo
 			var err error
 			source := ""
 			switch {
@@ -40,10 +41,8 @@ func init() {
 				cfg, err = model.Preset(preset)
 				source = "preset " + preset
 			case dir != "":
-				var d string
-				if d, err = model.ResolveDir(dir); err == nil {
-					cfg, err = model.ReadConfig(filepath.Join(d, "config.json"))
-					source = d
+				if fi, err = model.Inspect(dir); err == nil {
+					cfg, source = fi.Config, fi.Path
 				}
 			default:
 				return fmt.Errorf("give --preset NAME, --model DIR or --presets")
@@ -53,22 +52,22 @@ func init() {
 			}
 			s := plan.Describe(cfg, seq)
 			if asJSON {
-				return json.NewEncoder(os.Stdout).Encode(map[string]any{"source": source, "config": cfg, "summary": s})
+				return json.NewEncoder(os.Stdout).Encode(map[string]any{"source": source, "config": cfg, "summary": s, "file": fi})
 			}
-			printInfo(source, &cfg, s)
+			printInfo(source, &cfg, s, fi)
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&preset, "preset", "", "preset name")
-	f.StringVar(&dir, "model", "", "model folder or run directory")
+	f.StringVar(&dir, "model", "", "model folder, run directory or .gguf file")
 	f.IntVar(&seq, "seq", 0, "sequence length for FLOPs (default: the context length)")
 	f.BoolVar(&list, "presets", false, "list all presets")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	rootCmd.AddCommand(cmd)
 }
 
-func printInfo(source string, c *model.Config, s plan.Summary) {
+func printInfo(source string, c *model.Config, s plan.Summary, fi *model.FileInfo) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(w, "model\t%s (%s)\n", source, c.Family)
 	arch := fmt.Sprintf("%d layers, dim %d, %d heads (%d KV, head dim %d), vocab %d, context %d, %s, %s, %s",
@@ -80,6 +79,10 @@ func printInfo(source string, c *model.Config, s plan.Summary) {
 	}
 	fmt.Fprintf(w, "architecture\t%s\n", arch)
 	fmt.Fprintf(w, "parameters\t%s total, %s active per token\n", human(float64(s.TotalParams)), human(float64(s.ActiveParams)))
+	if fi != nil {
+		fmt.Fprintf(w, "file\t%s, %s (%s), %s stored values\n", fi.Format, byteSize(float64(fi.FileBytes)), fi.Arch, human(float64(fi.Params)))
+		fmt.Fprintf(w, "dtype mix\t%s\n", model.FormatMix(fi.Mix))
+	}
 	fmt.Fprintf(w, "training FLOPs/token\t%s\n", human(s.FLOPsPerToken))
 	fmt.Fprintf(w, "weights\t%s (bf16), %s (f32)\n", byteSize(s.WeightBytesBF16), byteSize(s.WeightBytesF32))
 	fmt.Fprintf(w, "gradients (f32)\t%s\n", byteSize(s.GradBytes))

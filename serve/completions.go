@@ -195,7 +195,7 @@ func completionLogprobs(m *Model, c *choice, echo bool, top, textLen int, cut bo
 			for _, id := range c.prompt {
 				pl.Tokens = append(pl.Tokens, m.codec.tokenText(id))
 				pl.TokenLogprobs = append(pl.TokenLogprobs, nil)
-				pl.TopLogprobs = append(pl.TopLogprobs, nil)
+				pl.TopLogprobs = append(pl.TopLogprobs, map[string]float64{})
 				pl.TextOffset = append(pl.TextOffset, off)
 				off += len(m.codec.tokenText(id))
 			}
@@ -227,7 +227,10 @@ func promptLogprobs(m *Model, toks []infer.Token, top int) *CompletionLogprobs {
 		return nil
 	}
 	lp := tokensLogprobs(m, toks, top, 0)
-	lp.TokenLogprobs[0], lp.TopLogprobs[0] = nil, nil
+	// Nothing precedes the first token: its logprob is null, as OpenAI
+	// answers; its alternatives are {} rather than null, which the official
+	// Go client cannot decode inside the list.
+	lp.TokenLogprobs[0], lp.TopLogprobs[0] = nil, map[string]float64{}
 	return lp
 }
 

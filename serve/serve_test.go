@@ -249,7 +249,7 @@ func TestCompletionsEchoLogprobs(t *testing.T) {
 		t.Fatalf("%d %+v", code, resp)
 	}
 	lp := resp.Choices[0].Logprobs
-	if len(lp.Tokens) != len(prompt)+1 || lp.TokenLogprobs[0] != nil || lp.TopLogprobs[0] != nil || len(lp.TextOffset) != len(lp.Tokens) {
+	if len(lp.Tokens) != len(prompt)+1 || lp.TokenLogprobs[0] != nil || len(lp.TopLogprobs[0]) != 0 || len(lp.TextOffset) != len(lp.Tokens) {
 		t.Fatalf("logprobs %+v", lp)
 	}
 	m, _ := model.Load(fixtureDir("llama"), false)

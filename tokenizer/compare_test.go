@@ -366,7 +366,7 @@ func TestGPTTokenizerNode(t *testing.T) {
 	if err != nil {
 		t.Skip("node not found")
 	}
-	dir := npmDir(t)
+	dir := mustNPM(t)
 	var texts []string
 	for _, s := range append(multilingual(t), "a\n\t\n\tb", "\n \n", "x\n  ", "x\n\t ", "}\n\t\n}\n  \n") {
 		// JavaScript's \s matches U+FEFF; Unicode White_Space (tiktoken) does not.

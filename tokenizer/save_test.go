@@ -131,7 +131,7 @@ func TestSavedLoadsInTransformersJS(t *testing.T) {
 	if err != nil {
 		t.Skip("node not found")
 	}
-	npm := npmDir(t)
+	npm := mustNPM(t)
 	trained, err := Train(context.Background(), sliceSeq(randomCorpus(5, 500)), TrainOptions{VocabSize: 600, Pattern: PatternCL100K})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -462,5 +463,35 @@ shards: {val_fraction: 0.01}
 	os.WriteFile(bad, []byte("output: x\nfilterz: {}\n"), 0o644)
 	if _, err := LoadConfig(bad); err == nil || !strings.Contains(err.Error(), "filterz") {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+func TestJSONLChunksMatchWholeFile(t *testing.T) {
+	in := t.TempDir()
+	var docs []string
+	for i := range 300 {
+		docs = append(docs, prose(i, 20+i%70))
+	}
+	writeJSONL(t, filepath.Join(in, "big.jsonl"), docs)
+	read := func(chunk int64) ([]string, int) {
+		rc := ReadConfig{ChunkBytes: chunk}
+		rc.defaults()
+		var errs errorLog
+		tasks, err := listTasks("s", []string{in}, &rc, Skipped{}, &errs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for i := range tasks {
+			readTask(&tasks[i], &rc, &errs, func(d Document) error { got = append(got, d.Text); return nil })
+		}
+		return got, len(tasks)
+	}
+	whole, n1 := read(1 << 30)
+	for _, chunk := range []int64{100, 777, 4096} {
+		parts, n := read(chunk)
+		if n <= n1 || !slices.Equal(parts, whole) || len(whole) != 300 {
+			t.Errorf("chunk %d: %d tasks, %d docs; want the %d docs of the whole file in order", chunk, n, len(parts), len(whole))
+		}
 	}
 }

@@ -70,6 +70,8 @@ type ReadConfig struct {
 	IDKey   string `yaml:"id_key" json:"id_key"`
 	// TaskBytes groups small tree files into tasks of about this many bytes.
 	TaskBytes int64 `yaml:"task_bytes" json:"task_bytes"`
+	// ChunkBytes splits uncompressed JSONL files larger than this into several tasks.
+	ChunkBytes int64 `yaml:"chunk_bytes" json:"chunk_bytes"`
 	// SkipDirs are directory names not descended into.
 	SkipDirs []string `yaml:"skip_dirs" json:"skip_dirs"`
 }
@@ -83,6 +85,9 @@ func (c *ReadConfig) defaults() {
 	}
 	if c.TaskBytes <= 0 {
 		c.TaskBytes = 8 << 20
+	}
+	if c.ChunkBytes <= 0 {
+		c.ChunkBytes = 64 << 20
 	}
 	if c.SkipDirs == nil {
 		c.SkipDirs = []string{".git", ".hg", ".svn", "node_modules", "__pycache__"}
@@ -131,6 +136,10 @@ type Task struct {
 	Type   string   `json:"type"`
 	Files  []string `json:"files"`
 	Bytes  int64    `json:"bytes"`
+	// Start and End, when End > 0, restrict an uncompressed JSONL task to the lines
+	// that start in [Start, End): large files are split so that workers share them.
+	Start int64 `json:"start,omitempty"`
+	End   int64 `json:"end,omitempty"`
 }
 
 // Skipped counts input files that were not read, by reason.
@@ -167,6 +176,17 @@ func listTasks(source string, inputs []string, rc *ReadConfig, skipped Skipped, 
 			}
 			group.Files = append(group.Files, path)
 			group.Bytes += size
+		case typeJSONL:
+			flush()
+			lower := strings.ToLower(path)
+			if size > rc.ChunkBytes && !strings.HasSuffix(lower, ".gz") && !strings.HasSuffix(lower, ".zst") {
+				for off := int64(0); off < size; off += rc.ChunkBytes {
+					end := min(size, off+rc.ChunkBytes)
+					tasks = append(tasks, Task{Source: source, Type: typ, Files: []string{path}, Bytes: end - off, Start: off, End: end})
+				}
+				return
+			}
+			tasks = append(tasks, Task{Source: source, Type: typ, Files: []string{path}, Bytes: size})
 		default:
 			flush()
 			tasks = append(tasks, Task{Source: source, Type: typ, Files: []string{path}, Bytes: size})
@@ -289,6 +309,9 @@ func readTask(t *Task, rc *ReadConfig, errs *errorLog, emit func(Document) error
 		}
 		return nil
 	case typeJSONL:
+		if t.End > 0 {
+			return readJSONLRange(t.Files[0], t.Start, t.End, t.Source, rc, errs, emit)
+		}
 		return readJSONL(t.Files[0], t.Source, rc, errs, emit)
 	case typeParquet:
 		return readParquet(t.Files[0], t.Source, rc, errs, emit)
@@ -380,6 +403,70 @@ func readJSONL(path, source string, rc *ReadConfig, errs *errorLog, emit func(Do
 			return nil
 		}
 	}
+}
+
+// readJSONLRange reads the lines of an uncompressed JSONL file that start in
+// [start, end). Locations are byte offsets (file@offset).
+func readJSONLRange(path string, start, end int64, source string, rc *ReadConfig, errs *errorLog, emit func(Document) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		errs.add(path, err)
+		return nil
+	}
+	defer f.Close()
+	off := start
+	if start > 0 {
+		// A line starts at start only if the byte before it is a newline.
+		var b [1]byte
+		if _, err := f.ReadAt(b[:], start-1); err != nil {
+			errs.add(fmt.Sprintf("%s@%d", path, start), err)
+			return nil
+		}
+		if b[0] != '\n' {
+			off = -1
+		}
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		errs.add(fmt.Sprintf("%s@%d", path, start), err)
+		return nil
+	}
+	br := bufio.NewReaderSize(f, int(min(1<<20, max(4096, end-start))))
+	pos := start
+	if off < 0 { // skip the rest of the line that started in the previous range
+		rest, err := br.ReadBytes('\n')
+		pos += int64(len(rest))
+		if err != nil {
+			return nil
+		}
+	}
+	for pos < end {
+		b, err := br.ReadBytes('\n')
+		lineStart := pos
+		pos += int64(len(b))
+		if err != nil && !errors.Is(err, io.EOF) {
+			errs.add(fmt.Sprintf("%s@%d", path, lineStart), fmt.Errorf("read: %w", err))
+			return nil
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			loc := fmt.Sprintf("%s@%d", path, lineStart)
+			doc, perr := parseJSONLine(b, rc)
+			if perr != nil {
+				errs.add(loc, perr)
+			} else {
+				if doc.ID == "" {
+					doc.ID = loc
+				}
+				doc.Source, doc.Kind = source, "text"
+				if e := emit(doc); e != nil {
+					return e
+				}
+			}
+		}
+		if err != nil {
+			return nil
+		}
+	}
+	return nil
 }
 
 func parseJSONLine(b []byte, rc *ReadConfig) (Document, error) {

@@ -29,7 +29,15 @@ func init() {
 		c.QKNorm = true
 		return qwenMoEConfig(c, h)
 	}, files: identityFiles, export: qwenMoEExport}
-	families["phi3"] = family{config: llamaConfig, files: phi3Files, export: llamaExport}
+	families["phi3"] = family{config: func(c *Config, h hfJSON) error {
+		c.SlidingWindow = h.int(0, "sliding_window")
+		return llamaConfig(c, h)
+	}, files: phi3Files, export: func(c *Config, h map[string]any) {
+		llamaExport(c, h)
+		if c.SlidingWindow > 0 {
+			h["sliding_window"] = c.SlidingWindow
+		}
+	}}
 	families["gpt2"] = family{config: gpt2Config, files: gpt2Files, export: gpt2Export}
 }
 

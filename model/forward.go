@@ -249,14 +249,18 @@ func (m *Model) moe(tp *nn.Tape, blk *Block, h *nn.Var) (y, aux, z *nn.Var, load
 // rope returns RoPE tables covering n positions, cached per model.
 func (m *Model) rope(n int) *cpu.RoPE {
 	need := max(n, m.Cfg.MaxSeq)
-	dyn := m.Cfg.RopeScaling != nil && m.Cfg.RopeScaling.Type == "dynamic"
-	if m.cos == nil || need > m.ropeLen || (dyn && n != m.ropeLen) {
+	rs := m.Cfg.RopeScaling
+	dyn := rs != nil && rs.Type == "dynamic"
+	// longrope switches to its long factors once the sequence passes the
+	// original context, as transformers does.
+	long := rs != nil && rs.Type == "longrope" && rs.OriginalMaxPos > 0 && n > rs.OriginalMaxPos
+	if m.cos == nil || need > m.ropeLen || (dyn && n != m.ropeLen) || long != m.ropeLong {
 		l := need
 		if dyn {
 			l = n
 		}
-		m.cos, m.sin = ropeTables(&m.Cfg, l)
-		m.ropeLen = l
+		m.cos, m.sin = ropeTables(&m.Cfg, l, n)
+		m.ropeLen, m.ropeLong = l, long
 	}
 	return &cpu.RoPE{D: m.Cfg.HeadDim, Rot: m.Cfg.RotaryDim(), Cos: m.cos, Sin: m.sin}
 }

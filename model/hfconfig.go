@@ -182,14 +182,19 @@ func readRope(c *Config, h hfJSON) error {
 	switch s.Type {
 	case "", "default":
 		return nil
-	case "linear", "dynamic", "yarn", "llama3", "longrope":
-		if s.Factor == 0 && s.Type != "longrope" {
+	case "linear", "dynamic", "yarn", "llama3":
+		if s.Factor == 0 {
 			return fmt.Errorf("config.json: rope scaling %q needs a factor", s.Type)
 		}
 		c.RopeScaling = &s
 		return nil
-	case "su":
+	case "longrope", "su":
 		s.Type = "longrope"
+		// Phi-3 keeps original_max_position_embeddings at the top level,
+		// where transformers' longrope reads it.
+		if v := h.int(0, "original_max_position_embeddings"); v > 0 {
+			s.OriginalMaxPos = v
+		}
 		c.RopeScaling = &s
 		return nil
 	}
@@ -230,6 +235,9 @@ func WriteConfig(dir string, c *Config) error {
 		_ = json.Unmarshal(b, &rs)
 		rs["rope_type"] = c.RopeScaling.Type
 		h["rope_scaling"] = rs
+		if c.RopeScaling.Type == "longrope" && c.RopeScaling.OriginalMaxPos > 0 {
+			h["original_max_position_embeddings"] = c.RopeScaling.OriginalMaxPos
+		}
 	}
 	if c.ZLossCoef > 0 {
 		h["mai_z_loss_coef"] = c.ZLossCoef

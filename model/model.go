@@ -26,6 +26,7 @@ type Model struct {
 	Blocks                        []Block
 
 	ropeLen  int
+	ropeLong bool // tables hold longrope's long factors
 	cos, sin []float32
 
 	q *quantState // weights stored quantized (quant.go); nil for a float32 model

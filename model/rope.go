@@ -5,10 +5,15 @@ import "math"
 // ropeTables returns cos and sin tables [seqLen, rot/2] for the config's RoPE
 // variant (default, linear, dynamic, yarn, llama3, longrope), following the
 // Hugging Face definitions, including their attention scaling factor.
-func ropeTables(c *Config, seqLen int) (cos, sin []float32) {
+//
+// seqLen is the sequence length the frequencies are chosen for (dynamic
+// NTK's base, longrope's short or long factors), as Hugging Face chooses
+// them from the positions of the current forward pass.
+func ropeTables(c *Config, rows, seqLen int) (cos, sin []float32) {
 	rot := c.RotaryDim()
 	half := rot / 2
 	inv, scale := ropeInvFreq(c, seqLen)
+	seqLen = rows
 	cos = make([]float32, seqLen*half)
 	sin = make([]float32, seqLen*half)
 	for p := 0; p < seqLen; p++ {
@@ -68,6 +73,12 @@ func ropeInvFreq(c *Config, seqLen int) ([]float32, float64) {
 			}
 		}
 	case "yarn":
+		// transformers takes the factor as max_position_embeddings over
+		// original_max_position_embeddings when the latter is given.
+		factor := rs.Factor
+		if rs.OriginalMaxPos > 0 {
+			factor = float64(c.MaxSeq) / float64(rs.OriginalMaxPos)
+		}
 		betaFast, betaSlow := rs.BetaFast, rs.BetaSlow
 		if betaFast == 0 {
 			betaFast = 32
@@ -86,11 +97,14 @@ func ropeInvFreq(c *Config, seqLen int) ([]float32, float64) {
 		for i, f := range inv {
 			ramp := math.Min(math.Max((float64(i)-lo)/(hi-lo), 0), 1)
 			extra := 1 - ramp
-			inv[i] = float32(float64(f)/rs.Factor*(1-extra) + float64(f)*extra)
+			inv[i] = float32(float64(f)/factor*(1-extra) + float64(f)*extra)
 		}
 		scale = rs.AttnFactor
 		if scale == 0 {
-			scale = 0.1*math.Log(rs.Factor) + 1
+			scale = 1
+			if factor > 1 {
+				scale = 0.1*math.Log(factor) + 1
+			}
 		}
 	case "longrope":
 		ext := rs.ShortFactor
@@ -106,7 +120,10 @@ func ropeInvFreq(c *Config, seqLen int) ([]float32, float64) {
 		}
 		scale = rs.AttnFactor
 		if scale == 0 {
-			f := float64(c.MaxSeq) / float64(origMax)
+			f := rs.Factor
+			if rs.OriginalMaxPos > 0 {
+				f = float64(c.MaxSeq) / float64(origMax)
+			}
 			if f > 1 {
 				scale = math.Sqrt(1 + math.Log(f)/math.Log(float64(origMax)))
 			}

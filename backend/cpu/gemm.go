@@ -10,7 +10,7 @@ import (
 // a panel of op(B), gemmKC×gemmNC, is packed into micro-panels of nr columns
 // and streams from L3; the microkernel keeps an mr×nr tile of C in registers.
 const (
-	gemmKC = 256
+	gemmKC = 192
 	gemmMC = 144 // a multiple of every kernel's mr (12, 6, 4)
 	gemmNC = 3072
 

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -107,7 +108,8 @@ func BenchGemm(p *Pool, cfg GemmBenchConfig, peak Peak) (GemmBenchResult, error)
 	run := func() {
 		gemm(kern, gemmSmall, p, cfg.TransA, cfg.TransB, m, n, k, 1, a, lda, b, ldb, 0, c, n)
 	}
-	run() // warm up: page in, fill the buffer pool
+	runtime.GC() // collect garbage now, not while timing (CPU time counts the collector)
+	run()        // warm up: page in, fill the buffer pool
 	walls := make([]float64, cfg.Runs)
 	cpus := make([]float64, cfg.Runs)
 	for i := range cfg.Runs {

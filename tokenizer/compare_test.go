@@ -2,13 +2,13 @@ package tokenizer
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -353,9 +353,25 @@ func readLines(path string) ([]string, error) {
 	return lines, sc.Err()
 }
 
-// quirkyRun finds a whitespace run with a line break, other whitespace, and
-// another line break: where the peer's regexp engine splits differently.
-var quirkyRun = regexp.MustCompile(`[\r\n][^\S\r\n]+[\r\n]`)
+// hasQuirkyRun reports a line break, spaces or tabs, and another line break:
+// where the peer's regexp engine splits differently.
+func hasQuirkyRun(b []byte) bool {
+	for i := bytes.IndexByte(b, '\n'); i >= 0 && i+1 < len(b); {
+		j := i + 1
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+			j++
+		}
+		if j > i+1 && j < len(b) && (b[j] == '\n' || b[j] == '\r') {
+			return true
+		}
+		k := bytes.IndexByte(b[j:], '\n')
+		if k < 0 {
+			return false
+		}
+		i = j + k
+	}
+	return false
+}
 
 // TestGPTTokenizerNode compares with the npm package gpt-tokenizer, run by
 // node, on the texts where the peer's regexp engine is known to go wrong
@@ -375,13 +391,16 @@ func TestGPTTokenizerNode(t *testing.T) {
 		}
 	}
 	files := goSourceFiles(t)
-	found := 0
+	found, limit := 0, 30
+	if testing.Short() {
+		limit = 5
+	}
 	for _, f := range files {
-		if found >= 30 {
+		if found >= limit {
 			break
 		}
 		data, err := os.ReadFile(f)
-		if err != nil || len(data) > 256<<10 || !utf8.Valid(data) || !quirkyRun.Match(data) || strings.ContainsRune(string(data), '\uFEFF') {
+		if err != nil || len(data) > 256<<10 || !utf8.Valid(data) || !hasQuirkyRun(data) || strings.ContainsRune(string(data), '\uFEFF') {
 			continue
 		}
 		texts = append(texts, string(data))

@@ -105,20 +105,25 @@ func TestSaveLoadTrained(t *testing.T) {
 }
 
 func TestSaveLoadHF(t *testing.T) {
-	dir := filepath.Join(os.TempDir(), "mai-tokenizer-npm", "node_modules", "@lenml")
-	for _, model := range []string{"llama3", "llama2"} {
-		path := filepath.Join(dir, "tokenizer-"+model, "models", "tokenizer.json")
-		if _, err := os.Stat(path); err != nil {
-			t.Skipf("reference tokenizer.json absent (TestHFReference installs it): %v", err)
+	npm, why := npmDir(t)
+	models := []string{"llama3", "llama2"}
+	if testing.Short() {
+		models = models[1:]
+	}
+	for _, model := range models {
+		tj, cfg, ok := hfFiles(t, npm, model)
+		if !ok {
+			t.Logf("%s: skipped: no tokenizer.json (%s)", model, why)
+			continue
 		}
-		tok, err := Load(path)
+		tok, err := LoadHF(tj, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		back := saveReload(t, tok)
 		sameEncoding(t, tok, back, hfTestTexts(t))
-		if back.Config().ChatTemplate != tok.Config().ChatTemplate {
-			t.Errorf("%s: chat template lost", model)
+		if back.Config().ChatTemplate != tok.Config().ChatTemplate || back.BOS() != tok.BOS() || back.EOT() != tok.EOT() {
+			t.Errorf("%s: config lost: %+v", model, back.Config())
 		}
 	}
 }

@@ -650,3 +650,50 @@ func TestJSONMode(t *testing.T) {
 		t.Errorf("bad schema: %d %+v", code, e)
 	}
 }
+
+func TestRequestTimeout(t *testing.T) {
+	ts := startServer(t, Config{RequestTimeout: time.Millisecond}, infer.EngineConfig{})
+	var e ErrorBody
+	code := post(t, ts.URL+"/v1/completions", "", map[string]any{"model": "tiny", "prompt": "slow", "max_tokens": 200}, &e)
+	if code != http.StatusGatewayTimeout || e.Error.Type != "server_error" {
+		t.Fatalf("%d %+v", code, e)
+	}
+	// A stream that times out ends with an error event.
+	evs := sseEvents(t, ts.URL+"/v1/completions", map[string]any{"model": "tiny", "prompt": "slow", "max_tokens": 200, "stream": true})
+	if last := evs[len(evs)-1]; !strings.Contains(last, `"error"`) {
+		t.Errorf("stream ended with %q", last)
+	}
+}
+
+func TestChatREPL(t *testing.T) {
+	ts := startServer(t, Config{APIKeys: []string{"k"}}, infer.EngineConfig{})
+	in := strings.NewReader("hello\n/system Be brief.\nhi again\n/reset\n/bogus\nlast\n")
+	var out bytes.Buffer
+	err := Chat(context.Background(), ChatOptions{URL: ts.URL, Model: "tiny", APIKey: "k", Temperature: 0, MaxTokens: 5, In: in, Out: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"(system prompt set, history cleared)", "(history cleared)", "(commands: /reset, /system TEXT, /exit)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if n := strings.Count(out.String(), "> "); n != 7 {
+		t.Errorf("%d prompts in:\n%s", n, out.String())
+	}
+	// A wrong key is reported, and the chat goes on.
+	out.Reset()
+	Chat(context.Background(), ChatOptions{URL: ts.URL, Model: "tiny", APIKey: "bad", In: strings.NewReader("x\n"), Out: &out})
+	if !strings.Contains(out.String(), "error: Incorrect API key provided. (HTTP 401)") {
+		t.Errorf("wrong key: %s", out.String())
+	}
+	// A model folder, served in-process.
+	dir, _ := byteModelDir()
+	out.Reset()
+	if err := Chat(context.Background(), ChatOptions{Dir: dir, MaxTokens: 3, In: strings.NewReader("hey\n/exit\n"), Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "error") {
+		t.Errorf("local chat: %s", out.String())
+	}
+}

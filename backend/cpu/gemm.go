@@ -17,9 +17,13 @@ const (
 	// gemmSmall is the m*n*k up to which Gemm skips packing and runs a plain
 	// loop (measured: packing with the AVX kernels wins from about 8×8×8).
 	gemmSmall = 8 * 8 * 8
-	// gemmMinWork is the m*n*k each extra thread must get to be worth waking
-	// (measured: two threads win from about 128×128×128).
-	gemmMinWork = 1 << 20
+	// gemmSkinnyRows is the m up to which Gemm runs dot products or row
+	// updates instead of packing (a matrix-vector product and its kin).
+	gemmSkinnyRows = 4
+	// gemmMinWork is the m*n*k each extra thread must get to be worth waking:
+	// about 20 µs of AVX-512 work, several times what waking a worker costs
+	// (and the Go scheduler's spinning while it wakes).
+	gemmMinWork = 1 << 22
 )
 
 // gemmKernel is a register-blocked microkernel over packed panels.
@@ -64,16 +68,24 @@ func gemm(kern gemmKernel, small int, p *Pool, transA, transB bool, m, n, k int,
 		return
 	}
 	j := gemmJobs.Get().(*gemmJob)
+	defer func() {
+		*j = gemmJob{run: j.run, runSkinny: j.runSkinny} // drop the references to the caller's slices
+		gemmJobs.Put(j)
+	}()
 	j.kern = kern
 	j.transA, j.transB = transA, transB
 	j.m, j.n, j.k = m, n, k
 	j.alpha, j.beta = alpha, beta
 	j.a, j.b, j.c = a, b, c
 	j.lda, j.ldb, j.ldc = lda, ldb, ldc
+	if m <= gemmSkinnyRows && small > 0 && (!transA || !transB || m*k <= len(j.arow)) {
+		// Few rows: at most a few reads of B, no packing. Split over columns,
+		// each thread getting about gemmMinWork multiply-adds or more.
+		p.For(n, max(16, gemmMinWork/(m*k)), j.runSkinny)
+		return
+	}
 	j.tm, j.tn = gemmSplit(p.Threads(), m, n, k, kern.mr, kern.nr)
 	p.For(j.tm*j.tn, 1, j.run)
-	*j = gemmJob{run: j.run} // drop the references to the caller's slices
-	gemmJobs.Put(j)
 }
 
 // gemmJob carries one call's arguments to the pool's workers. Jobs are reused,
@@ -87,11 +99,14 @@ type gemmJob struct {
 	lda, ldb, ldc  int
 	tm, tn         int // the thread grid over C
 	run            func(lo, hi int)
+	runSkinny      func(lo, hi int)
+	arow           []float32 // rows of a transposed A, gathered (skinny path)
 }
 
 var gemmJobs = sync.Pool{New: func() any {
-	j := new(gemmJob)
+	j := &gemmJob{arow: make([]float32, gemmSkinnyRows*gemmKC*16)}
 	j.run = j.blocks
+	j.runSkinny = j.skinny
 	return j
 }}
 
@@ -109,6 +124,66 @@ func (j *gemmJob) blocks(lo, hi int) {
 		}
 	}
 	gemmBufs.Put(buf)
+}
+
+// skinny computes columns [lo,hi) of C for m ≤ gemmSkinnyRows.
+func (j *gemmJob) skinny(lo, hi int) {
+	m, k, a, lda, b, ldb, c, ldc := j.m, j.k, j.a, j.lda, j.b, j.ldb, j.c, j.ldc
+	alpha, beta := j.alpha, j.beta
+	if j.transB {
+		// C[i][col] = alpha·dot(op(A) row i, row col of b) + beta·C[i][col].
+		var rows [gemmSkinnyRows][]float32
+		for i := range m {
+			if j.transA {
+				r := j.arow[i*k : (i+1)*k]
+				for l := range r {
+					r[l] = a[l*lda+i]
+				}
+				rows[i] = r
+			} else {
+				rows[i] = a[i*lda : i*lda+k]
+			}
+		}
+		for col := lo; col < hi; col++ {
+			bj := b[col*ldb : col*ldb+k]
+			for i := range m {
+				s := alpha * gemmDot(rows[i], bj)
+				if beta != 0 {
+					s += beta * c[i*ldc+col]
+				}
+				c[i*ldc+col] = s
+			}
+		}
+		return
+	}
+	// C[i][lo:hi] = beta·C[i][lo:hi] + Σ_l alpha·op(A)[i][l]·b[l][lo:hi], in
+	// column blocks that stay in L1.
+	const block = 1024
+	for c0 := lo; c0 < hi; c0 += block {
+		c1 := min(c0+block, hi)
+		for i := range m {
+			ci := c[i*ldc+c0 : i*ldc+c1]
+			if beta == 0 {
+				clear(ci)
+			} else if beta != 1 {
+				for x := range ci {
+					ci[x] *= beta
+				}
+			}
+		}
+		for l := range k {
+			bl := b[l*ldb+c0 : l*ldb+c1]
+			for i := range m {
+				var av float32
+				if j.transA {
+					av = a[l*lda+i]
+				} else {
+					av = a[i*lda+l]
+				}
+				gemmAxpy(alpha*av, bl, c[i*ldc+c0:i*ldc+c1])
+			}
+		}
+	}
 }
 
 // gemmCheck panics with a clear message if the arguments do not describe
@@ -501,5 +576,30 @@ func packPanelsGo(dst, src []float32, width, panels, rows, srcStride, panelStrid
 				d[i] = alpha * v
 			}
 		}
+	}
+}
+
+// gemmDotGo is the portable gemmDot.
+func gemmDotGo(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// gemmAxpyGo is the portable gemmAxpy.
+func gemmAxpyGo(alpha float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += alpha * v
 	}
 }

@@ -122,3 +122,36 @@ func packTrans(dst, src []float32, rows, kc, stride int, alpha float32) {
 	}
 	packTransGo(dst, src, rows, kc, stride, alpha)
 }
+
+// dotAVX and axpyAVX are dot and axpy in assembly (gemm_vec_amd64.s).
+//
+//go:noescape
+func dotAVX(a, b *float32, n int) float32
+
+//go:noescape
+func axpyAVX(alpha float32, x, y *float32, n int)
+
+// gemmDot returns the sum of a[i]*b[i] over len(a) (b is at least as long).
+func gemmDot(a, b []float32) float32 {
+	if len(a) == 0 {
+		return 0
+	}
+	_ = b[len(a)-1]
+	if hostCPU.AVX2FMA {
+		return dotAVX(&a[0], &b[0], len(a))
+	}
+	return gemmDotGo(a, b)
+}
+
+// gemmAxpy sets y[i] += alpha*x[i] over len(x) (y is at least as long).
+func gemmAxpy(alpha float32, x, y []float32) {
+	if len(x) == 0 {
+		return
+	}
+	_ = y[len(x)-1]
+	if hostCPU.AVX2FMA {
+		axpyAVX(alpha, &x[0], &y[0], len(x))
+		return
+	}
+	gemmAxpyGo(alpha, x, y)
+}

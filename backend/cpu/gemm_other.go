@@ -19,3 +19,9 @@ func packPanels(dst, src []float32, width, panels, rows, srcStride, panelStride 
 func packTrans(dst, src []float32, rows, kc, stride int, alpha float32) {
 	packTransGo(dst, src, rows, kc, stride, alpha)
 }
+
+// gemmDot returns the sum of a[i]*b[i] over len(a) (b is at least as long).
+func gemmDot(a, b []float32) float32 { return gemmDotGo(a, b) }
+
+// gemmAxpy sets y[i] += alpha*x[i] over len(x) (y is at least as long).
+func gemmAxpy(alpha float32, x, y []float32) { gemmAxpyGo(alpha, x, y) }

@@ -95,3 +95,28 @@ func TestPackTrans(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmDotAxpy checks the vector routines of the few-rows path against
+// the portable ones, for every length up to a few registers' worth.
+func TestGemmDotAxpy(t *testing.T) {
+	for n := range 80 {
+		x := make([]float32, n+1)
+		y := make([]float32, n+1)
+		for i := range x {
+			x[i] = float32(i%13) - 6
+			y[i] = float32(i%7) - 3
+		}
+		if got, want := gemmDot(x[:n], y), gemmDotGo(x[:n], y); got != want {
+			t.Errorf("n=%d: gemmDot = %g, want %g", n, got, want)
+		}
+		got := append([]float32(nil), y...)
+		want := append([]float32(nil), y...)
+		gemmAxpy(0.5, x[:n], got)
+		gemmAxpyGo(0.5, x[:n], want)
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("n=%d: gemmAxpy y[%d] = %g, want %g", n, i, got[i], want[i])
+			}
+		}
+	}
+}

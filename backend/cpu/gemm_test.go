@@ -186,16 +186,16 @@ func TestGemmLarge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	// Each case runs every kernel on 1, 2 and 3 threads against one reference.
 	sizes := []struct{ m, n, k int }{
-		{300, 200, 600},  // several MC and KC blocks, edge tiles in m and k
-		{7, 3100, 260},   // more than one NC panel
-		{150, 97, 1},     // k == 1
-		{1, 513, 300},    // a row vector
-		{513, 1, 300},    // a column vector
-		{96, 64, 257},    // exact tiles, k just past one block
-		{145, 33, 511},   // m just past MC
-		{100, 70, 3000},  // long k
-		{3, 700, 333},    // few rows: dot products or row updates
-		{2, 40, 6500},    // few rows, op(A) rows too long to gather when transposed
+		{300, 200, 600}, // several MC and KC blocks, edge tiles in m and k
+		{7, 3100, 260},  // more than one NC panel
+		{150, 97, 1},    // k == 1
+		{1, 513, 300},   // a row vector
+		{513, 1, 300},   // a column vector
+		{96, 64, 257},   // exact tiles, k just past one block
+		{145, 33, 511},  // m just past MC
+		{100, 70, 3000}, // long k
+		{3, 700, 333},   // few rows: dot products or row updates
+		{2, 40, 6500},   // few rows, op(A) rows too long to gather when transposed
 	}
 	pools := []*Pool{NewPool(1), NewPool(2), NewPool(3)}
 	for _, sz := range sizes {

@@ -101,6 +101,8 @@ type Token struct {
 	ID      int32
 	Logprob float32
 	Top     []TokenLogprob
+	// At is when the engine produced the token.
+	At time.Time
 }
 
 // Final is how a request ended.
@@ -648,8 +650,9 @@ func (e *Engine) sampleNext(s *seq, logits []float32) {
 
 // accept appends a sampled token and checks the stop conditions.
 func (e *Engine) accept(s *seq, tok Token) {
+	tok.At = time.Now()
 	if s.first.IsZero() {
-		s.first = time.Now()
+		s.first = tok.At
 	}
 	if slices.Contains(s.req.EOS, tok.ID) {
 		e.end(s, "stop", nil)

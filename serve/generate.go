@@ -196,22 +196,16 @@ func (s *Server) run(ctx context.Context, m *Model, start time.Time, choices []*
 					errs <- err
 					return
 				}
-				now := time.Now()
 				ev := event{c: c, toks: toks}
-				for i, t := range toks {
+				for _, t := range toks {
 					if c.first {
-						s.met.observe("mai_time_to_first_token_seconds", now.Sub(start).Seconds(), "model", m.Name)
+						s.met.observe("mai_time_to_first_token_seconds", t.At.Sub(start).Seconds(), "model", m.Name)
 						c.first = false
-					} else if i == 0 {
-						gap := now.Sub(c.last).Seconds() / float64(len(toks))
-						for range toks {
-							s.met.observe("mai_inter_token_latency_seconds", gap, "model", m.Name)
-						}
+					} else {
+						s.met.observe("mai_inter_token_latency_seconds", t.At.Sub(c.last).Seconds(), "model", m.Name)
 					}
+					c.last = t.At
 					ev.delta += c.ts.push(t.ID)
-				}
-				if len(toks) > 0 {
-					c.last = now
 				}
 				if f != nil {
 					c.final = f

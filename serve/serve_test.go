@@ -302,7 +302,7 @@ func TestChat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *ch.Message.Content != res.Text {
+	if *ch.Message.Content != jsonText(res.Text) {
 		t.Errorf("content %q, want %q", *ch.Message.Content, res.Text)
 	}
 
@@ -350,7 +350,7 @@ func TestChat(t *testing.T) {
 			sawFinish = true
 		}
 	}
-	if got.String() != res.Text || !sawRole || !sawFinish || !sawUsage || nlp != resp.Usage.CompletionTokens {
+	if got.String() != jsonText(res.Text) || !sawRole || !sawFinish || !sawUsage || nlp != resp.Usage.CompletionTokens {
 		t.Errorf("stream: %q (want %q) role %v finish %v usage %v logprobs %d", got.String(), res.Text, sawRole, sawFinish, sawUsage, nlp)
 	}
 

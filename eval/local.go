@@ -51,9 +51,12 @@ func OpenLocal(path string, opt LocalOptions) (Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	codec, err := infer.OpenCodec(dir)
+	codec, chat, err := localCodec(dir)
 	if err != nil {
 		return nil, err
+	}
+	if opt.Chat == nil {
+		opt.Chat = chat
 	}
 	if opt.Name == "" {
 		opt.Name = filepath.Base(filepath.Clean(dir))
@@ -109,9 +112,102 @@ func (l *localModel) prefix() int32 {
 	return -1
 }
 
-// score runs the sequences in batches of similar length, padded on the
-// right (causal attention keeps padding from changing earlier positions).
+// score runs sequences that share a long context (the choices of a
+// multiple-choice item) through a KV cache of that context, and the rest in
+// batches.
 func (l *localModel) score(ctx context.Context, seqs []scoreSeq) ([][]tokScore, error) {
+	out := make([][]tokScore, len(seqs))
+	groups := map[string][]int{}
+	var keys []string
+	var rest []int
+	for i, s := range seqs {
+		if s.from < 32 || len(s.ids)-s.from > s.from/2 {
+			rest = append(rest, i)
+			continue
+		}
+		k := idsKey(s.ids[:s.from])
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	for _, k := range keys {
+		g := groups[k]
+		if len(g) < 2 {
+			rest = append(rest, g...)
+			continue
+		}
+		if err := l.scoreShared(ctx, seqs, g, out); err != nil {
+			return nil, err
+		}
+	}
+	if len(rest) == 0 {
+		return out, nil
+	}
+	sub := make([]scoreSeq, len(rest))
+	for i, k := range rest {
+		sub[i] = seqs[k]
+	}
+	res, err := l.scoreBatched(ctx, sub)
+	if err != nil {
+		return nil, err
+	}
+	for i, k := range rest {
+		out[k] = res[i]
+	}
+	return out, nil
+}
+
+func idsKey(ids []int32) string {
+	b := make([]byte, 4*len(ids))
+	for i, v := range ids {
+		b[4*i], b[4*i+1], b[4*i+2], b[4*i+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	}
+	return string(b)
+}
+
+// scoreShared scores sequences with the same context ids[:from]: the
+// context runs once into a KV cache, then each continuation after it.
+func (l *localModel) scoreShared(ctx context.Context, seqs []scoreSeq, group []int, out [][]tokScore) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	v := l.m.Cfg.Vocab
+	first := seqs[group[0]]
+	prefix := first.ids[:first.from]
+	longest := 0
+	for _, k := range group {
+		longest = max(longest, len(seqs[k].ids))
+	}
+	cache := l.m.NewCache(1, longest)
+	tp := nn.NewTape(l.m.Pool, false)
+	o, err := l.m.Forward(tp, prefix, 1, len(prefix), cache, true)
+	if err != nil {
+		return err
+	}
+	last := append([]float32(nil), o.Logits.Data[:v]...)
+	for _, k := range group {
+		s := seqs[k]
+		res := []tokScore{logSoftmaxAt(last, s.ids[s.from])}
+		if n := len(s.ids) - 1 - s.from; n > 0 {
+			cache.Len = len(prefix)
+			tp.Reset()
+			o, err := l.m.Forward(tp, s.ids[s.from:len(s.ids)-1], 1, n, cache, false)
+			if err != nil {
+				return err
+			}
+			for p := range n {
+				res = append(res, logSoftmaxAt(o.Logits.Data[p*v:(p+1)*v], s.ids[s.from+1+p]))
+			}
+		}
+		out[k] = res
+	}
+	return nil
+}
+
+// scoreBatched runs the sequences in batches of similar length, padded on
+// the right (causal attention keeps padding from changing earlier positions).
+func (l *localModel) scoreBatched(ctx context.Context, seqs []scoreSeq) ([][]tokScore, error) {
 	out := make([][]tokScore, len(seqs))
 	order := make([]int, len(seqs))
 	for i := range order {

@@ -147,3 +147,33 @@ func TestSlidingWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedContext checks that scoring continuations after a shared context
+// through the KV cache equals scoring each whole sequence.
+func TestSharedContext(t *testing.T) {
+	lm := NewLocal(loadLlama(t), nil, LocalOptions{}).(*tokenBackend).m.(*localModel)
+	ids, _, _ := refNLL(t)
+	ctxIDs := append(append([]int32(nil), ids[0]...), ids[1][:16]...) // 40 tokens
+	var seqs []scoreSeq
+	for _, cont := range [][]int32{ids[1][16:17], ids[1][16:20], {5, 6, 7}, ids[0][:9]} {
+		seqs = append(seqs, scoreSeq{ids: append(append([]int32(nil), ctxIDs...), cont...), from: len(ctxIDs)})
+	}
+	shared, err := lm.score(context.Background(), seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := lm.scoreBatched(context.Background(), seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range seqs {
+		if len(shared[i]) != len(seqs[i].ids)-seqs[i].from || len(shared[i]) != len(whole[i]) {
+			t.Fatalf("sequence %d: %d and %d scores", i, len(shared[i]), len(whole[i]))
+		}
+		for j := range shared[i] {
+			if d := math.Abs(shared[i][j].lp - whole[i][j].lp); d > 1e-5 {
+				t.Errorf("sequence %d token %d: cached %.7f, whole %.7f", i, j, shared[i][j].lp, whole[i][j].lp)
+			}
+		}
+	}
+}

@@ -147,7 +147,7 @@ func TestServerMatchesLocal(t *testing.T) {
 			for i, s := range got.Tasks[0].Samples {
 				w := want.Tasks[0].Samples[i]
 				for j := range s.LogProbs {
-					if d := math.Abs(s.LogProbs[j] - w.LogProbs[j]); d > 1e-9 {
+					if d := math.Abs(s.LogProbs[j] - w.LogProbs[j]); d > 1e-5 { // the local path runs shared contexts through a KV cache
 						t.Errorf("item %d choice %d: server %.9f, local %.9f", i, j, s.LogProbs[j], w.LogProbs[j])
 					}
 				}

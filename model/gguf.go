@@ -3,6 +3,7 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -109,6 +110,10 @@ func ggufTensors(c *Config, arch string) ([]ggufTensor, error) {
 		}
 		add(g, n, expert >= 0)
 	}
+	if c.Tied && (arch == "qwen2moe" || arch == "qwen3moe" || arch == "phi3") {
+		// llama.cpp has no tied-output fallback for these: store the head.
+		out = append(out, ggufTensor{Name: "output.weight", Parts: []string{"model.embed_tokens.weight"}})
+	}
 	if gguf.NeedsQKPermute(arch) {
 		for i := range out {
 			switch {
@@ -171,6 +176,9 @@ func (m *Model) SaveGGUF(path string, opts GGUFOptions) error {
 	arch, err := ggufArch(c)
 	if err != nil {
 		return err
+	}
+	if arch == "qwen2moe" && c.NormTopK {
+		slog.Warn("llama.cpp's qwen2moe does not renormalize the top-k expert weights; this model does, so llama.cpp's outputs will differ from MAI's", "model", opts.Name)
 	}
 	w := gguf.NewWriter()
 	if err := w.SetModelParams(ggufParams(c, arch, opts.Name)); err != nil {

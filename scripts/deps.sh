@@ -38,3 +38,14 @@ if [ ! -f "$serve_npm/node_modules/openai/package.json" ] && command -v npm >/de
 	npm install --prefix "$serve_npm" --no-audit --no-fund --no-save --loglevel=error openai@7.59.0 >/dev/null 2>&1 \
 		|| echo "deps: could not install the openai npm package (the node client test will skip)"
 fi
+
+# --- interop: llama.cpp through node-llama-cpp, for model/gguf_llamacpp_test.go (skips when absent) ---
+# Only the linux-x64 CPU prebuilt (no CUDA/Vulkan builds, no install scripts): about 85 MB.
+nlc="${XDG_CACHE_HOME:-$HOME/.cache}/mai/node-llama-cpp"
+if [ ! -e "$nlc/node_modules/node-llama-cpp/dist/index.js" ] || [ ! -d "$nlc/node_modules/@node-llama-cpp/linux-x64" ]; then
+	if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ] && command -v npm >/dev/null 2>&1 && mkdir -p "$nlc" 2>/dev/null; then
+		(cd "$nlc" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --no-audit --no-fund --silent --omit=optional --ignore-scripts \
+			node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1 >/dev/null 2>&1) \
+			|| echo "deps: could not install node-llama-cpp (the llama.cpp checks will skip)"
+	fi
+fi

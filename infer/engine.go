@@ -676,18 +676,15 @@ func (e *Engine) accept(s *seq, tok Token) {
 	}
 }
 
-// hitStop reports whether the output so far contains a stop string.
+// hitStop reports whether the output so far contains a stop string. Only
+// a match that ends in the newest token can be new, so it decodes just the
+// tail that could hold one: every token is at least one byte, and the margin
+// covers tokens that decode to nothing and decoders that treat the start of
+// a text differently.
 func (s *seq) hitStop() bool {
 	gen := s.tokens[s.nPrompt:]
-	// Only the tail can hold a new match: decode enough tokens to cover the
-	// longest stop string (a token is at least one byte, ids may be zero
-	// bytes, so keep a margin).
-	from := max(0, len(gen)-s.stopLen-8)
+	from := max(0, len(gen)-s.stopLen-16)
 	_, hit := cutStop(s.req.Decode(gen[from:]), s.req.Stop)
-	if hit || from == 0 {
-		return hit
-	}
-	_, hit = cutStop(s.req.Decode(gen), s.req.Stop)
 	return hit
 }
 

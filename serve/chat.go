@@ -35,7 +35,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 	if mt == nil {
 		mt, param = req.MaxTokens, "max_tokens"
 	}
-	if err := s.maxTokensParam(&p, m, mt, math.MaxInt32, 1, param); err != nil {
+	if err := s.maxTokensParam(&p, mt, math.MaxInt32, 1, param); err != nil {
 		return err
 	}
 	if p.stops, err = stopsParam(req.Stop); err != nil {

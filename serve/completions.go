@@ -30,7 +30,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) error
 	if err := s.samplingParams(&p, req.Temperature, req.TopP, req.TopK, req.MinP, req.RepetitionPenalty, req.Seed, req.N); err != nil {
 		return err
 	}
-	if err := s.maxTokensParam(&p, m, req.MaxTokens, 16, 0, "max_tokens"); err != nil {
+	if err := s.maxTokensParam(&p, req.MaxTokens, 16, 0, "max_tokens"); err != nil {
 		return err
 	}
 	if p.maxTokens == 0 && !req.Echo {

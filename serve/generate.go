@@ -63,8 +63,7 @@ func (s *Server) samplingParams(p *params, temp, topP *float64, topK int, minP, 
 
 // maxTokensParam validates max_tokens against the context and the server's
 // limit. min is the smallest allowed value.
-func (s *Server) maxTokensParam(p *params, m *Model, v *int, def, min int, param string) error {
-	ctx := m.Engine.Model().Cfg.MaxSeq
+func (s *Server) maxTokensParam(p *params, v *int, def, min int, param string) error {
 	if v == nil {
 		p.maxTokens = def
 		return nil
@@ -76,7 +75,6 @@ func (s *Server) maxTokensParam(p *params, m *Model, v *int, def, min int, param
 		return badRequest(param, "%s is too large: %d. This server allows at most %d completion tokens.", param, *v, s.cfg.MaxTokens)
 	}
 	p.maxTokens, p.maxExplicit = *v, true
-	_ = ctx
 	return nil
 }
 

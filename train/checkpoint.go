@@ -25,6 +25,7 @@ type State struct {
 	Elapsed   float64          `json:"elapsed_s"`
 	OptStep   int              `json:"optimizer_step"`
 	Loader    data.LoaderState `json:"loader"`
+	SFT       *SFTState        `json:"sft,omitempty"`
 	Tokenizer string           `json:"tokenizer"`
 	Config    Config           `json:"config"`
 }
@@ -50,8 +51,14 @@ func (t *Trainer) Save() (string, error) {
 	if err := safetensors.Write(filepath.Join(tmp, "optimizer.safetensors"), opt, map[string]string{"step": fmt.Sprint(t.Opt.Step)}); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	st := State{Step: t.step, Tokens: t.tokens, Elapsed: t.elapsed, OptStep: t.Opt.Step, Loader: t.loader.State(),
-		Tokenizer: t.train.Tokenizer(), Config: t.Cfg}
+	st := State{Step: t.step, Tokens: t.tokens, Elapsed: t.elapsed, OptStep: t.Opt.Step, Tokenizer: t.tokName, Config: t.Cfg}
+	if t.loader != nil {
+		st.Loader = t.loader.State()
+	}
+	if t.sft != nil {
+		s := t.sft.State()
+		st.SFT = &s
+	}
 	b, _ := json.MarshalIndent(st, "", "  ")
 	if err := atomicfile.WriteFile(filepath.Join(tmp, "trainer_state.json"), b, 0o644); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
@@ -146,7 +153,12 @@ func (t *Trainer) resume(dir string) error {
 	copy(t.Opt.M, mm)
 	copy(t.Opt.V, vv)
 	t.Opt.Step = st.OptStep
-	if err := t.loader.Restore(st.Loader); err != nil {
+	if t.sft != nil {
+		if st.SFT == nil {
+			return fmt.Errorf("the checkpoint is not from an SFT run")
+		}
+		t.sft.Restore(*st.SFT)
+	} else if err := t.loader.Restore(st.Loader); err != nil {
 		return err
 	}
 	t.Model, t.step, t.tokens, t.elapsed = m, st.Step, st.Tokens, st.Elapsed
@@ -156,7 +168,7 @@ func (t *Trainer) resume(dir string) error {
 // saveTokenizer writes the data's tokenizer beside the weights
 // (tokenizer.json + tokenizer_config.json) and records its name.
 func (t *Trainer) saveTokenizer(dir string) error {
-	name := t.train.Tokenizer()
+	name := t.tokName
 	if t.tok == nil && name != "byte" {
 		tk, err := tokenizer.Load(name)
 		if err != nil {

@@ -11,19 +11,23 @@ import (
 // Config is everything a training run needs. Field names double as CLI flag
 // names and YAML keys (see `mai train --config run.yaml`).
 type Config struct {
-	Preset   string  `json:"preset"`   // model preset when starting fresh
-	Init     string  `json:"init"`     // start from this HF/MAI model folder instead
-	Data     string  `json:"data"`     // shard directory (from `mai data prepare`)
-	Out      string  `json:"out"`      // run directory: checkpoints, metrics
-	Batch    int     `json:"batch"`    // sequences per micro-batch
-	Seq      int     `json:"seq"`      // tokens per sequence
-	Accum    int     `json:"accum"`    // micro-batches per optimizer step
-	Steps    int     `json:"steps"`    // optimizer steps in the run (schedule length)
-	Minutes  float64 `json:"minutes"`  // stop early after this wall time (0: no limit)
-	LR       float64 `json:"lr"`       // peak learning rate
-	MinLR    float64 `json:"min_lr"`   // final learning rate
-	Warmup   int     `json:"warmup"`   // linear warmup steps
-	Schedule string  `json:"schedule"` // cosine or wsd
+	Preset string `json:"preset"` // model preset when starting fresh
+	Init   string `json:"init"`   // start from this HF/MAI model folder instead
+	Data   string `json:"data"`   // shard directory (from `mai data prepare`)
+	// SFT is a chat JSONL file: supervised fine-tuning on assistant turns.
+	SFT string `json:"sft,omitempty"`
+	// Tokenizer encodes SFT data (default: the --init model's tokenizer, else byte).
+	Tokenizer string  `json:"tokenizer,omitempty"`
+	Out       string  `json:"out"`      // run directory: checkpoints, metrics
+	Batch     int     `json:"batch"`    // sequences per micro-batch
+	Seq       int     `json:"seq"`      // tokens per sequence
+	Accum     int     `json:"accum"`    // micro-batches per optimizer step
+	Steps     int     `json:"steps"`    // optimizer steps in the run (schedule length)
+	Minutes   float64 `json:"minutes"`  // stop early after this wall time (0: no limit)
+	LR        float64 `json:"lr"`       // peak learning rate
+	MinLR     float64 `json:"min_lr"`   // final learning rate
+	Warmup    int     `json:"warmup"`   // linear warmup steps
+	Schedule  string  `json:"schedule"` // cosine or wsd
 	// DecayFrac is the fraction of steps spent decaying in the WSD schedule.
 	DecayFrac   float64 `json:"decay_frac"`
 	WeightDecay float64 `json:"weight_decay"`
@@ -54,8 +58,8 @@ func Defaults() Config {
 // Validate checks the configuration and says which field is wrong.
 func (c *Config) Validate() error {
 	switch {
-	case c.Data == "":
-		return fmt.Errorf("train: no data: set --data to a shard directory (mai data prepare) or a text corpus")
+	case c.Data == "" && c.SFT == "":
+		return fmt.Errorf("train: no data: set --data to a shard directory (mai data prepare) or a text corpus, or --sft to chat JSONL")
 	case c.Out == "":
 		return fmt.Errorf("train: --out must name a run directory")
 	case c.Batch <= 0 || c.Seq <= 0 || c.Accum <= 0:

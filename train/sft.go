@@ -5,9 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 
+	"github.com/mai-llm/mai/data"
+	"github.com/mai-llm/mai/model"
+	"github.com/mai-llm/mai/nn"
 	"github.com/mai-llm/mai/tokenizer"
 )
 
@@ -243,4 +248,120 @@ func (l *SFTLoader) State() SFTState { return SFTState{Epoch: l.epoch, Index: l.
 func (l *SFTLoader) Restore(s SFTState) {
 	l.epoch, l.index = s.Epoch, s.Index
 	l.shuffle()
+}
+
+// openShards opens pretraining shards and their loader.
+func (t *Trainer) openShards() error {
+	var err error
+	cfg := &t.Cfg
+	if t.train, err = data.OpenShards(cfg.Data, "train"); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if t.val, err = data.OpenShards(cfg.Data, "val"); err != nil {
+		slog.Warn("no validation split; validation loss is off", "data", cfg.Data, "err", err)
+		t.val = nil
+	}
+	if t.loader, err = data.NewLoader(t.train, data.LoaderConfig{Batch: cfg.Batch, SeqLen: cfg.Seq, Seed: int64(cfg.Seed)}); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	t.tokName = t.train.Tokenizer()
+	return nil
+}
+
+// openSFT tokenizes chat data with the model's tokenizer (the --init
+// model's, else --tokenizer, else byte-level) and packs it; every 20th row
+// is held out for validation.
+func (t *Trainer) openSFT() error {
+	name := t.Cfg.Tokenizer
+	if name == "" && t.Cfg.Init != "" {
+		if dir, err := model.ResolveDir(t.Cfg.Init); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err == nil {
+				name = dir
+			} else if b, err := os.ReadFile(filepath.Join(dir, "mai_tokenizer.json")); err == nil {
+				var v struct {
+					Tokenizer string `json:"tokenizer"`
+				}
+				if json.Unmarshal(b, &v) == nil {
+					name = v.Tokenizer
+				}
+			}
+		}
+	}
+	if name == "" {
+		name = "byte"
+	}
+	tok, err := tokenizer.Load(name)
+	if err != nil {
+		return fmt.Errorf("train --sft: %w", err)
+	}
+	set, err := LoadSFT(t.Cfg.SFT, tok, t.Cfg.Seq)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	slog.Info("sft data", "conversations", set.Examples, "rows", len(set.Rows), "trained_tokens", set.Trained,
+		"truncated", set.Truncated, "skipped_no_assistant", set.Skipped)
+	if len(set.Rows) >= 20 {
+		val := &SFTSet{Seq: set.Seq}
+		var keep []SFTRow
+		for i, r := range set.Rows {
+			if i%20 == 19 {
+				val.Rows = append(val.Rows, r)
+			} else {
+				keep = append(keep, r)
+			}
+		}
+		set.Rows, t.sftVal = keep, val
+	}
+	if t.sft, err = NewSFTLoader(set, t.Cfg.Batch, t.Cfg.Seed); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	t.tok, t.tokName = tok, name
+	if name == "byte" {
+		t.tok = nil // byte-level models record the name only
+	}
+	return nil
+}
+
+// vocab returns the vocabulary size and end-of-text id of the training data.
+func (t *Trainer) vocab() (int, int) {
+	if t.train != nil {
+		return t.train.VocabSize(), t.train.EOT()
+	}
+	if t.sft != nil {
+		tok, err := tokenizer.Load(t.tokName)
+		if err == nil {
+			return tok.VocabSize(), tok.EOT()
+		}
+	}
+	return 0, -1
+}
+
+// validateSFT returns the mean loss over up to n held-out SFT batches.
+func (t *Trainer) validateSFT(n int) (float64, error) {
+	B, T := t.Cfg.Batch, t.Cfg.Seq
+	rows := t.sftVal.Rows
+	if len(rows) < B {
+		B = len(rows)
+	}
+	x, y := make([]int32, B*T), make([]int32, B*T)
+	pk := &model.Packed{Pos: make([]int32, B*T), Start: make([]int32, B*T)}
+	tp := nn.NewTape(t.pool, false)
+	var s float64
+	batches := 0
+	for i := 0; i+B <= len(rows) && batches < max(n, 1); i += B {
+		for b := 0; b < B; b++ {
+			r := rows[i+b]
+			copy(x[b*T:], r.X)
+			copy(y[b*T:], r.Y)
+			copy(pk.Pos[b*T:], r.Pos)
+			copy(pk.Start[b*T:], r.Start)
+		}
+		_, ce, _, err := t.Model.LossPacked(tp, x, y, B, T, pk)
+		if err != nil {
+			return 0, err
+		}
+		s += float64(ce.Data[0])
+		batches++
+	}
+	return s / float64(batches), nil
 }

@@ -62,6 +62,9 @@ type Trainer struct {
 	elapsed    float64
 	metrics    *os.File
 	tok        *tokenizer.Tokenizer // the data's tokenizer, saved with checkpoints
+	tokName    string
+	sft        *SFTLoader // supervised fine-tuning batches instead of loader
+	sftVal     *SFTSet
 }
 
 // New prepares a trainer: opens the data, builds or resumes the model.
@@ -71,15 +74,12 @@ func New(cfg Config, log io.Writer) (*Trainer, error) {
 	}
 	t := &Trainer{Cfg: cfg, Log: log, pool: cpu.NewPool(cfg.Threads)}
 	var err error
-	if t.train, err = data.OpenShards(cfg.Data, "train"); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	if t.val, err = data.OpenShards(cfg.Data, "val"); err != nil {
-		slog.Warn("no validation split; validation loss is off", "data", cfg.Data, "err", err)
-		t.val = nil
-	}
-	if t.loader, err = data.NewLoader(t.train, data.LoaderConfig{Batch: cfg.Batch, SeqLen: cfg.Seq, Seed: int64(cfg.Seed)}); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
+	if cfg.SFT != "" {
+		if err := t.openSFT(); err != nil {
+			return nil, err
+		}
+	} else if err := t.openShards(); err != nil {
+		return nil, err
 	}
 	ck, err := latestCheckpoint(cfg.Out)
 	if err != nil {
@@ -93,8 +93,8 @@ func New(cfg Config, log io.Writer) (*Trainer, error) {
 	} else if err := t.fresh(); err != nil {
 		return nil, err
 	}
-	if t.Model.Cfg.Vocab < t.train.VocabSize() {
-		return nil, fmt.Errorf("train: the data's vocabulary (%d, tokenizer %q) is larger than the model's (%d)", t.train.VocabSize(), t.train.Tokenizer(), t.Model.Cfg.Vocab)
+	if v, _ := t.vocab(); t.Model.Cfg.Vocab < v {
+		return nil, fmt.Errorf("train: the data's vocabulary (%d, tokenizer %q) is larger than the model's (%d)", v, t.tokName, t.Model.Cfg.Vocab)
 	}
 	if cfg.Seq > t.Model.Cfg.MaxSeq {
 		return nil, fmt.Errorf("train: seq %d exceeds the model's context length %d", cfg.Seq, t.Model.Cfg.MaxSeq)
@@ -107,14 +107,18 @@ func (t *Trainer) fresh() error {
 	var m *model.Model
 	var err error
 	if t.Cfg.Init != "" {
-		m, err = model.Load(t.Cfg.Init, true)
+		var dir string
+		if dir, err = model.ResolveDir(t.Cfg.Init); err == nil {
+			m, err = model.Load(dir, true)
+		}
 	} else {
 		var c model.Config
 		if c, err = model.Preset(t.Cfg.Preset); err == nil {
-			if v := t.train.VocabSize(); v > 0 && c.Vocab != v {
+			v, eot := t.vocab()
+			if v > 0 && c.Vocab != v {
 				c.Vocab = v // a preset adapts to the data's tokenizer
 			}
-			if eot := t.train.EOT(); eot >= 0 {
+			if eot >= 0 {
 				c.EOS = eot
 			}
 			m, err = model.New(c, true)
@@ -145,6 +149,10 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 
 	B, T := cfg.Batch, cfg.Seq
 	x, y := make([]int32, B*T), make([]int32, B*T)
+	var pk *model.Packed
+	if t.sft != nil {
+		pk = &model.Packed{Pos: make([]int32, B*T), Start: make([]int32, B*T)}
+	}
 	tp := nn.NewTape(t.pool, true)
 	start := time.Now()
 	base := t.elapsed
@@ -162,11 +170,13 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		var lossSum, ceSum float64
 		var load [][]float32
 		for range cfg.Accum {
-			if err := t.loader.Next(x, y); err != nil {
+			if t.sft != nil {
+				t.sft.Next(x, y, pk.Pos, pk.Start)
+			} else if err := t.loader.Next(x, y); err != nil {
 				return nil, fmt.Errorf("train: %w", err)
 			}
 			tp.Reset()
-			loss, ce, out, err := t.Model.Loss(tp, x, y, B, T)
+			loss, ce, out, err := t.Model.LossPacked(tp, x, y, B, T, pk)
 			if err != nil {
 				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
 			}
@@ -197,7 +207,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		if dt := time.Since(lastLog).Seconds(); dt > 0 {
 			m.TokensPS = float64(t.tokens-lastTokens) / dt
 		}
-		if t.val != nil && cfg.EvalEvery > 0 && (t.step%cfg.EvalEvery == 0 || t.step == cfg.Steps) {
+		if (t.val != nil || t.sftVal != nil) && cfg.EvalEvery > 0 && (t.step%cfg.EvalEvery == 0 || t.step == cfg.Steps) {
 			v, err := t.Validate(cfg.EvalBatches)
 			if err != nil {
 				return nil, err
@@ -235,6 +245,9 @@ var ErrStopped = errors.New("train: stopped by --stop-after")
 
 // Validate returns the mean validation loss over n batches read in order.
 func (t *Trainer) Validate(n int) (float64, error) {
+	if t.sftVal != nil {
+		return t.validateSFT(n)
+	}
 	if t.val == nil {
 		return 0, fmt.Errorf("validate: no validation split")
 	}

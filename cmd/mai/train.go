@@ -17,13 +17,16 @@ func init() {
 		Use:   "train",
 		Short: "Pretrain a model on token shards (or a text folder, tokenized byte-level)",
 		Example: `  mai train --preset tiny --data shards/ --out runs/tiny --steps 2000
-  mai train --config run.yaml`,
+  mai train --config run.yaml
+  mai train --init runs/base --sft chats.jsonl --out runs/sft --steps 300 --lr 3e-4`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			shards, err := train.EnsureShards(c.Data, filepath.Join(c.Out, "data"), 0)
-			if err != nil {
-				return err
+			if c.SFT == "" {
+				shards, err := train.EnsureShards(c.Data, filepath.Join(c.Out, "data"), 0)
+				if err != nil {
+					return err
+				}
+				c.Data = shards
 			}
-			c.Data = shards
 			tr, err := train.New(c, os.Stderr)
 			if err != nil {
 				return err
@@ -43,6 +46,8 @@ func init() {
 	f.StringVar(&c.Preset, "preset", c.Preset, "model preset (see mai info --presets)")
 	f.StringVar(&c.Init, "init", c.Init, "start from this model folder instead of a fresh preset")
 	f.StringVar(&c.Data, "data", c.Data, "shard directory (mai data prepare) or a folder of text/source files")
+	f.StringVar(&c.SFT, "sft", c.SFT, "supervised fine-tuning on chat JSONL ({\"messages\": [...]}); loss on assistant turns only")
+	f.StringVar(&c.Tokenizer, "tokenizer", c.Tokenizer, "tokenizer for --sft data (default: the --init model's)")
 	f.StringVar(&c.Out, "out", c.Out, "run directory: checkpoints, metrics.jsonl; an existing run resumes")
 	f.IntVar(&c.Batch, "batch", c.Batch, "sequences per micro-batch")
 	f.IntVar(&c.Seq, "seq", c.Seq, "tokens per sequence")

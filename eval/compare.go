@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
 	"os"
@@ -65,7 +66,7 @@ type cached struct {
 }
 
 // EvalRun evaluates every checkpoint of a training run, keeping each result
-// in RUN/eval/step-NNNNNNN.json so that a later call (after more training)
+// in RUN/eval/step-NNNNNNN-KEY.json (KEY: a hash of the tasks and options) so that a later call (after more training)
 // evaluates only the new checkpoints.
 func EvalRun(ctx context.Context, run string, tasks []*Task, opt Options, lo LocalOptions) ([]*Results, error) {
 	cs, err := Checkpoints(run)
@@ -78,7 +79,7 @@ func EvalRun(ctx context.Context, run string, tasks []*Task, opt Options, lo Loc
 	}
 	var out []*Results
 	for _, c := range cs {
-		path := filepath.Join(run, "eval", fmt.Sprintf("step-%07d.json", c.Step))
+		path := filepath.Join(run, "eval", fmt.Sprintf("step-%07d-%08x.json", c.Step, crc32.ChecksumIEEE([]byte(key))))
 		if b, err := os.ReadFile(path); err == nil {
 			var cr cached
 			if json.Unmarshal(b, &cr) == nil && cr.Key == key && cr.Results != nil {

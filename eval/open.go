@@ -107,7 +107,8 @@ func localCodec(dir string) (infer.Codec, func([]Message) (string, error), error
 }
 
 // LoadTasks loads a comma-separated list of built-in task names and task
-// files ("all" means every built-in task).
+// files ("all" means every built-in task). A name may end in ":N" to keep a
+// fixed sample of N items (seed 0), as in go-ppl:5.
 func LoadTasks(list string) ([]*Task, error) {
 	var tasks []*Task
 	for _, n := range strings.Split(list, ",") {
@@ -125,9 +126,18 @@ func LoadTasks(list string) ([]*Task, error) {
 			}
 			continue
 		}
+		limit := 0
+		if i := strings.LastIndex(n, ":"); i > 0 {
+			if v, err := strconv.Atoi(n[i+1:]); err == nil && v > 0 {
+				n, limit = n[:i], v
+			}
+		}
 		t, err := LoadTask(n)
 		if err != nil {
 			return nil, err
+		}
+		if limit > 0 {
+			t.Items = items(t, Options{Limit: limit})
 		}
 		tasks = append(tasks, t)
 	}

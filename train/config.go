@@ -37,11 +37,16 @@ type Config struct {
 	Clip        float64 `json:"clip"` // global gradient-norm clip (0: off)
 	EvalEvery   int     `json:"eval_every"`
 	EvalBatches int     `json:"eval_batches"`
-	SaveEvery   int     `json:"save_every"`
-	Keep        int     `json:"keep"` // checkpoints kept (older ones are deleted)
-	LogEvery    int     `json:"log_every"`
-	Seed        uint64  `json:"seed"`
-	Threads     int     `json:"threads"`
+	// Tasks lists evaluation tasks run every TasksEvery steps through
+	// Trainer.Tasks (mai train --tasks; see mai eval).
+	Tasks      string `json:"tasks,omitempty"`
+	TasksEvery int    `json:"tasks_every,omitempty"`
+	TasksLimit int    `json:"tasks_limit,omitempty"`
+	SaveEvery  int    `json:"save_every"`
+	Keep       int    `json:"keep"` // checkpoints kept (older ones are deleted)
+	LogEvery   int    `json:"log_every"`
+	Seed       uint64 `json:"seed"`
+	Threads    int    `json:"threads"`
 	// StopAfter ends the process after this step without a final
 	// checkpoint, as if it had been killed (for resume tests).
 	StopAfter int `json:"stop_after"`

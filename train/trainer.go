@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/mai-llm/mai/backend/cpu"
@@ -21,17 +22,18 @@ import (
 
 // Metrics is one line of the metrics log (metrics.jsonl).
 type Metrics struct {
-	Step      int         `json:"step"`
-	Loss      float64     `json:"loss"`
-	CE        float64     `json:"ce"`
-	LR        float64     `json:"lr"`
-	GradNorm  float64     `json:"grad_norm"`
-	TokensPS  float64     `json:"tokens_per_s"`
-	Tokens    int64       `json:"tokens"`
-	Elapsed   float64     `json:"elapsed_s"`
-	ValLoss   *float64    `json:"val_loss,omitempty"`
-	MoELoad   [][]float32 `json:"moe_load,omitempty"`
-	Timestamp string      `json:"time"`
+	Step      int                `json:"step"`
+	Loss      float64            `json:"loss"`
+	CE        float64            `json:"ce"`
+	LR        float64            `json:"lr"`
+	GradNorm  float64            `json:"grad_norm"`
+	TokensPS  float64            `json:"tokens_per_s"`
+	Tokens    int64              `json:"tokens"`
+	Elapsed   float64            `json:"elapsed_s"`
+	ValLoss   *float64           `json:"val_loss,omitempty"`
+	MoELoad   [][]float32        `json:"moe_load,omitempty"`
+	Tasks     map[string]float64 `json:"tasks,omitempty"`
+	Timestamp string             `json:"time"`
 }
 
 // Summary is what a finished run reports.
@@ -53,6 +55,9 @@ type Trainer struct {
 	Opt   *nn.AdamW
 	// Log receives progress lines (one per LogEvery steps).
 	Log io.Writer
+	// Tasks, when set, evaluates the model every Cfg.TasksEvery steps; its
+	// metrics go to the metrics log and the progress line.
+	Tasks func(ctx context.Context, step int, m *model.Model) (map[string]float64, error)
 
 	pool       *cpu.Pool
 	train, val *data.Dataset
@@ -215,6 +220,11 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			m.ValLoss = &v
 			sum.ValLoss = v
 		}
+		if t.Tasks != nil && cfg.TasksEvery > 0 && (t.step%cfg.TasksEvery == 0 || t.step == cfg.Steps) {
+			if m.Tasks, err = t.Tasks(ctx, t.step, t.Model); err != nil {
+				return nil, fmt.Errorf("train: evaluation at step %d: %w", t.step, err)
+			}
+		}
 		sum.Loss = loss
 		if err := t.writeMetrics(&m); err != nil {
 			return nil, err
@@ -298,10 +308,25 @@ func (t *Trainer) progress(m *Metrics, start time.Time) {
 	if len(m.MoELoad) > 0 {
 		line += " | load " + loadSummary(m.MoELoad)
 	}
+	for _, k := range sortedKeys(m.Tasks) {
+		line += fmt.Sprintf(" | %s %.3f", k, m.Tasks[k])
+	}
 	fmt.Fprintln(t.Log, line)
 }
 
 func (t *Trainer) startStep() int { return 0 }
+
+// TokenizerName names the tokenizer of the training data.
+func (t *Trainer) TokenizerName() string { return t.tokName }
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
 
 // loadSummary reports max/min expert load relative to uniform, averaged over
 // layers (1.00 is perfectly balanced).

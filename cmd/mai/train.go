@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mai-llm/mai/eval"
+	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/train"
 )
 
@@ -30,6 +33,11 @@ func init() {
 			tr, err := train.New(c, os.Stderr)
 			if err != nil {
 				return err
+			}
+			if c.Tasks != "" {
+				if tr.Tasks, err = taskHook(c, tr.TokenizerName()); err != nil {
+					return err
+				}
 			}
 			sum, err := tr.Run(cmd.Context())
 			if errors.Is(err, train.ErrStopped) {
@@ -66,6 +74,9 @@ func init() {
 	f.Float64Var(&c.Clip, "clip", c.Clip, "global gradient-norm clip (0: off)")
 	f.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "validate every N steps")
 	f.IntVar(&c.EvalBatches, "eval-batches", c.EvalBatches, "validation batches")
+	f.StringVar(&c.Tasks, "tasks", c.Tasks, "evaluation tasks run during training, comma-separated (see mai eval --list)")
+	f.IntVar(&c.TasksEvery, "tasks-every", 200, "run --tasks every N steps")
+	f.IntVar(&c.TasksLimit, "tasks-limit", 100, "items per task during training (0: all)")
 	f.IntVar(&c.SaveEvery, "save-every", c.SaveEvery, "checkpoint every N steps")
 	f.IntVar(&c.Keep, "keep", c.Keep, "checkpoints to keep")
 	f.IntVar(&c.LogEvery, "log-every", c.LogEvery, "progress line every N steps")
@@ -75,4 +86,24 @@ func init() {
 	f.MarkHidden("stop-after")
 	configFlag(cmd)
 	rootCmd.AddCommand(cmd)
+}
+
+// taskHook evaluates the model being trained on tasks through the eval
+// package (train cannot import eval: it sits above train).
+func taskHook(c train.Config, tok string) (func(context.Context, int, *model.Model) (map[string]float64, error), error) {
+	tasks, err := eval.LoadTasks(c.Tasks)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := eval.OpenCodec(tok)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, step int, m *model.Model) (map[string]float64, error) {
+		r, err := eval.Run(ctx, eval.NewLocal(m, codec, eval.LocalOptions{Name: "train"}), tasks, eval.Options{Limit: c.TasksLimit, Seed: c.Seed})
+		if err != nil {
+			return nil, err
+		}
+		return r.Flat(), nil
+	}, nil
 }

@@ -2,6 +2,8 @@ package eval
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"math"
 	"path/filepath"
 	"testing"
@@ -177,3 +179,5 @@ func TestSharedContext(t *testing.T) {
 		}
 	}
 }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

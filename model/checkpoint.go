@@ -29,6 +29,9 @@ func Load(dir string, withGrad bool) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)
 	}
+	if err := mergeGenerationConfig(&cfg, filepath.Join(dir, "generation_config.json")); err != nil {
+		return nil, fmt.Errorf("load model %s: %w", dir, err)
+	}
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s: %w", dir, err)

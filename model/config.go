@@ -51,6 +51,23 @@ type Config struct {
 
 	BOS int `json:"bos"`
 	EOS int `json:"eos"`
+	// EOSExtra are further end-of-sequence ids (Llama 3 lists several in
+	// eos_token_id); generation stops at EOS or any of them.
+	EOSExtra []int `json:"eos_extra,omitempty"`
+}
+
+// EOSIDs lists every end-of-sequence id: EOS (when set) then EOSExtra.
+func (c *Config) EOSIDs() []int {
+	var out []int
+	if c.EOS >= 0 {
+		out = append(out, c.EOS)
+	}
+	for _, e := range c.EOSExtra {
+		if e >= 0 && e != c.EOS {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // RopeScaling describes a RoPE frequency scaling variant.

@@ -218,3 +218,39 @@ func TestGGUFQuantizedRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestEOSLists: Llama 3 style eos_token_id lists in config.json and
+// generation_config.json are all end-of-sequence ids, and survive saving.
+func TestEOSLists(t *testing.T) {
+	dir := t.TempDir()
+	cfg := familyConfigs()["llama"]
+	m, err := New(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Save(dir, "f32", 0); err != nil {
+		t.Fatal(err)
+	}
+	cj := `{"model_type": "llama", "vocab_size": 97, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+		"num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 48, "eos_token_id": [2, 5]}`
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(cj), 0o644)
+	os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(`{"eos_token_id": [2, 7, 5]}`), 0o644)
+	back, err := Load(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Cfg.EOSIDs(); !slices.Equal(got, []int{2, 5, 7}) {
+		t.Fatalf("EOS ids %v, want [2 5 7]", got)
+	}
+	out := t.TempDir()
+	if err := back.Save(out, "f32", 0); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Load(out, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := again.Cfg.EOSIDs(); !slices.Equal(got, []int{2, 5, 7}) {
+		t.Fatalf("after saving: EOS ids %v, want [2 5 7]", got)
+	}
+}

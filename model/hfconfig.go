@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -97,6 +98,52 @@ func (h hfJSON) tokenID(key string) int {
 	return -1
 }
 
+// tokenIDs reads the ids after the first of a token-id list (none for a
+// single number).
+func (h hfJSON) tokenIDs(key string) []int {
+	l, ok := h[key].([]any)
+	if !ok || len(l) < 2 {
+		return nil
+	}
+	var out []int
+	for _, v := range l[1:] {
+		if f, ok := v.(float64); ok {
+			out = append(out, int(f))
+		}
+	}
+	return out
+}
+
+// mergeGenerationConfig adds the end-of-sequence ids of a folder's
+// generation_config.json, which generation follows (it often lists more
+// than config.json).
+func mergeGenerationConfig(c *Config, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil // optional
+	}
+	var h hfJSON
+	if err := json.Unmarshal(b, &h); err != nil {
+		return fmt.Errorf("parse %s: %w", path, err)
+	}
+	ids := h.tokenIDs("eos_token_id")
+	if first := h.tokenID("eos_token_id"); first >= 0 {
+		ids = append([]int{first}, ids...)
+	}
+	for _, id := range ids {
+		if id < 0 || id >= c.Vocab {
+			continue
+		}
+		switch {
+		case c.EOS < 0:
+			c.EOS = id
+		case id != c.EOS && !slices.Contains(c.EOSExtra, id):
+			c.EOSExtra = append(c.EOSExtra, id)
+		}
+	}
+	return nil
+}
+
 // ReadConfig reads a Hugging Face config.json into a Config.
 func ReadConfig(path string) (Config, error) {
 	b, err := os.ReadFile(path)
@@ -131,6 +178,7 @@ func ParseConfig(b []byte) (Config, error) {
 		Tied: h.bool(false, "tie_word_embeddings"),
 		BOS:  h.tokenID("bos_token_id"), EOS: h.tokenID("eos_token_id"),
 	}
+	c.EOSExtra = h.tokenIDs("eos_token_id")
 	c.KVHeads = h.int(c.Heads, "num_key_value_heads")
 	if c.Heads > 0 {
 		c.HeadDim = h.int(c.Dim/c.Heads, "head_dim")
@@ -226,7 +274,9 @@ func WriteConfig(dir string, c *Config) error {
 	if c.BOS >= 0 {
 		h["bos_token_id"] = c.BOS
 	}
-	if c.EOS >= 0 {
+	if ids := c.EOSIDs(); len(ids) > 1 {
+		h["eos_token_id"] = ids
+	} else if c.EOS >= 0 {
 		h["eos_token_id"] = c.EOS
 	}
 	if c.RopeScaling != nil {
@@ -254,7 +304,9 @@ func WriteConfig(dir string, c *Config) error {
 	if c.BOS >= 0 {
 		gen["bos_token_id"] = c.BOS
 	}
-	if c.EOS >= 0 {
+	if ids := c.EOSIDs(); len(ids) > 1 {
+		gen["eos_token_id"] = ids
+	} else if c.EOS >= 0 {
 		gen["eos_token_id"] = c.EOS
 	}
 	b, _ = json.MarshalIndent(gen, "", "  ")

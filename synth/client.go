@@ -203,13 +203,13 @@ func (c *Client) Do(ctx context.Context, req *Request) (resp *Response, cached b
 		switch {
 		case class == "fatal":
 			c.fail()
-			return nil, false, &FatalError{err}
+			return nil, false, &FatalError{errors.New(apiErrorText(err))}
 		case class == "bad_request":
 			c.fail()
-			return nil, false, fmt.Errorf("teacher rejected the request: %w", err)
+			return nil, false, fmt.Errorf("teacher rejected the request: %s", apiErrorText(err))
 		case attempt >= c.retry.MaxAttempts:
 			c.fail()
-			return nil, false, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+			return nil, false, fmt.Errorf("gave up after %d attempts: %s", attempt, apiErrorText(err))
 		}
 		d := c.backoff(attempt)
 		if ra := retryAfter(err, time.Now()); ra > 0 {

@@ -192,15 +192,23 @@ func ParseConfig(b []byte) (Config, error) {
 
 // overlay decodes YAML b onto cfg, merging generators by name.
 func overlay(cfg *Config, b []byte) error {
+	// A strict decode into a fresh value finds unknown fields and type errors with
+	// the file's line numbers; the merge below then cannot fail on them.
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return err
+		return yamlError(err)
 	}
 	if doc.Kind == 0 {
 		return nil // empty file
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
 		return errors.New("want a YAML mapping at the top")
+	}
+	d := yaml.NewDecoder(bytes.NewReader(b))
+	d.KnownFields(true)
+	var shape Config
+	if err := d.Decode(&shape); err != nil && err != io.EOF {
+		return yamlError(err)
 	}
 	top := doc.Content[0]
 	var gens *yaml.Node
@@ -211,8 +219,8 @@ func overlay(cfg *Config, b []byte) error {
 			break
 		}
 	}
-	if err := strictDecode(top, cfg); err != nil {
-		return err
+	if err := top.Decode(cfg); err != nil {
+		return yamlError(err)
 	}
 	if gens == nil || gens.Kind == yaml.ScalarNode && gens.Tag == "!!null" {
 		return nil
@@ -232,26 +240,17 @@ func overlay(cfg *Config, b []byte) error {
 				g.Kind = name
 			}
 		}
-		if err := strictDecode(gens.Content[i+1], g); err != nil {
-			return fmt.Errorf("generator %s: %w", name, err)
+		if err := gens.Content[i+1].Decode(g); err != nil {
+			return fmt.Errorf("generator %s: %w", name, yamlError(err))
 		}
 		cfg.Generators[name] = g
 	}
 	return nil
 }
 
-// strictDecode decodes n into v, refusing unknown fields.
-func strictDecode(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
-	if err != nil {
-		return err
-	}
-	d := yaml.NewDecoder(bytes.NewReader(b))
-	d.KnownFields(true)
-	if err := d.Decode(v); err != nil && err != io.EOF {
-		return err
-	}
-	return nil
+// yamlError puts a YAML error on one line.
+func yamlError(err error) error {
+	return errors.New(strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " "))
 }
 
 // GeneratorNames lists the generators in item order: by kind, then name.

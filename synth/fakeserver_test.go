@@ -49,6 +49,7 @@ type fakeTeacher struct {
 	attempts  map[string]int // by request key
 	successes map[string]int // 200 answers written whole, by key
 	items     map[string]int // attempts by X-Synth-Item
+	itemOK    map[string]int // 200 answers written whole, by X-Synth-Item
 	lastFault map[string]time.Time
 	retryGaps []time.Duration // time between a 429 and the next attempt at that key
 	auth      string
@@ -56,7 +57,7 @@ type fakeTeacher struct {
 
 func newFakeTeacher(t *testing.T) *fakeTeacher {
 	f := &fakeTeacher{t: t, attempts: map[string]int{}, successes: map[string]int{}, items: map[string]int{},
-		lastFault: map[string]time.Time{}, retryAfter: "1", slowFor: 2 * time.Second}
+		itemOK: map[string]int{}, lastFault: map[string]time.Time{}, retryAfter: "1", slowFor: 2 * time.Second}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.handle))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -175,6 +176,7 @@ func (f *fakeTeacher) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.successes[key]++
+	f.itemOK[r.Header.Get("X-Synth-Item")]++
 	f.arrivals[ai].tokens = usage
 	f.mu.Unlock()
 }
@@ -211,9 +213,9 @@ func (f *fakeTeacher) answer(req *wireRequest, key string) ([]byte, int64) {
 	case strings.Contains(last, "Reply in exactly this format"):
 		n := rng.IntN(1000)
 		content = fmt.Sprintf("## Problem\nWrite `func Add%d(a, b int) int` that returns the sum of a and b plus %d. %s\n\n"+
-			"## Solution\n```go\npackage exercise\n\n// Add%d returns a+b+%d.\nfunc Add%d(a, b int) int { return a + b + %d }\n```\n\n"+
-			"## Tests\n```go\npackage exercise\n\nimport \"testing\"\n\nfunc TestAdd%d(t *testing.T) {\n\tif got := Add%d(1, 2); got != %d {\n\t\tt.Fatalf(\"got %%d\", got)\n\t}\n}\n```\n",
-			n, n, sentence(10), n, n, n, n, n, n, 3+n)
+			"## Solution\n```go\npackage exercise\n\n// Add%d returns a+b+%d. %s\nfunc Add%d(a, b int) int { return a + b + %d }\n```\n\n"+
+			"## Tests\n```go\npackage exercise\n\nimport \"testing\"\n\n// %s\nfunc TestAdd%d(t *testing.T) {\n\tif got := Add%d(1, 2); got != %d {\n\t\tt.Fatalf(\"got %%d\", got)\n\t}\n}\n```\n",
+			n, n, paragraph(3), n, n, sentence(12), n, n, sentence(12), n, n, 3+n)
 	case strings.Contains(last, "Write one realistic request"), strings.Contains(last, "Reply with the message only"):
 		content = "Request: " + sentence(12) + " " + sentence(10)
 	default:
@@ -300,6 +302,7 @@ func (f *fakeTeacher) reset() {
 	f.attempts = map[string]int{}
 	f.successes = map[string]int{}
 	f.items = map[string]int{}
+	f.itemOK = map[string]int{}
 	f.lastFault = map[string]time.Time{}
 	f.retryGaps = nil
 }

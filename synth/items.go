@@ -265,6 +265,9 @@ func parseDocs(r io.Reader, name string) iter.Seq2[sourceDoc, error] {
 // it can, else at line breaks, else at spaces, else anywhere (on a rune boundary).
 func chunkText(text string, max int) []string {
 	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil
+	}
 	if len(text) <= max {
 		return []string{text}
 	}

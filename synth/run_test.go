@@ -441,4 +441,6 @@ func TestRunDropsAndDedup(t *testing.T) {
 
 type teacherFunc func(ctx context.Context, req *Request) (*Response, error)
 
-func (f teacherFunc) Complete(ctx context.Context, req *Request) (*Response, error) { return f(ctx, req) }
+func (f teacherFunc) Complete(ctx context.Context, req *Request) (*Response, error) {
+	return f(ctx, req)
+}

@@ -245,6 +245,23 @@ func (t *OpenAITeacher) Complete(ctx context.Context, req *Request) (*Response, 
 	return r, nil
 }
 
+// apiErrorText is a one-line description of a failed request: the status and the
+// server's message.
+func apiErrorText(err error) string {
+	var api *openai.Error
+	if !errors.As(err, &api) {
+		return err.Error()
+	}
+	msg := strings.Join(strings.Fields(api.Message), " ")
+	if len(msg) > 300 {
+		msg = msg[:300] + "..."
+	}
+	if msg == "" {
+		return api.Error()
+	}
+	return api.Error() + ": " + msg
+}
+
 // badResponseError is a 200 answer that cannot be used (retried).
 type badResponseError struct{ msg string }
 

@@ -17,7 +17,7 @@ import (
 // The quantization-quality fixture: testdata/quant/tiny is a small
 // byte-level MAI model (dim 256 so that every matrix splits into Q4_K's
 // 256-value super-blocks) trained on Go source from
-// GOROOT (not the strings package) for 1200 steps of 8×128 bytes, saved in bf16; heldout.txt is text it
+// GOROOT (not the strings package) for 300 steps of 8×64 bytes, saved in bf16; heldout.txt is text it
 // never saw (the start of GOROOT's strings/builder.go and reader.go).
 // Regenerate with MAI_MAKE_QUANT_FIXTURE=1 go test -run TestMakeQuantFixture ./model
 // (about fifteen minutes on two busy cores).
@@ -65,7 +65,7 @@ func TestMakeQuantFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Init(1)
-	const steps, batch, seq = 1200, 8, 128
+	const steps, batch, seq = 300, 8, 64
 	opt := nn.NewAdamW(len(m.Params), 0.9, 0.95, 1e-8, 0.1)
 	rng := rand.New(rand.NewPCG(1, 1))
 	ids, targets := make([]int32, batch*seq), make([]int32, batch*seq)

@@ -470,6 +470,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
+	s.cfg.Log.Info("shutting down: finishing running requests", "in_flight", s.inflight.Load(), "timeout", s.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err := srv.Shutdown(sctx)
@@ -477,6 +478,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	s.cfg.Log.Info("shut down")
 	return nil
 }
 

@@ -73,8 +73,8 @@ func (k *codec) special(name string) (int, bool) {
 // bytesOf returns the bytes a token stands for (none for special tokens).
 func (k *codec) bytesOf(id int) []byte {
 	if k.tk != nil {
-		if k.tk.IsSpecial(id) {
-			return nil
+		if _, ok := k.tk.Token(id); !ok || k.tk.IsSpecial(id) {
+			return nil // special, or padding past the tokenizer's vocabulary
 		}
 		return k.tk.AppendDecode(nil, []int{id})
 	}

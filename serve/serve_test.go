@@ -21,6 +21,7 @@ import (
 	"github.com/mai-llm/mai/infer"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
+	"github.com/mai-llm/mai/tokenizer"
 )
 
 // post sends a JSON body and decodes the JSON answer into out (if not nil).
@@ -706,5 +707,87 @@ func TestChatREPL(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "error") {
 		t.Errorf("local chat: %s", out.String())
+	}
+}
+
+// TestBPEModel serves a model whose folder holds a trained BPE tokenizer
+// (tokenizer.json with ChatML special tokens): chat through its template,
+// the turn delimiter as an end-of-sequence id, multi-byte tokens in
+// logprobs and in JSON-constrained decoding.
+func TestBPEModel(t *testing.T) {
+	corpus := []string{}
+	for i := range 200 {
+		corpus = append(corpus, fmt.Sprintf(`{"name": "item %d", "ok": true, "tags": ["a", "b"]} hello world, the quick brown fox %d`, i, i*7))
+	}
+	tk, err := tokenizer.Train(context.Background(), slices.Values(corpus), tokenizer.TrainOptions{VocabSize: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := tk.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := model.Preset("tiny")
+	cfg.Vocab = tk.VocabSize()
+	imEnd, ok := tk.SpecialID("<|im_end|>")
+	if !ok {
+		t.Fatal("no <|im_end|>")
+	}
+	m, err := model.New(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(3)
+	if err := m.Save(dir, "f32", 0); err != nil {
+		t.Fatal(err)
+	}
+	mm, err := LoadModel("bpe", dir, "", infer.EngineConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(mm.codec.eos, int32(imEnd)) || len(mm.codec.chatStops) != 0 {
+		t.Errorf("eos %v, chat stops %v", mm.codec.eos, mm.codec.chatStops)
+	}
+	s, err := New(Config{Log: quietLog()}, mm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := serveOn(t, s)
+	var resp ChatResponse
+	if code := post(t, ts.URL+"/v1/chat/completions", "", map[string]any{"model": "bpe", "max_tokens": 20, "temperature": 0, "logprobs": true,
+		"messages": []map[string]string{{"role": "user", "content": "hello world"}}}, &resp); code != 200 {
+		t.Fatalf("%d %+v", code, resp)
+	}
+	// The prompt is the template's text with <|im_start|> as one id.
+	want := tk.EncodeWithSpecial("<|im_start|>user\nhello world<|im_end|>\n<|im_start|>assistant\n")
+	if resp.Usage.PromptTokens != len(want) {
+		t.Errorf("prompt tokens %d, want %d", resp.Usage.PromptTokens, len(want))
+	}
+	var joined string
+	for _, lp := range resp.Choices[0].Logprobs.Content {
+		joined += lp.Token
+	}
+	if joined != *resp.Choices[0].Message.Content {
+		t.Errorf("logprob tokens %q do not add up to the content %q", joined, *resp.Choices[0].Message.Content)
+	}
+	done := 0
+	for seed := range 6 {
+		var js ChatResponse
+		post(t, ts.URL+"/v1/chat/completions", "", map[string]any{"model": "bpe", "max_tokens": 150, "seed": seed,
+			"response_format": map[string]any{"type": "json_object"},
+			"messages":        []map[string]string{{"role": "user", "content": "json"}}}, &js)
+		if *js.Choices[0].FinishReason != "stop" {
+			continue
+		}
+		done++
+		dec := json.NewDecoder(strings.NewReader(*js.Choices[0].Message.Content))
+		dec.UseNumber()
+		var v map[string]any
+		if err := dec.Decode(&v); err != nil {
+			t.Errorf("seed %d: %q: %v", seed, *js.Choices[0].Message.Content, err)
+		}
+	}
+	if done == 0 {
+		t.Error("no JSON output finished")
 	}
 }

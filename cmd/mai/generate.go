@@ -28,11 +28,14 @@ func init() {
 		Example: `  mai generate --model mai-quickstart --prompt 'func main() {' --max-tokens 200
   mai generate --model hf-folder --prompt-ids 1,2,3 --max-tokens 24 --temperature 0 --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := model.ResolveDir(dir)
-			if err != nil {
-				return err
+			d := dir
+			if !strings.HasSuffix(dir, ".gguf") {
+				var err error
+				if d, err = model.ResolveDir(dir); err != nil {
+					return err
+				}
 			}
-			m, err := model.Load(d, false)
+			m, err := model.LoadAny(d)
 			if err != nil {
 				return err
 			}
@@ -56,8 +59,8 @@ func init() {
 				return fmt.Errorf("no prompt: give --prompt TEXT or --prompt-ids 1,2,3")
 			}
 			opt := infer.Options{MaxTokens: maxTokens, Sampling: s, Stop: stops}
-			if m.Cfg.EOS >= 0 {
-				opt.EOS = []int32{int32(m.Cfg.EOS)}
+			for _, e := range m.Cfg.EOSIDs() {
+				opt.EOS = append(opt.EOS, int32(e))
 			}
 			dec := func(ids []int32) string {
 				if codec == nil {

@@ -68,6 +68,7 @@ type testServer struct {
 	URL    string
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -111,19 +112,17 @@ func serveOn(t testing.TB, s *Server) *testServer {
 
 // stop shuts the server down gracefully (once).
 func (ts *testServer) stop(t testing.TB) {
-	if ts.cancel == nil {
-		return
-	}
-	ts.cancel()
-	ts.cancel = nil
-	select {
-	case err := <-ts.done:
-		if err != nil {
-			t.Errorf("serve: %v", err)
+	ts.once.Do(func() {
+		ts.cancel()
+		select {
+		case err := <-ts.done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("shutdown did not finish")
 		}
-	case <-time.After(30 * time.Second):
-		t.Error("shutdown did not finish")
-	}
+	})
 }
 
 var httpClient = &http.Client{Timeout: 60 * time.Second}

@@ -567,7 +567,9 @@ func TestConcurrencyLimitAndShutdown(t *testing.T) {
 		t.Fatalf("second request: %d %+v", code, e)
 	}
 	// Graceful shutdown lets the stream finish.
-	go ts.stop(t)
+	stopped := make(chan struct{})
+	go func() { ts.stop(t); close(stopped) }()
+	defer func() { <-stopped }()
 	rest, err := io.ReadAll(rd)
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func NewTokenVocab(tokens [][]byte, eos []int32) *TokenVocab {
 	return v
 }
 
-// tokenBytes returns the bytes of id by walking the trie (for Advance).
+// find returns the bytes of token id by walking the trie (for Advance).
 func (v *TokenVocab) find(id int32) []byte {
 	var path []byte
 	var walk func(n int32) bool
@@ -148,7 +148,7 @@ type schemaCompiler struct {
 	refs map[string]*jsonNode
 }
 
-// CompileJSONSchema checks that schema (a JSON schema document) uses only
+// compileJSONSchema checks that schema (a JSON schema document) uses only
 // what JSON-constrained decoding supports: type, enum, const, properties,
 // required, additionalProperties, items, minItems, maxItems, minLength,
 // maxLength, anyOf/oneOf, and $ref into $defs or definitions.
@@ -954,7 +954,7 @@ func (c *JSONConstraint) Done() bool {
 	return false
 }
 
-// ValidJSONPrefix reports whether text can begin a value that matches the
+// check reports whether text can begin a value that matches the
 // constraint's schema, and whether it is a complete one (for tests).
 func (c *JSONConstraint) check(text string) (prefix, complete bool) {
 	st := c.state

@@ -134,6 +134,7 @@ type ContextError struct {
 	Reason                     string
 }
 
+// Error says what does not fit.
 func (e *ContextError) Error() string {
 	if e.Reason != "" {
 		return e.Reason

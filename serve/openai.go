@@ -389,4 +389,5 @@ type APIError struct {
 	status  int
 }
 
+// Error returns the message.
 func (e *APIError) Error() string { return e.Message }

@@ -50,6 +50,12 @@ func (m *Model) Forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 }
 
 func (m *Model) forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly bool, pk *Packed) (*Output, error) {
+	return m.forwardPar(tp, ids, b, t, cache, lastOnly, pk, nil)
+}
+
+// forwardPar is forward taking part in a distributed job when par is not
+// nil (see Parallel).
+func (m *Model) forwardPar(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly bool, pk *Packed, par *Parallel) (*Output, error) {
 	c := &m.Cfg
 	if len(ids) != b*t || t == 0 {
 		return nil, fmt.Errorf("forward: %d ids for batch %d×%d", len(ids), b, t)
@@ -94,7 +100,9 @@ func (m *Model) forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 	out := &Output{}
 	var auxes []*nn.Var
 	var coefs []float32
+	par.begin()
 	for l := range m.Blocks {
+		par.mark(tp, l)
 		blk := &m.Blocks[l]
 		h := m.norm(tp, x, blk.AttnNorm, blk.AttnNormB)
 		a, err := m.attention(tp, blk, h, b, t, pos, attnStart, rope, cache, l)
@@ -109,7 +117,13 @@ func (m *Model) forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 		} else {
 			var aux, z *nn.Var
 			var load []float32
-			y, aux, z, load = m.moe(tp, blk, h)
+			if par != nil {
+				if y, aux, z, load, err = par.moe(m, tp, blk, h); err != nil {
+					return nil, err
+				}
+			} else {
+				y, aux, z, load = m.moe(tp, blk, h)
+			}
 			out.Load = append(out.Load, load)
 			if c.AuxLossCoef > 0 {
 				auxes, coefs = append(auxes, aux), append(coefs, float32(c.AuxLossCoef))
@@ -120,6 +134,7 @@ func (m *Model) forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 		}
 		x = tp.Add(x, y)
 	}
+	par.mark(tp, len(m.Blocks))
 	if cache != nil {
 		cache.Len += t
 	}
@@ -150,7 +165,11 @@ func (m *Model) Loss(tp *nn.Tape, ids, targets []int32, b, t int) (loss, ce *nn.
 
 // LossPacked is Loss over rows of packed documents (pk may be nil).
 func (m *Model) LossPacked(tp *nn.Tape, ids, targets []int32, b, t int, pk *Packed) (loss, ce *nn.Var, out *Output, err error) {
-	out, err = m.forward(tp, ids, b, t, nil, false, pk)
+	return m.lossPar(tp, ids, targets, b, t, pk, nil)
+}
+
+func (m *Model) lossPar(tp *nn.Tape, ids, targets []int32, b, t int, pk *Packed, par *Parallel) (loss, ce *nn.Var, out *Output, err error) {
+	out, err = m.forwardPar(tp, ids, b, t, nil, false, pk, par)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -28,11 +28,23 @@ type State struct {
 	SFT       *SFTState        `json:"sft,omitempty"`
 	Tokenizer string           `json:"tokenizer"`
 	Config    Config           `json:"config"`
+	// World is the number of ranks that wrote the checkpoint (absent: 1).
+	// The checkpoint itself does not depend on it.
+	World int `json:"world,omitempty"`
 }
 
 // Save writes a checkpoint directory atomically (temporary name, fsync,
-// rename) and points Out/latest at it. It returns the checkpoint path.
+// rename) and points Out/latest at it. It returns the checkpoint path. In a
+// distributed job every rank must call it; rank 0 writes.
 func (t *Trainer) Save() (string, error) {
+	if t.dp != nil {
+		return t.saveDist()
+	}
+	return t.save(t.Opt.M, t.Opt.V)
+}
+
+// save writes the checkpoint with the given optimizer moments.
+func (t *Trainer) save(expAvg, expAvgSq []float32) (string, error) {
 	root := filepath.Join(t.Cfg.Out, "checkpoints")
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
@@ -45,13 +57,16 @@ func (t *Trainer) Save() (string, error) {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	opt := []safetensors.Tensor{
-		safetensors.F32Tensor("exp_avg", []int{len(t.Opt.M)}, t.Opt.M),
-		safetensors.F32Tensor("exp_avg_sq", []int{len(t.Opt.V)}, t.Opt.V),
+		safetensors.F32Tensor("exp_avg", []int{len(expAvg)}, expAvg),
+		safetensors.F32Tensor("exp_avg_sq", []int{len(expAvgSq)}, expAvgSq),
 	}
 	if err := safetensors.Write(filepath.Join(tmp, "optimizer.safetensors"), opt, map[string]string{"step": fmt.Sprint(t.Opt.Step)}); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	st := State{Step: t.step, Tokens: t.tokens, Elapsed: t.elapsed, OptStep: t.Opt.Step, Tokenizer: t.tokName, Config: t.Cfg}
+	if w := t.Comm.Size(); w > 1 {
+		st.World = w
+	}
 	if t.loader != nil {
 		st.Loader = t.loader.State()
 	}
@@ -125,9 +140,10 @@ func (t *Trainer) resume(dir string) error {
 	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("trainer_state.json: %w", err)
 	}
-	if st.Config.Batch*st.Config.Accum != t.Cfg.Batch*t.Cfg.Accum || st.Config.Seq != t.Cfg.Seq || st.Config.Seed != t.Cfg.Seed {
-		return fmt.Errorf("the run was started with batch %d×%d, seq %d, seed %d; now batch %d×%d, seq %d, seed %d: use a new --out to change them",
-			st.Config.Batch, st.Config.Accum, st.Config.Seq, st.Config.Seed, t.Cfg.Batch, t.Cfg.Accum, t.Cfg.Seq, t.Cfg.Seed)
+	was, now := max(st.World, 1), t.Comm.Size()
+	if st.Config.Batch*st.Config.Accum*was != t.Cfg.Batch*t.Cfg.Accum*now || st.Config.Seq != t.Cfg.Seq || st.Config.Seed != t.Cfg.Seed {
+		return fmt.Errorf("the run was started with batch %d×%d×%d ranks, seq %d, seed %d; now batch %d×%d×%d ranks, seq %d, seed %d: keep the global batch (batch × accum × ranks), seq and seed, or use a new --out",
+			st.Config.Batch, st.Config.Accum, was, st.Config.Seq, st.Config.Seed, t.Cfg.Batch, t.Cfg.Accum, now, t.Cfg.Seq, t.Cfg.Seed)
 	}
 	m, err := model.Load(dir, true)
 	if err != nil {

@@ -50,6 +50,14 @@ type Config struct {
 	// StopAfter ends the process after this step without a final
 	// checkpoint, as if it had been killed (for resume tests).
 	StopAfter int `json:"stop_after"`
+
+	// Distributed training (see docs/distributed-training.md). Batch is per
+	// rank: the global batch is Batch × Accum × ranks.
+	Dist           string  `json:"dist,omitempty"`            // communicator: auto (MPI when launched by mpirun/srun), local or mpi
+	Zero           int     `json:"zero,omitempty"`            // 0: replicated optimizer state; 1: sharded optimizer state and gradients (ZeRO-1/2)
+	ExpertParallel int     `json:"expert_parallel,omitempty"` // ranks that share one copy of the experts (0: the most that divide ranks and experts)
+	CapacityFactor float64 `json:"capacity_factor,omitempty"` // MoE expert capacity per rank (0: no cap, no dropped tokens)
+	BucketMB       float64 `json:"bucket_mb,omitempty"`       // gradient all-reduce bucket size in MiB (0: 25)
 }
 
 // Defaults returns the default configuration.
@@ -76,7 +84,7 @@ func (c *Config) Validate() error {
 	case c.Schedule != "cosine" && c.Schedule != "wsd":
 		return fmt.Errorf("train: unknown schedule %q (want cosine or wsd)", c.Schedule)
 	}
-	return nil
+	return c.validateDist()
 }
 
 // LRAt returns the learning rate for optimizer step s (0-based): linear warmup,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mai-llm/mai/backend/cpu"
 	"github.com/mai-llm/mai/data"
+	"github.com/mai-llm/mai/dist"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
 	"github.com/mai-llm/mai/tokenizer"
@@ -34,6 +35,10 @@ type Metrics struct {
 	MoELoad   [][]float32        `json:"moe_load,omitempty"`
 	Tasks     map[string]float64 `json:"tasks,omitempty"`
 	Timestamp string             `json:"time"`
+	// MoEDropped is, per MoE layer, the fraction of routing slots dropped
+	// by the expert capacity (reported when a capacity factor is set or the
+	// job has several ranks).
+	MoEDropped []float64 `json:"moe_dropped,omitempty"`
 }
 
 // Summary is what a finished run reports.
@@ -46,6 +51,7 @@ type Summary struct {
 	ModelDir string
 	Stopped  bool // stopped by the time limit before Steps
 	Unigram  float64
+	Rank     int // this process's rank in the job
 }
 
 // Trainer runs one training job.
@@ -53,8 +59,11 @@ type Trainer struct {
 	Cfg   Config
 	Model *model.Model
 	Opt   *nn.AdamW
-	// Log receives progress lines (one per LogEvery steps).
+	// Log receives progress lines (one per LogEvery steps); only rank 0
+	// writes them.
 	Log io.Writer
+	// Comm is the job's communicator (dist.Local() for one process).
+	Comm dist.Comm
 	// Tasks, when set, evaluates the model every Cfg.TasksEvery steps; its
 	// metrics go to the metrics log and the progress line.
 	Tasks func(ctx context.Context, step int, m *model.Model) (map[string]float64, error)
@@ -70,20 +79,37 @@ type Trainer struct {
 	tokName    string
 	sft        *SFTLoader // supervised fine-tuning batches instead of loader
 	sftVal     *SFTSet
+	par        *model.Parallel // nil for one process without a capacity factor
+	dp         *dataParallel   // nil for one process
 }
 
 // New prepares a trainer: opens the data, builds or resumes the model.
 func New(cfg Config, log io.Writer) (*Trainer, error) {
+	return NewWithComm(cfg, log, nil)
+}
+
+// NewWithComm is New for one rank of a distributed job over comm (nil means
+// dist.Local()). Every rank of comm must call it.
+func NewWithComm(cfg Config, log io.Writer, comm dist.Comm) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Trainer{Cfg: cfg, Log: log, pool: cpu.NewPool(cfg.Threads)}
+	if comm == nil {
+		comm = dist.Local()
+	}
+	if comm.Rank() != 0 {
+		log = nil
+	}
+	t := &Trainer{Cfg: cfg, Log: log, Comm: comm, pool: cpu.NewPool(cfg.Threads)}
 	var err error
 	if cfg.SFT != "" {
 		if err := t.openSFT(); err != nil {
 			return nil, err
 		}
 	} else if err := t.openShards(); err != nil {
+		return nil, err
+	}
+	if err := t.partitionData(); err != nil {
 		return nil, err
 	}
 	ck, err := latestCheckpoint(cfg.Out)
@@ -105,6 +131,9 @@ func New(cfg Config, log io.Writer) (*Trainer, error) {
 		return nil, fmt.Errorf("train: seq %d exceeds the model's context length %d", cfg.Seq, t.Model.Cfg.MaxSeq)
 	}
 	t.Model.Pool = t.pool
+	if err := t.setupParallel(); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -147,10 +176,12 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		return nil, fmt.Errorf("train: %w", err)
 	}
 	var err error
-	if t.metrics, err = openMetrics(filepath.Join(cfg.Out, "metrics.jsonl"), t.step); err != nil {
-		return nil, err
+	if t.Comm.Rank() == 0 {
+		if t.metrics, err = openMetrics(filepath.Join(cfg.Out, "metrics.jsonl"), t.step); err != nil {
+			return nil, err
+		}
+		defer t.metrics.Close()
 	}
-	defer t.metrics.Close()
 
 	B, T := cfg.Batch, cfg.Seq
 	x, y := make([]int32, B*T), make([]int32, B*T)
@@ -164,50 +195,77 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 	sum := &Summary{}
 	lastLog, lastTokens := time.Now(), t.tokens
 	for t.step < cfg.Steps {
-		if err := ctx.Err(); err != nil {
+		stop, err := t.shouldStop(ctx, start)
+		if err != nil {
 			return nil, err
 		}
-		if cfg.Minutes > 0 && time.Since(start).Minutes() >= cfg.Minutes {
+		if stop {
 			sum.Stopped = true
 			break
 		}
 		t.Model.ZeroGrad()
+		if t.par != nil {
+			t.par.ResetCounts()
+		}
 		var lossSum, ceSum float64
 		var load [][]float32
-		for range cfg.Accum {
+		for k := range cfg.Accum {
 			if t.sft != nil {
 				t.sft.Next(x, y, pk.Pos, pk.Start)
 			} else if err := t.loader.Next(x, y); err != nil {
 				return nil, fmt.Errorf("train: %w", err)
 			}
 			tp.Reset()
-			loss, ce, out, err := t.Model.LossPacked(tp, x, y, B, T, pk)
+			loss, ce, out, err := t.Model.LossParallel(tp, t.par, x, y, B, T, pk)
 			if err != nil {
 				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
 			}
-			scaled := tp.WeightedSum([]*nn.Var{loss}, []float32{1 / float32(cfg.Accum)})
+			var scaled *nn.Var
+			if t.dp == nil {
+				scaled = tp.WeightedSum([]*nn.Var{loss}, []float32{1 / float32(cfg.Accum)})
+			} else if scaled, err = t.dp.scale(tp, y, ce, out.Aux, k == cfg.Accum-1); err != nil {
+				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+			}
 			if err := tp.Backward(scaled); err != nil {
 				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+			}
+			if t.dp != nil {
+				if err := t.dp.backwardDone(); err != nil {
+					return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+				}
 			}
 			lossSum += float64(loss.Data[0])
 			ceSum += float64(ce.Data[0])
 			load = out.Load
 		}
-		loss := lossSum / float64(cfg.Accum)
+		loss, ceMean := lossSum/float64(cfg.Accum), ceSum/float64(cfg.Accum)
+		dropped, err := t.stepStats(&loss, &ceMean)
+		if err != nil {
+			return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			return nil, fmt.Errorf("train: loss is %v at step %d; lower --lr or check the data (the last checkpoint is intact)", loss, t.step)
 		}
-		gnorm := nn.ClipGrads(t.Model.Grads, cfg.Clip)
+		var gnorm float64
+		if t.dp == nil {
+			gnorm = nn.ClipGrads(t.Model.Grads, cfg.Clip)
+		} else if gnorm, err = t.dp.reduce(); err != nil {
+			return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+		}
 		if math.IsNaN(gnorm) || math.IsInf(gnorm, 0) {
 			return nil, fmt.Errorf("train: gradient norm is %v at step %d; lower --lr (the last checkpoint is intact)", gnorm, t.step)
 		}
 		lr := cfg.LRAt(t.step)
-		t.Opt.Update(t.pool, t.Model.Params, t.Model.Grads, t.Model.Segments(), lr)
+		if t.dp == nil {
+			t.Opt.Update(t.pool, t.Model.Params, t.Model.Grads, t.Model.Segments(), lr)
+		} else if err := t.dp.update(lr); err != nil {
+			return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+		}
 		t.step++
-		t.tokens += int64(B * T * cfg.Accum)
+		t.tokens += int64(B * T * cfg.Accum * t.Comm.Size())
 		t.elapsed = base + time.Since(start).Seconds()
 
-		m := Metrics{Step: t.step, Loss: loss, CE: ceSum / float64(cfg.Accum), LR: lr, GradNorm: gnorm,
+		m := Metrics{Step: t.step, Loss: loss, CE: ceMean, LR: lr, GradNorm: gnorm, MoEDropped: dropped,
 			Tokens: t.tokens, Elapsed: t.elapsed, MoELoad: load, Timestamp: time.Now().UTC().Format(time.RFC3339)}
 		if dt := time.Since(lastLog).Seconds(); dt > 0 {
 			m.TokensPS = float64(t.tokens-lastTokens) / dt
@@ -221,7 +279,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			sum.ValLoss = v
 		}
 		if t.Tasks != nil && cfg.TasksEvery > 0 && (t.step%cfg.TasksEvery == 0 || t.step == cfg.Steps) {
-			if m.Tasks, err = t.Tasks(ctx, t.step, t.Model); err != nil {
+			if m.Tasks, err = t.runTasks(ctx); err != nil {
 				return nil, fmt.Errorf("train: evaluation at step %d: %w", t.step, err)
 			}
 		}
@@ -247,6 +305,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	sum.Steps, sum.Tokens, sum.Elapsed, sum.ModelDir = t.step, t.tokens, time.Since(start), dir
+	sum.Rank = t.Comm.Rank()
 	return sum, nil
 }
 
@@ -260,6 +319,9 @@ func (t *Trainer) Validate(n int) (float64, error) {
 	}
 	if t.val == nil {
 		return 0, fmt.Errorf("validate: no validation split")
+	}
+	if t.dp != nil {
+		return t.validateDist(n)
 	}
 	B, T := t.Cfg.Batch, t.Cfg.Seq
 	ld, err := data.NewLoader(t.val, data.LoaderConfig{Batch: B, SeqLen: T, Sequential: true})
@@ -308,6 +370,9 @@ func (t *Trainer) progress(m *Metrics, start time.Time) {
 	if len(m.MoELoad) > 0 {
 		line += " | load " + loadSummary(m.MoELoad)
 	}
+	if len(m.MoEDropped) > 0 {
+		line += " | dropped " + droppedSummary(m.MoEDropped)
+	}
 	for _, k := range sortedKeys(m.Tasks) {
 		line += fmt.Sprintf(" | %s %.3f", k, m.Tasks[k])
 	}
@@ -346,6 +411,9 @@ func loadSummary(load [][]float32) string {
 }
 
 func (t *Trainer) writeMetrics(m *Metrics) error {
+	if t.metrics == nil { // not rank 0
+		return nil
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err

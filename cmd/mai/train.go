@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -21,32 +20,24 @@ func init() {
 		Short: "Pretrain a model on token shards (or a text folder, tokenized byte-level)",
 		Example: `  mai train --preset tiny --data shards/ --out runs/tiny --steps 2000
   mai train --config run.yaml
-  mai train --init runs/base --sft chats.jsonl --out runs/sft --steps 300 --lr 3e-4`,
+  mai train --init runs/base --sft chats.jsonl --out runs/sft --steps 300 --lr 3e-4
+  mpirun --bind-to none -np 4 mai train --preset tiny-moe --data shards/ --out runs/moe --batch 2`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if c.SFT == "" {
-				shards, err := train.EnsureShards(c.Data, filepath.Join(c.Out, "data"), 0)
-				if err != nil {
-					return err
+			sum, err := train.Launch(cmd.Context(), c, os.Stderr, func(tr *train.Trainer) (err error) {
+				if c.Tasks != "" {
+					tr.Tasks, err = taskHook(c, tr.TokenizerName())
 				}
-				c.Data = shards
-			}
-			tr, err := train.New(c, os.Stderr)
-			if err != nil {
 				return err
-			}
-			if c.Tasks != "" {
-				if tr.Tasks, err = taskHook(c, tr.TokenizerName()); err != nil {
-					return err
-				}
-			}
-			sum, err := tr.Run(cmd.Context())
+			})
 			if errors.Is(err, train.ErrStopped) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
-			fmt.Printf("done: %d steps, loss %.4f, val %.4f, model in %s\n", sum.Steps, sum.Loss, sum.ValLoss, sum.ModelDir)
+			if sum.Rank == 0 {
+				fmt.Printf("done: %d steps, loss %.4f, val %.4f, model in %s\n", sum.Steps, sum.Loss, sum.ValLoss, sum.ModelDir)
+			}
 			return nil
 		},
 	}
@@ -82,6 +73,11 @@ func init() {
 	f.IntVar(&c.LogEvery, "log-every", c.LogEvery, "progress line every N steps")
 	f.Uint64Var(&c.Seed, "seed", c.Seed, "seed for initialization and data order")
 	f.IntVar(&c.Threads, "threads", c.Threads, "CPU threads (0: all cores)")
+	f.StringVar(&c.Dist, "dist", "auto", "communicator: auto (MPI when started by mpirun or srun), local or mpi")
+	f.IntVar(&c.Zero, "zero", c.Zero, "0: every rank keeps the optimizer state; 1: shard optimizer state and gradients over ranks (ZeRO-1/2)")
+	f.IntVar(&c.ExpertParallel, "expert-parallel", c.ExpertParallel, "ranks sharing one copy of the MoE experts (0: the most that divide ranks and experts)")
+	f.Float64Var(&c.CapacityFactor, "capacity-factor", c.CapacityFactor, "MoE expert capacity factor per rank (0: no cap, no dropped tokens)")
+	f.Float64Var(&c.BucketMB, "bucket-mb", c.BucketMB, "gradient all-reduce bucket size in MiB (0: 25)")
 	f.IntVar(&c.StopAfter, "stop-after", c.StopAfter, "exit after this step without a final checkpoint (testing)")
 	f.MarkHidden("stop-after")
 	configFlag(cmd)

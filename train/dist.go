@@ -1,0 +1,855 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mai-llm/mai/data"
+	"github.com/mai-llm/mai/dist"
+	"github.com/mai-llm/mai/model"
+	"github.com/mai-llm/mai/nn"
+)
+
+// DefaultBucketMB is the default size of a gradient all-reduce bucket.
+const DefaultBucketMB = 25
+
+// Launch runs one rank of a training job: it opens the communicator that
+// cfg.Dist names (auto: MPI when an MPI launcher started the process),
+// prepares the data (rank 0 tokenizes a text folder while the others wait),
+// builds the trainer, calls setup on it (when not nil), trains, and closes
+// the communicator. Every rank of the job calls it.
+//
+// On an error in a job of several ranks it prints the error with the rank
+// and aborts the whole job, so that no rank is left waiting in a
+// collective; the launcher then exits non-zero. Run again with the same
+// --out to resume from the last checkpoint, with any number of ranks that
+// keeps the global batch.
+func Launch(ctx context.Context, cfg Config, log io.Writer, setup func(*Trainer) error) (sum *Summary, err error) {
+	if err := cfg.validateDist(); err != nil {
+		return nil, err
+	}
+	comm, err := dist.Open(cfg.Dist)
+	if err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
+	var tr *Trainer
+	defer func() {
+		if err != nil && !errors.Is(err, ErrStopped) && comm.Size() > 1 {
+			fmt.Fprintf(os.Stderr, "mai: %s: %v\n", dist.Describe(comm), err)
+			dist.Abort(comm, 1) // does not return in a job of several ranks
+		}
+		if tr != nil {
+			tr.Close()
+		}
+		if cerr := comm.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("train: %w", cerr)
+		}
+	}()
+	if comm.Size() > 1 {
+		slog.Info("distributed training", "comm", dist.Describe(comm))
+	}
+	if cfg.SFT == "" {
+		// Rank 0 tokenizes a text folder once; the others then find its
+		// shards.
+		var shards string
+		if comm.Rank() == 0 {
+			if shards, err = EnsureShards(cfg.Data, filepath.Join(cfg.Out, "data"), 0); err != nil {
+				return nil, err
+			}
+		}
+		if err := comm.Barrier(); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		if comm.Rank() != 0 {
+			if shards, err = EnsureShards(cfg.Data, filepath.Join(cfg.Out, "data"), 0); err != nil {
+				return nil, err
+			}
+		}
+		cfg.Data = shards
+	}
+	if tr, err = NewWithComm(cfg, log, comm); err != nil {
+		return nil, err
+	}
+	if setup != nil {
+		if err := setup(tr); err != nil {
+			return nil, err
+		}
+	}
+	return tr.Run(ctx)
+}
+
+// partitionData gives this rank its part of every global batch. The
+// loader's cursor does not depend on the rank, so a checkpoint restores it.
+func (t *Trainer) partitionData() error {
+	w := t.Comm.Size()
+	if w == 1 {
+		return nil
+	}
+	if t.sft != nil {
+		return fmt.Errorf("train: --sft runs on one process for now, not %d ranks", w)
+	}
+	var err error
+	if t.loader, err = data.NewLoader(t.train, data.LoaderConfig{Batch: t.Cfg.Batch, SeqLen: t.Cfg.Seq, Seed: int64(t.Cfg.Seed),
+		Rank: t.Comm.Rank(), World: w}); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	return nil
+}
+
+// runTasks runs the Tasks hook on rank 0 (the others go on to the next
+// step and wait for it there), after gathering the experts other ranks
+// hold.
+func (t *Trainer) runTasks(ctx context.Context) (map[string]float64, error) {
+	if t.dp != nil {
+		if e := t.par.Experts; e != nil && e.Size() > 1 {
+			if err := t.dp.gatherParams(); err != nil {
+				return nil, err
+			}
+		}
+		if t.Comm.Rank() != 0 {
+			return nil, nil
+		}
+	}
+	return t.Tasks(ctx, t.step, t.Model)
+}
+
+// Close releases the communicators the trainer split from its Comm (not
+// the Comm itself) and stops its background reducer.
+func (t *Trainer) Close() error {
+	if t.dp == nil {
+		return nil
+	}
+	dp := t.dp
+	t.dp = nil
+	close(dp.queue)
+	var first error
+	for _, c := range dp.comms {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (c *Config) validateDist() error {
+	switch c.Dist {
+	case "", "auto", "local", "mpi", "nccl":
+	default:
+		return fmt.Errorf("train: unknown --dist %q (want auto, local or mpi)", c.Dist)
+	}
+	switch {
+	case c.Zero < 0 || c.Zero > 1:
+		return fmt.Errorf("train: --zero %d: want 0 (replicated optimizer state) or 1 (sharded optimizer state and gradients)", c.Zero)
+	case c.ExpertParallel < 0:
+		return fmt.Errorf("train: --expert-parallel %d must not be negative", c.ExpertParallel)
+	case c.CapacityFactor < 0 || math.IsNaN(c.CapacityFactor):
+		return fmt.Errorf("train: --capacity-factor %v must be 0 (no cap) or positive", c.CapacityFactor)
+	case c.BucketMB < 0 || math.IsNaN(c.BucketMB):
+		return fmt.Errorf("train: --bucket-mb %v must not be negative", c.BucketMB)
+	}
+	return nil
+}
+
+// expertRanks returns how many ranks share one copy of the experts: the
+// configured number, or the largest that divides both the world and the
+// number of experts.
+func expertRanks(cfg *Config, mc *model.Config, world int) (int, error) {
+	if mc.Experts == 0 {
+		return 1, nil
+	}
+	if g := cfg.ExpertParallel; g > 0 {
+		if world%g != 0 || mc.Experts%g != 0 {
+			return 0, fmt.Errorf("train: --expert-parallel %d must divide both the number of ranks (%d) and of experts (%d)", g, world, mc.Experts)
+		}
+		return g, nil
+	}
+	g := 1
+	for d := 2; d <= world; d++ {
+		if world%d == 0 && mc.Experts%d == 0 {
+			g = d
+		}
+	}
+	return g, nil
+}
+
+// setupParallel prepares the trainer for its communicator. One process
+// without a capacity factor keeps the plain code path.
+func (t *Trainer) setupParallel() error {
+	world := t.Comm
+	w, rank := world.Size(), world.Rank()
+	if w == 1 {
+		if t.Cfg.CapacityFactor > 0 {
+			t.par = &model.Parallel{CapacityFactor: t.Cfg.CapacityFactor}
+		}
+		return nil
+	}
+	m := t.Model
+	g, err := expertRanks(&t.Cfg, &m.Cfg, w)
+	if err != nil {
+		return err
+	}
+	// Every rank starts from rank 0's weights (they agree already when
+	// built from the same seed or checkpoint; this makes it certain).
+	if err := world.BroadcastFloat32(m.Params, 0); err != nil {
+		return fmt.Errorf("train: broadcast weights: %w", err)
+	}
+	dp := &dataParallel{t: t, world: world, zero: t.Cfg.Zero}
+	// Split is collective: every rank makes the same calls in this order.
+	grads, err := world.Split(0, rank)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	dp.comms = append(dp.comms, grads)
+	var ep, edp dist.Comm
+	if g > 1 {
+		if ep, err = world.Split(rank/g, rank); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		if edp, err = world.Split(rank%g, rank); err != nil {
+			return fmt.Errorf("train: %w", err)
+		}
+		dp.comms = append(dp.comms, ep, edp)
+	}
+	t.par = &model.Parallel{Batch: world, Experts: ep, CapacityFactor: t.Cfg.CapacityFactor,
+		GradReady: dp.unitDone, Fail: t.fatal}
+	mb := t.Cfg.BucketMB
+	if mb == 0 {
+		mb = DefaultBucketMB
+	}
+	dp.plan(m, t.par, grads, edp, max(1, int(mb*(1<<20)/4)))
+	dp.initState(t.Opt)
+	// The bucket states now hold the optimizer moments; the full copies are
+	// rebuilt only to write a checkpoint.
+	t.Opt.M, t.Opt.V = nil, nil
+	dp.queue = make(chan *bucket, len(dp.buckets))
+	go dp.worker()
+	t.dp = dp
+	slog.Debug("data parallel", "ranks", w, "expert_ranks", g, "zero", dp.zero, "buckets", len(dp.buckets))
+	return nil
+}
+
+// fatal ends the job after a collective failed where no error can be
+// returned (inside the backward pass, or in the background reducer).
+func (t *Trainer) fatal(err error) {
+	slog.Error("collective failed; aborting the job", "comm", dist.Describe(t.Comm), "err", err)
+	dist.Abort(t.Comm, 1) // returns only in a one-process job
+	if t.dp != nil {
+		t.dp.setErr(err)
+	}
+}
+
+// shouldStop agrees over all ranks on whether to stop: the time limit was
+// reached (on any rank) or the context was cancelled (an error).
+func (t *Trainer) shouldStop(ctx context.Context, start time.Time) (bool, error) {
+	cerr := ctx.Err()
+	timeUp := t.Cfg.Minutes > 0 && time.Since(start).Minutes() >= t.Cfg.Minutes
+	if t.Comm.Size() == 1 {
+		return timeUp, cerr
+	}
+	flags := []float64{0, 0}
+	if cerr != nil {
+		flags[0] = 1
+	}
+	if timeUp {
+		flags[1] = 1
+	}
+	if err := t.Comm.AllReduceFloat64(flags, dist.Max); err != nil {
+		return false, fmt.Errorf("train: %w", err)
+	}
+	if cerr != nil {
+		return false, cerr
+	}
+	if flags[0] > 0 {
+		return false, errors.New("train: another rank was interrupted")
+	}
+	return flags[1] > 0, nil
+}
+
+// stepStats turns this rank's step results into the job's: in a
+// distributed job it replaces loss and ce by their global values. It
+// returns the fraction of routing slots dropped per MoE layer, or nil.
+func (t *Trainer) stepStats(loss, ce *float64) ([]float64, error) {
+	var routed, dropped []int64
+	if t.par != nil {
+		routed, dropped = t.par.Routed, t.par.Dropped
+	}
+	if t.dp == nil {
+		return dropFractions(routed, dropped), nil
+	}
+	v := make([]float64, 0, 2+2*len(routed))
+	v = append(v, t.dp.lossAcc, t.dp.ceAcc)
+	for i := range routed {
+		v = append(v, float64(routed[i]), float64(dropped[i]))
+	}
+	t.dp.lossAcc, t.dp.ceAcc = 0, 0
+	if err := t.Comm.AllReduceFloat64(v, dist.Sum); err != nil {
+		return nil, err
+	}
+	*loss, *ce = v[0], v[1]
+	r, d := make([]int64, len(routed)), make([]int64, len(routed))
+	for i := range r {
+		r[i], d[i] = int64(v[2+2*i]), int64(v[3+2*i])
+	}
+	return dropFractions(r, d), nil
+}
+
+func dropFractions(routed, dropped []int64) []float64 {
+	if len(routed) == 0 {
+		return nil
+	}
+	f := make([]float64, len(routed))
+	for i := range f {
+		if routed[i] > 0 {
+			f[i] = float64(dropped[i]) / float64(routed[i])
+		}
+	}
+	return f
+}
+
+// droppedSummary reports the dropped fraction of routing slots, averaged
+// over MoE layers.
+func droppedSummary(f []float64) string {
+	var s float64
+	for _, v := range f {
+		s += v
+	}
+	return strconv.FormatFloat(100*s/float64(len(f)), 'f', 2, 64) + "%"
+}
+
+// validateDist is Validate over all ranks: global validation batch i (the
+// one a single process with batch Batch×ranks reads) is split over the
+// ranks as the training loader splits a step, and its loss is the mean over
+// all its counted targets. When the split is too small for one global
+// batch, single sequences are dealt out round-robin instead. Every rank
+// runs the same number of forward passes (repeating one with no weight
+// where it has run out), because a MoE forward pass is collective.
+func (t *Trainer) validateDist(n int) (float64, error) {
+	w, rank := t.Comm.Size(), t.Comm.Rank()
+	B, T := t.Cfg.Batch, t.Cfg.Seq
+	var par *model.Parallel
+	if t.par != nil {
+		par = &model.Parallel{Batch: t.par.Batch, Experts: t.par.Experts, Fail: t.par.Fail}
+	}
+	tp := nn.NewTape(t.pool, false)
+	eval := func(x, y []int32, b int) (ce float64, count int, err error) {
+		_, v, _, err := t.Model.LossParallel(tp, par, x, y, b, T, nil)
+		if err != nil {
+			return 0, 0, fmt.Errorf("validate: %w", err)
+		}
+		for _, id := range y {
+			if id >= 0 {
+				count++
+			}
+		}
+		return float64(v.Data[0]), count, nil
+	}
+	if ld, err := data.NewLoader(t.val, data.LoaderConfig{Batch: B, SeqLen: T, Sequential: true, Rank: rank, World: w}); err == nil {
+		n = min(max(n, 1), int(ld.StepsPerEpoch()))
+		x, y := make([]int32, B*T), make([]int32, B*T)
+		sums := make([]float64, 2*n) // per batch: Σ ce·count, Σ count
+		for i := range n {
+			if err := ld.Next(x, y); err != nil {
+				return 0, fmt.Errorf("validate: %w", err)
+			}
+			ce, count, err := eval(x, y, B)
+			if err != nil {
+				return 0, err
+			}
+			sums[2*i], sums[2*i+1] = ce*float64(count), float64(count)
+		}
+		if err := t.Comm.AllReduceFloat64(sums, dist.Sum); err != nil {
+			return 0, fmt.Errorf("validate: %w", err)
+		}
+		var s float64
+		for i := range n {
+			if sums[2*i+1] > 0 {
+				s += sums[2*i] / sums[2*i+1]
+			}
+		}
+		return s / float64(n), nil
+	}
+	// A small validation split: one sequence per batch, as one process does.
+	ld, err := data.NewLoader(t.val, data.LoaderConfig{Batch: 1, SeqLen: T, Sequential: true})
+	if err != nil {
+		return 0, fmt.Errorf("validate: %w", err)
+	}
+	n = min(max(n, 1), int(ld.StepsPerEpoch()))
+	var xs, ys [][]int32
+	for i := range n {
+		x, y := make([]int32, T), make([]int32, T)
+		if err := ld.Next(x, y); err != nil {
+			return 0, fmt.Errorf("validate: %w", err)
+		}
+		if i%w == rank || i == 0 {
+			xs, ys = append(xs, x), append(ys, y)
+		}
+	}
+	sum := []float64{0, 0}
+	for j := range (n + w - 1) / w {
+		// xs[0] is batch 0, which rank 0 owns and others keep as filler.
+		k, real := 0, false
+		if rank == 0 {
+			k, real = j, j < len(xs)
+		} else if j+1 < len(xs) {
+			k, real = j+1, true
+		}
+		ce, _, err := eval(xs[k], ys[k], 1)
+		if err != nil {
+			return 0, err
+		}
+		if real {
+			sum[0] += ce
+			sum[1]++
+		}
+	}
+	if err := t.Comm.AllReduceFloat64(sum, dist.Sum); err != nil {
+		return 0, fmt.Errorf("validate: %w", err)
+	}
+	return sum[0] / sum[1], nil
+}
+
+// saveDist gathers the sharded optimizer state and the experts held by
+// other ranks, writes the checkpoint on rank 0 (the same files one process
+// writes) and waits until it is complete.
+func (t *Trainer) saveDist() (string, error) {
+	expAvg, expAvgSq, err := t.dp.gather()
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	dir := filepath.Join(t.Cfg.Out, "checkpoints", fmt.Sprintf("step-%07d", t.step))
+	if t.Comm.Rank() == 0 {
+		if dir, err = t.save(expAvg, expAvgSq); err != nil {
+			return "", err
+		}
+	}
+	if err := t.Comm.Barrier(); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	return dir, nil
+}
+
+// dataParallel reduces gradients across ranks in buckets while the backward
+// pass runs, and applies AdamW to each rank's part of the parameters.
+//
+// Parameters fall into two groups: those every rank holds (reduced over
+// all ranks), and, with expert parallelism, the experts this rank holds
+// (reduced over the ranks holding the same experts). Each group's tensors
+// are packed into buckets in the order their gradients become final
+// (last block first); a bucket is reduced by a background goroutine as soon
+// as its last block's gradients are final. With Zero 0 a bucket is
+// all-reduced and every rank updates all of it; with Zero 1 it is
+// reduce-scattered, each rank updates its chunk with optimizer state for
+// that chunk only, and the updated chunks are all-gathered.
+type dataParallel struct {
+	t       *Trainer
+	world   dist.Comm
+	comms   []dist.Comm // split from world; closed by Trainer.Close
+	zero    int
+	buckets []*bucket
+	byUnit  map[int][]*bucket // buckets to reduce when a unit's gradients are final
+	armed   bool              // the current backward pass is the step's last
+	queue   chan *bucket
+	pending sync.WaitGroup
+
+	mu  sync.Mutex
+	err error
+
+	lossAcc, ceAcc float64 // this rank's weighted share of the step's loss
+}
+
+// span is a run [off, off+n) of the flat parameter buffer.
+type span struct{ off, n int }
+
+// bucket is a set of spans packed into one buffer for one collective.
+type bucket struct {
+	comm   dist.Comm // nil: no other rank holds these parameters
+	size   int       // ranks of comm
+	rank   int       // this rank in comm
+	spans  []span
+	segs   []nn.Segment // weight-decay runs in packed coordinates
+	n      int          // packed length
+	chunk  int          // ceil(n / size)
+	buf    []float32    // size*chunk: packed gradients, then gathered parameters
+	shard  []float32    // Zero 1: this rank's chunk of the reduced gradients
+	param  []float32    // parameters being updated (n, or chunk with Zero 1)
+	m, v   []float32    // AdamW moments of the updated range
+	lo, hi int          // the packed range this rank owns (updates with Zero 1, counts in the norm)
+}
+
+// unitOf returns the block a parameter belongs to: its layer, Layers for
+// the final norm and output head, -1 for the embeddings.
+func unitOf(name string, layers int) int {
+	if rest, ok := strings.CutPrefix(name, "model.layers."); ok {
+		if i := strings.IndexByte(rest, '.'); i > 0 {
+			if l, err := strconv.Atoi(rest[:i]); err == nil {
+				return l
+			}
+		}
+	}
+	if strings.HasPrefix(name, "model.norm.") || strings.HasPrefix(name, "lm_head.") {
+		return layers
+	}
+	return -1
+}
+
+// expertOf returns the routed expert a parameter belongs to, if any.
+func expertOf(name string) (int, bool) {
+	i := strings.Index(name, ".mlp.experts.")
+	if i < 0 {
+		return 0, false
+	}
+	rest := name[i+len(".mlp.experts."):]
+	j := strings.IndexByte(rest, '.')
+	if j < 0 {
+		return 0, false
+	}
+	e, err := strconv.Atoi(rest[:j])
+	return e, err == nil
+}
+
+// plan lays the parameters out in buckets of about elems values.
+func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts dist.Comm, elems int) {
+	layers := m.Cfg.Layers
+	lo, hi := par.LocalExperts(m.Cfg.Experts)
+	sharded := par.Experts != nil && par.Experts.Size() > 1
+	type group struct {
+		comm  dist.Comm
+		units map[int][]model.Param
+	}
+	groups := []*group{{comm: grads, units: map[int][]model.Param{}}, {comm: experts, units: map[int][]model.Param{}}}
+	for _, p := range m.Tensors {
+		g := groups[0]
+		if e, ok := expertOf(p.Name); ok && sharded {
+			if e < lo || e >= hi {
+				continue // held by another rank
+			}
+			g = groups[1]
+		}
+		u := unitOf(p.Name, layers)
+		g.units[u] = append(g.units[u], p)
+	}
+	dp.byUnit = map[int][]*bucket{}
+	cur := make([]*bucket, len(groups))
+	for u := layers; u >= -1; u-- {
+		for gi, g := range groups {
+			for _, p := range g.units[u] {
+				if cur[gi] == nil {
+					cur[gi] = &bucket{comm: g.comm}
+				}
+				cur[gi].add(p.Off, p.V.Len(), p.Decay)
+			}
+			if b := cur[gi]; b != nil && (b.n >= elems || u == -1) {
+				b.finish(dp.zero)
+				dp.buckets = append(dp.buckets, b)
+				dp.byUnit[u] = append(dp.byUnit[u], b)
+				cur[gi] = nil
+			}
+		}
+	}
+}
+
+func (b *bucket) add(off, n int, decay bool) {
+	if k := len(b.spans) - 1; k >= 0 && b.spans[k].off+b.spans[k].n == off {
+		b.spans[k].n += n
+	} else {
+		b.spans = append(b.spans, span{off, n})
+	}
+	if k := len(b.segs) - 1; k >= 0 && b.segs[k].Decay == decay && b.segs[k].Off+b.segs[k].Len == b.n {
+		b.segs[k].Len += n
+	} else {
+		b.segs = append(b.segs, nn.Segment{Off: b.n, Len: n, Decay: decay})
+	}
+	b.n += n
+}
+
+func (b *bucket) finish(zero int) {
+	b.size, b.rank = 1, 0
+	if b.comm != nil {
+		b.size, b.rank = b.comm.Size(), b.comm.Rank()
+	}
+	b.chunk = (b.n + b.size - 1) / b.size
+	b.buf = make([]float32, b.size*b.chunk)
+	b.lo, b.hi = min(b.rank*b.chunk, b.n), min((b.rank+1)*b.chunk, b.n)
+	if zero == 0 {
+		b.param = make([]float32, b.n)
+		b.m, b.v = make([]float32, b.n), make([]float32, b.n)
+		return
+	}
+	b.shard = b.buf[:b.chunk]
+	if b.size > 1 {
+		b.shard = make([]float32, b.chunk)
+	}
+	b.param = make([]float32, b.chunk)
+	b.m, b.v = make([]float32, b.chunk), make([]float32, b.chunk)
+}
+
+// pack copies packed positions [from, to) of the bucket from the flat
+// buffer into dst[0 : to-from].
+func (b *bucket) pack(dst, flat []float32, from, to int) {
+	pos := 0
+	for _, s := range b.spans {
+		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
+			copy(dst[lo-from:hi-from], flat[s.off+lo-pos:s.off+hi-pos])
+		}
+		pos += s.n
+	}
+}
+
+// unpack is the inverse of pack.
+func (b *bucket) unpack(flat, src []float32, from, to int) {
+	pos := 0
+	for _, s := range b.spans {
+		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
+			copy(flat[s.off+lo-pos:s.off+hi-pos], src[lo-from:hi-from])
+		}
+		pos += s.n
+	}
+}
+
+// updated returns the packed range this rank updates.
+func (b *bucket) updated(zero int) (from, to int) {
+	if zero == 0 {
+		return 0, b.n
+	}
+	return b.lo, b.hi
+}
+
+// grad returns the reduced gradients of the range this rank updates.
+func (b *bucket) grad(zero int) []float32 {
+	if zero == 0 {
+		return b.buf[:b.n]
+	}
+	return b.shard[:b.hi-b.lo]
+}
+
+// initState loads the optimizer moments of this rank's ranges from the
+// full (flat) state of a fresh or resumed optimizer.
+func (dp *dataParallel) initState(opt *nn.AdamW) {
+	for _, b := range dp.buckets {
+		from, to := b.updated(dp.zero)
+		b.pack(b.m, opt.M, from, to)
+		b.pack(b.v, opt.V, from, to)
+	}
+}
+
+func (dp *dataParallel) setErr(err error) {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.err == nil {
+		dp.err = err
+	}
+}
+
+func (dp *dataParallel) firstErr() error {
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	return dp.err
+}
+
+// scale weights this rank's micro-batch loss so that the sum over ranks and
+// micro-batches is the step's loss: cross-entropy by this rank's share of
+// the global micro-batch's counted targets (over accum micro-batches), the
+// auxiliary MoE losses (means over rows) by 1/(accum·ranks). last arms the
+// gradient reduction for this micro-batch's backward pass.
+func (dp *dataParallel) scale(tp *nn.Tape, targets []int32, ce, aux *nn.Var, last bool) (*nn.Var, error) {
+	var n int
+	for _, y := range targets {
+		if y >= 0 {
+			n++
+		}
+	}
+	total := []float64{float64(n)}
+	if err := dp.world.AllReduceFloat64(total, dist.Sum); err != nil {
+		return nil, err
+	}
+	accum, w := dp.t.Cfg.Accum, dp.world.Size()
+	var wce float32
+	if total[0] > 0 {
+		wce = float32(n) / (float32(accum) * float32(total[0]))
+	}
+	xs, ws := []*nn.Var{ce}, []float32{wce}
+	dp.lossAcc += float64(wce) * float64(ce.Data[0])
+	dp.ceAcc += float64(wce) * float64(ce.Data[0])
+	if aux != nil {
+		waux := 1 / float32(accum*w)
+		xs, ws = append(xs, aux), append(ws, waux)
+		dp.lossAcc += float64(waux) * float64(aux.Data[0])
+	}
+	dp.armed = last
+	return tp.WeightedSum(xs, ws), nil
+}
+
+// unitDone starts reducing the buckets whose gradients became final.
+func (dp *dataParallel) unitDone(u int) {
+	if !dp.armed {
+		return
+	}
+	for _, b := range dp.byUnit[u] {
+		dp.pending.Add(1)
+		dp.queue <- b
+	}
+}
+
+// backwardDone is called after each backward pass: after the step's last,
+// the embeddings' gradients are final too.
+func (dp *dataParallel) backwardDone() error {
+	if dp.armed {
+		dp.unitDone(-1)
+		dp.armed = false
+	}
+	return dp.firstErr()
+}
+
+func (dp *dataParallel) worker() {
+	for b := range dp.queue {
+		if err := b.reduce(dp.zero, dp.t.Model.Grads); err != nil {
+			dp.t.fatal(fmt.Errorf("gradient reduction: %w", err))
+		}
+		dp.pending.Done()
+	}
+}
+
+func (b *bucket) reduce(zero int, grads []float32) error {
+	b.pack(b.buf, grads, 0, b.n)
+	clear(b.buf[b.n:])
+	if b.size == 1 {
+		return nil
+	}
+	if zero == 0 {
+		return b.comm.AllReduce(b.buf, dist.Sum)
+	}
+	return b.comm.ReduceScatter(b.buf, b.shard, dist.Sum)
+}
+
+// reduce waits for every bucket, then returns the global gradient norm
+// and clips the reduced gradients to Cfg.Clip, as nn.ClipGrads does.
+func (dp *dataParallel) reduce() (float64, error) {
+	dp.pending.Wait()
+	if err := dp.firstErr(); err != nil {
+		return 0, err
+	}
+	// Each value is counted on exactly one rank: the one owning its chunk.
+	var sq float64
+	for _, b := range dp.buckets {
+		g := b.grad(dp.zero)
+		if dp.zero == 0 {
+			g = g[b.lo:b.hi]
+		}
+		for _, v := range g {
+			sq += float64(v) * float64(v)
+		}
+	}
+	s := []float64{sq}
+	if err := dp.world.AllReduceFloat64(s, dist.Sum); err != nil {
+		return 0, fmt.Errorf("gradient norm: %w", err)
+	}
+	norm := math.Sqrt(s[0])
+	if maxNorm := dp.t.Cfg.Clip; maxNorm > 0 && norm > maxNorm {
+		c := float32(maxNorm / (norm + 1e-6))
+		for _, b := range dp.buckets {
+			g := b.grad(dp.zero)
+			for i := range g {
+				g[i] *= c
+			}
+		}
+	}
+	return norm, nil
+}
+
+// update applies AdamW with learning rate lr to this rank's ranges and
+// brings every rank's parameters up to date.
+func (dp *dataParallel) update(lr float64) error {
+	t := dp.t
+	params := t.Model.Params
+	step := t.Opt.Step
+	for _, b := range dp.buckets {
+		from, to := b.updated(dp.zero)
+		p := b.param[:to-from]
+		b.pack(p, params, from, to)
+		o := nn.AdamW{Beta1: t.Opt.Beta1, Beta2: t.Opt.Beta2, Eps: t.Opt.Eps, WeightDecay: t.Opt.WeightDecay,
+			M: b.m, V: b.v, Step: step}
+		o.Update(t.pool, p, b.grad(dp.zero), clipSegs(b.segs, from, to), lr)
+		if dp.zero == 0 || b.size == 1 {
+			b.unpack(params, p, from, to)
+			continue
+		}
+		clear(b.param[to-from:])
+		if err := b.comm.AllGather(b.param, b.buf); err != nil {
+			return fmt.Errorf("parameter all-gather: %w", err)
+		}
+		b.unpack(params, b.buf, 0, b.n)
+	}
+	t.Opt.Step = step + 1
+	return nil
+}
+
+// clipSegs returns the segments' parts inside [from, to), shifted to start
+// at 0.
+func clipSegs(segs []nn.Segment, from, to int) []nn.Segment {
+	var out []nn.Segment
+	for _, s := range segs {
+		lo, hi := max(s.Off, from), min(s.Off+s.Len, to)
+		if lo < hi {
+			out = append(out, nn.Segment{Off: lo - from, Len: hi - lo, Decay: s.Decay})
+		}
+	}
+	return out
+}
+
+// gather assembles the full parameters (into Model.Params on every rank)
+// and the full optimizer moments, in the flat layout one process uses: each
+// value comes from the one rank that owns it, by a sum over all ranks in
+// which the others contribute zeros.
+func (dp *dataParallel) gather() (expAvg, expAvgSq []float32, err error) {
+	if err := dp.gatherParams(); err != nil {
+		return nil, nil, err
+	}
+	n := len(dp.t.Model.Params)
+	expAvg, expAvgSq = make([]float32, n), make([]float32, n)
+	for _, b := range dp.buckets {
+		if b.lo >= b.hi {
+			continue
+		}
+		off := 0
+		if dp.zero == 0 {
+			off = b.lo
+		}
+		b.unpack(expAvg, b.m[off:], b.lo, b.hi)
+		b.unpack(expAvgSq, b.v[off:], b.lo, b.hi)
+	}
+	for _, buf := range [][]float32{expAvg, expAvgSq} {
+		if err := dp.world.AllReduce(buf, dist.Sum); err != nil {
+			return nil, nil, err
+		}
+	}
+	return expAvg, expAvgSq, nil
+}
+
+// gatherParams fills every rank's Model.Params with the current value of
+// every parameter, including the experts other ranks hold.
+func (dp *dataParallel) gatherParams() error {
+	t := dp.t
+	params := make([]float32, len(t.Model.Params))
+	for _, b := range dp.buckets {
+		if b.lo >= b.hi {
+			continue
+		}
+		b.pack(b.param[:b.hi-b.lo], t.Model.Params, b.lo, b.hi)
+		b.unpack(params, b.param, b.lo, b.hi)
+	}
+	if err := dp.world.AllReduce(params, dist.Sum); err != nil {
+		return err
+	}
+	copy(t.Model.Params, params)
+	return nil
+}

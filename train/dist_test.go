@@ -1,0 +1,402 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mai-llm/mai/dist"
+	"github.com/mai-llm/mai/model"
+	"github.com/mai-llm/mai/nn"
+)
+
+// The distributed tests re-execute this test binary under mpirun; these
+// variables tell the child what to do.
+const (
+	childEnv  = "MAI_TRAIN_TEST_CHILD"  // "train": run Launch with the config below
+	configEnv = "MAI_TRAIN_TEST_CONFIG" // the Config as JSON
+	killEnv   = "MAI_TRAIN_TEST_KILL"   // rank 1 kills itself (SIGKILL) once this step is checkpointed
+	cmaEnv    = "OMPI_MCA_btl_vader_single_copy_mechanism"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		if err := child(); err != nil {
+			fmt.Fprintf(os.Stderr, "child: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func child() error {
+	var cfg Config
+	if err := json.Unmarshal([]byte(os.Getenv(configEnv)), &cfg); err != nil {
+		return err
+	}
+	if s := os.Getenv(killEnv); s != "" && os.Getenv("OMPI_COMM_WORLD_RANK") == "1" {
+		step, _ := strconv.Atoi(s)
+		go func() {
+			want := fmt.Sprintf("checkpoints/step-%07d", step)
+			for {
+				b, _ := os.ReadFile(filepath.Join(cfg.Out, "latest"))
+				if got := strings.TrimSpace(string(b)); got != "" && got >= want {
+					fmt.Fprintf(os.Stderr, "rank 1: killing myself after %s\n", got)
+					now, _ := time.Now().MarshalText()
+					os.WriteFile(filepath.Join(cfg.Out, "killed_at"), now, 0o644)
+					syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	_, err := Launch(context.Background(), cfg, os.Stderr, nil)
+	if errors.Is(err, ErrStopped) {
+		return nil
+	}
+	return err
+}
+
+// mpirunTrain runs the training config on np ranks under mpirun and returns
+// the combined output and the error.
+func mpirunTrain(t *testing.T, np int, cfg Config, limit time.Duration, env ...string) (string, error, time.Duration) {
+	t.Helper()
+	path, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("mpirun is not on PATH (install openmpi-bin and libopenmpi-dev, or run scripts/deps.sh)")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dist = "mpi"
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", strconv.Itoa(np), self)
+	cmd.Env = append(os.Environ(), childEnv+"=train", configEnv+"="+string(b))
+	if os.Getenv(cmaEnv) == "" {
+		// Containers often forbid the cross-process copies Open MPI's
+		// shared-memory transport uses for large messages.
+		cmd.Env = append(cmd.Env, cmaEnv+"=none")
+	}
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err = cmd.Run()
+	took := time.Since(start)
+	if ctx.Err() != nil {
+		t.Fatalf("mpirun -np %d still running after %v (a hang); output:\n%s", np, limit, out.String())
+	}
+	return out.String(), err, took
+}
+
+// distConfig is a short run: per-rank batch b, 20 steps, validation at the
+// end, checkpoints every 10 steps, one thread per rank.
+func distConfig(dataDir, out, preset string, b int) Config {
+	c := tinyConfig(dataDir, out)
+	c.Preset, c.Batch, c.Steps, c.Warmup = preset, b, 20, 4
+	c.EvalEvery, c.SaveEvery, c.Threads = 20, 10, 1
+	if preset == "tiny-moe" {
+		// Top-2 routing is discontinuous: once the float rounding of two
+		// runs differs (the ranks' partial gradient sums are added in
+		// another order than one process adds them), a token whose 2nd and
+		// 3rd expert are within that rounding of each other can take
+		// another expert, and the runs then part by 1e-5..1e-3. Over 20
+		// steps of this corpus that happens for seeds 1 and 2 and for none
+		// of seeds 3 to 6 (largest differences 1e-7..2e-7); the test uses
+		// seed 4. A failure that shows agreement to ~1e-7 and then a jump
+		// is such a routing flip, not a wrong reduction.
+		c.Seed = 4
+	}
+	return c
+}
+
+type metricsLine struct {
+	Loss    float64  `json:"loss"`
+	ValLoss *float64 `json:"val_loss"`
+}
+
+func readMetrics(t *testing.T, out string) (losses []float64, val float64) {
+	t.Helper()
+	losses = readLosses(t, out)
+	b, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m metricsLine
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.ValLoss != nil {
+			val = *m.ValLoss
+		}
+	}
+	return losses, val
+}
+
+// compareRuns requires every step's loss and the last validation loss
+// within tol (relative) of the reference run's.
+func compareRuns(t *testing.T, what, out, ref string, tol float64) {
+	t.Helper()
+	got, gotVal := readMetrics(t, out)
+	want, wantVal := readMetrics(t, ref)
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d steps, want %d", what, len(got), len(want))
+	}
+	worst := 0.0
+	for i := range want {
+		d := math.Abs(got[i]-want[i]) / math.Abs(want[i])
+		worst = math.Max(worst, d)
+		if d > tol {
+			t.Errorf("%s: step %d loss %.8f, one process %.8f (relative difference %.2g > %g)", what, i+1, got[i], want[i], d, tol)
+		}
+	}
+	if d := math.Abs(gotVal-wantVal) / wantVal; wantVal == 0 || d > tol {
+		t.Errorf("%s: validation loss %.8f, one process %.8f", what, gotVal, wantVal)
+	}
+	t.Logf("%s: %d steps, largest relative loss difference %.2g", what, len(want), worst)
+}
+
+func runLocal(t *testing.T, cfg Config) {
+	t.Helper()
+	tr, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(context.Background()); err != nil && !errors.Is(err, ErrStopped) {
+		t.Fatal(err)
+	}
+}
+
+// resumeLocal continues the run in dir in one process with config cfg,
+// which must find a checkpoint at step want.
+func resumeLocal(t *testing.T, cfg Config, dir string, want int) {
+	t.Helper()
+	cfg.Out = dir
+	tr, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.step != want {
+		t.Fatalf("resumed at step %d, want %d", tr.step, want)
+	}
+	if _, err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDistributed trains on two MPI ranks and checks that every step's loss
+// (and the validation loss) equals the one-process run with the same global
+// batch within 1e-5 relative:
+//
+//   - dense, with ZeRO-1, gradient accumulation and small gradient buckets;
+//     then rank 1 is killed (SIGKILL) right after the checkpoint at step 10:
+//     the job must end with an error within the time limit, not hang, and
+//     one process resuming from that checkpoint continues as if the run had
+//     not been interrupted;
+//   - MoE with the experts split over the two ranks (all-to-all dispatch);
+//     stopped at step 15 and resumed by one process from the checkpoint at
+//     step 10 that the two ranks wrote.
+func TestDistributed(t *testing.T) {
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Skip("mpirun is not on PATH (install openmpi-bin and libopenmpi-dev, or run scripts/deps.sh)")
+	}
+	dataDir := corpus(t, 300_000)
+	t.Run("dense", func(t *testing.T) {
+		one := distConfig(dataDir, filepath.Join(t.TempDir(), "one"), "tiny", 4)
+		one.Accum = 2
+		runLocal(t, one)
+
+		two := distConfig(dataDir, filepath.Join(t.TempDir(), "two"), "tiny", 2)
+		two.Accum, two.Zero, two.BucketMB = 2, 1, 0.25
+		out, err, took := mpirunTrain(t, 2, two, 3*time.Minute)
+		if err != nil {
+			t.Fatalf("mpirun -np 2: %v after %v; output:\n%s", err, took, out)
+		}
+		t.Logf("2 ranks: %v", took)
+		compareRuns(t, "2 ranks", two.Out, one.Out, 1e-5)
+
+		// The survivor would wait in a collective: mpirun must end the job
+		// long before the watchdog (set high here) would.
+		killed := two
+		killed.Out = filepath.Join(t.TempDir(), "killed")
+		out, err, took = mpirunTrain(t, 2, killed, 2*time.Minute, killEnv+"=10", "MAI_DIST_TIMEOUT=10m")
+		if err == nil {
+			t.Fatalf("job with a killed rank exited 0 after %v; output:\n%s", took, out)
+		}
+		if !strings.Contains(out, "killing myself") {
+			t.Fatalf("rank 1 was not killed; output:\n%s", out)
+		}
+		if !strings.Contains(out, "signal 9") && !strings.Contains(out, "Killed") {
+			t.Errorf("no clear message about the killed rank; output:\n%s", out)
+		}
+		var killedAt time.Time
+		if b, err := os.ReadFile(filepath.Join(killed.Out, "killed_at")); err != nil || killedAt.UnmarshalText(b) != nil {
+			t.Fatalf("no kill time: %v", err)
+		}
+		// mpirun's own teardown, not the collective watchdog, ends the job.
+		if after := time.Since(killedAt); after > 30*time.Second {
+			t.Errorf("the job ended %v after rank 1 was killed", after)
+		} else {
+			t.Logf("the job ended %v after rank 1 was killed (%v)", after.Round(time.Millisecond), err)
+		}
+		if n := len(readLosses(t, killed.Out)); n >= two.Steps {
+			t.Fatalf("the killed job finished all %d steps", n)
+		}
+		resumeLocal(t, one, killed.Out, 10)
+		compareRuns(t, "2 ranks, killed, resumed by 1", killed.Out, one.Out, 1e-5)
+	})
+	t.Run("moe", func(t *testing.T) {
+		one := distConfig(dataDir, filepath.Join(t.TempDir(), "one"), "tiny-moe", 4)
+		runLocal(t, one)
+
+		two := distConfig(dataDir, filepath.Join(t.TempDir(), "two"), "tiny-moe", 2)
+		out, err, took := mpirunTrain(t, 2, two, 3*time.Minute)
+		if err != nil {
+			t.Fatalf("mpirun -np 2: %v after %v; output:\n%s", err, took, out)
+		}
+		t.Logf("2 ranks: %v", took)
+		compareRuns(t, "2 ranks", two.Out, one.Out, 1e-5)
+		b, _ := os.ReadFile(filepath.Join(two.Out, "metrics.jsonl"))
+		if !strings.Contains(string(b), `"moe_dropped":[0,0,0,0]`) {
+			t.Errorf("metrics.jsonl of the MoE run reports no dropped-token counts (or dropped some without a capacity factor)")
+		}
+
+		part := two
+		part.Out, part.StopAfter = filepath.Join(t.TempDir(), "part"), 15
+		if out, err, took := mpirunTrain(t, 2, part, 3*time.Minute); err != nil {
+			t.Fatalf("mpirun -np 2 (stop after 15): %v after %v; output:\n%s", err, took, out)
+		}
+		resumeLocal(t, one, part.Out, 10)
+		compareRuns(t, "2 ranks, stopped, resumed by 1", part.Out, one.Out, 1e-5)
+	})
+}
+
+// TestBucketPlan checks the gradient buckets: every parameter in exactly
+// one bucket, buckets triggered from the last block to the embeddings (so
+// the first ones are reduced while the backward pass still runs), and
+// pack/unpack and the AdamW segments consistent.
+func TestBucketPlan(t *testing.T) {
+	for _, preset := range []string{"tiny", "tiny-moe"} {
+		c, err := model.Preset(preset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := model.New(c, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Init(1)
+		for _, zero := range []int{0, 1} {
+			dp := &dataParallel{zero: zero}
+			dp.plan(m, &model.Parallel{}, dist.Local(), nil, 1<<16)
+			seen := make([]int, len(m.Params))
+			last := m.Cfg.Layers + 1
+			var units []int
+			for u := m.Cfg.Layers; u >= -1; u-- {
+				for _, b := range dp.byUnit[u] {
+					if u > last {
+						t.Fatalf("%s: bucket order", preset)
+					}
+					last = u
+					units = append(units, u)
+					pos := 0
+					for _, s := range b.spans {
+						for i := s.off; i < s.off+s.n; i++ {
+							seen[i]++
+						}
+						pos += s.n
+					}
+					if pos != b.n {
+						t.Fatalf("%s: bucket spans hold %d values, n is %d", preset, pos, b.n)
+					}
+					segLen := 0
+					for _, sg := range b.segs {
+						if sg.Off != segLen {
+							t.Fatalf("%s: segments not contiguous", preset)
+						}
+						segLen += sg.Len
+					}
+					if segLen != b.n {
+						t.Fatalf("%s: segments cover %d of %d", preset, segLen, b.n)
+					}
+					buf := make([]float32, b.n)
+					b.pack(buf, m.Params, 0, b.n)
+					out := make([]float32, len(m.Params))
+					b.unpack(out, buf, 0, b.n)
+					for _, s := range b.spans {
+						if !slices.Equal(out[s.off:s.off+s.n], m.Params[s.off:s.off+s.n]) {
+							t.Fatalf("%s: pack/unpack round trip", preset)
+						}
+					}
+				}
+			}
+			for i, n := range seen {
+				if n != 1 {
+					t.Fatalf("%s: parameter value %d is in %d buckets", preset, i, n)
+				}
+			}
+			if len(units) < 3 || units[0] < m.Cfg.Layers-1 || units[len(units)-1] != -1 {
+				t.Errorf("%s: buckets triggered at units %v: want several, from the head to the embeddings", preset, units)
+			}
+		}
+	}
+	segs := []nn.Segment{{Off: 0, Len: 10, Decay: true}, {Off: 10, Len: 5}, {Off: 15, Len: 5, Decay: true}}
+	got := clipSegs(segs, 8, 17)
+	want := []nn.Segment{{Off: 0, Len: 2, Decay: true}, {Off: 2, Len: 5}, {Off: 7, Len: 2, Decay: true}}
+	if !slices.Equal(got, want) {
+		t.Errorf("clipSegs = %v, want %v", got, want)
+	}
+}
+
+// TestDistConfigErrors checks that bad distributed settings are refused
+// with a message naming the setting.
+func TestDistConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		set  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.Dist = "tcp" }, "--dist"},
+		{func(c *Config) { c.Zero = 3 }, "--zero"},
+		{func(c *Config) { c.ExpertParallel = -1 }, "--expert-parallel"},
+		{func(c *Config) { c.CapacityFactor = -0.5 }, "--capacity-factor"},
+		{func(c *Config) { c.BucketMB = -1 }, "--bucket-mb"},
+	} {
+		c := Defaults()
+		c.Data, c.Out = "x", "y"
+		tc.set(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("want an error naming %s, got %v", tc.want, err)
+		}
+	}
+	mc, _ := model.Preset("tiny-moe")
+	if _, err := expertRanks(&Config{ExpertParallel: 3}, &mc, 6); err == nil || !strings.Contains(err.Error(), "8") {
+		t.Errorf("3 expert ranks for 8 experts: %v", err)
+	}
+	for _, tc := range []struct{ world, want int }{{1, 1}, {2, 2}, {3, 1}, {4, 4}, {6, 2}, {16, 8}} {
+		if g, err := expertRanks(&Config{}, &mc, tc.world); err != nil || g != tc.want {
+			t.Errorf("automatic expert ranks for %d ranks: %d, %v; want %d", tc.world, g, err, tc.want)
+		}
+	}
+}

@@ -104,8 +104,9 @@ template <typename T>
 MAI_DEV void layernorm_bwd(T *dx, float *dw_partial, float *db_partial, const T *dout, const T *x, const float *w, const float *mean, const float *rstd, int n, int d, int rows_per_block) {
 	__shared__ float scratch[32];
 	MAI_DYN_SMEM(float, acc); // dw in [0, d), db in [d, 2d)
-	for (int j = threadIdx.x; j < 2 * d; j += blockDim.x) {
-		acc[j] = 0.0f;
+	for (int j = threadIdx.x; j < d; j += blockDim.x) {
+		acc[j] = 0.0f; // columns j and d+j belong to this thread alone
+		acc[d + j] = 0.0f;
 	}
 	int r0 = blockIdx.x * rows_per_block;
 	int r1 = mai_imin(n, r0 + rows_per_block);

@@ -11,8 +11,45 @@ namespace {
 
 enum State { RUNNABLE, AT_BLOCK, AT_WARP, DONE };
 
+// Context switching. On x86-64 a fiber switch saves the callee-saved
+// registers on the current stack and swaps stack pointers (no system call;
+// glibc's swapcontext also saves the signal mask with one, which made the
+// emulator spend most of its time in the kernel). Elsewhere, ucontext.
+#if defined(__x86_64__)
+extern "C" void emu_switch(void **save_sp, void *to_sp);
+asm(R"(
+	.text
+	.globl emu_switch
+	.type emu_switch, @function
+emu_switch:
+	pushq %rbp
+	pushq %rbx
+	pushq %r12
+	pushq %r13
+	pushq %r14
+	pushq %r15
+	movq %rsp, (%rdi)
+	movq %rsi, %rsp
+	popq %r15
+	popq %r14
+	popq %r13
+	popq %r12
+	popq %rbx
+	popq %rbp
+	ret
+	.size emu_switch, .-emu_switch
+)");
+struct Ctx {
+	void *sp;
+};
+#else
+struct Ctx {
+	ucontext_t uc;
+};
+#endif
+
 struct Fiber {
-	ucontext_t ctx;
+	Ctx ctx;
 	emu_dim3 tid;
 	int linear;
 	State state;
@@ -21,7 +58,7 @@ struct Fiber {
 
 const size_t kStack = 256 << 10;
 std::vector<Fiber> fibers;
-ucontext_t sched;
+Ctx sched;
 Fiber *cur;
 void (*cur_fn)(void **);
 void **cur_params;
@@ -31,33 +68,71 @@ char errbuf[512];
 
 void fail(const char *msg) { snprintf(errbuf, sizeof errbuf, "%s", msg); }
 
+// to_sched leaves the current fiber for the scheduler; to_fiber enters f.
+void to_sched() {
+#if defined(__x86_64__)
+	emu_switch(&cur->ctx.sp, sched.sp);
+#else
+	swapcontext(&cur->ctx.uc, &sched.uc);
+#endif
+}
+
+void to_fiber(Fiber &f) {
+	cur = &f;
+#if defined(__x86_64__)
+	emu_switch(&sched.sp, f.ctx.sp);
+#else
+	swapcontext(&sched.uc, &f.ctx.uc);
+#endif
+}
+
 void entry() {
 	cur_fn(cur_params);
 	cur->state = DONE;
+#if defined(__x86_64__)
+	to_sched(); // never resumed
+	abort();
+#endif
+}
+
+void start(Fiber &f) {
+#if defined(__x86_64__)
+	// The stack as emu_switch leaves it: six saved registers, then the
+	// return address (entry); entry then starts with rsp = 8 mod 16, as
+	// after a call.
+	uintptr_t top = ((uintptr_t)(f.stack + kStack)) & ~(uintptr_t)15;
+	void **sp = (void **)(top - 64);
+	for (int i = 0; i < 6; i++) {
+		sp[i] = 0;
+	}
+	sp[6] = (void *)entry;
+	sp[7] = 0;
+	f.ctx.sp = sp;
+#else
+	getcontext(&f.ctx.uc);
+	f.ctx.uc.uc_stack.ss_sp = f.stack;
+	f.ctx.uc.uc_stack.ss_size = kStack;
+	f.ctx.uc.uc_link = &sched.uc;
+	makecontext(&f.ctx.uc, entry, 0);
+#endif
 }
 
 void block_wait(State s) {
 	cur->state = s;
-	swapcontext(&cur->ctx, &sched);
+	to_sched();
 }
 
 // run_block runs every fiber of the current block to completion; it
 // returns false (with errbuf set) on a barrier that can never be released.
 bool run_block(int n) {
 	for (int i = 0; i < n; i++) {
-		Fiber &f = fibers[i];
-		getcontext(&f.ctx);
-		f.ctx.uc_stack.ss_sp = f.stack;
-		f.ctx.uc_stack.ss_size = kStack;
-		f.ctx.uc_link = &sched;
-		makecontext(&f.ctx, entry, 0);
-		f.state = RUNNABLE;
+		start(fibers[i]);
+		fibers[i].state = RUNNABLE;
 	}
 	for (;;) {
 		for (int i = 0; i < n; i++) {
 			if (fibers[i].state == RUNNABLE) {
-				cur = &fibers[i];
-				swapcontext(&sched, &fibers[i].ctx);
+				to_fiber(fibers[i]);
 			}
 		}
 		int done = 0, at_block = 0;

@@ -103,7 +103,7 @@ var emuLib = sync.OnceValues(func() (*emuDriverLib, error) {
 })
 
 type emuDriverLib struct {
-	h                                                   uintptr
+	h                                                    uintptr
 	launch, errorf, malloc, free, memcpy, memset32, gemm uintptr
 }
 

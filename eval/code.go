@@ -97,8 +97,10 @@ func fixImports(src string) string {
 	sort.Strings(all)
 	// Rebuild: package clause, new import block, then the declarations that
 	// are not imports.
+	tf := fset.File(f.Pos())
+	off := func(p token.Pos) int { return tf.Offset(p) }
 	var b strings.Builder
-	b.WriteString(src[:fset.Position(f.Name.End()).Offset])
+	b.WriteString(src[:off(f.Name.End())])
 	b.WriteString("\n")
 	if len(all) > 0 {
 		b.WriteString("\nimport (\n")
@@ -107,11 +109,11 @@ func fixImports(src string) string {
 		}
 		b.WriteString(")\n")
 	}
-	rest := fset.Position(f.Name.End()).Offset
+	rest := off(f.Name.End())
 	for _, d := range f.Decls {
 		if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.IMPORT {
-			b.WriteString(src[rest:fset.Position(g.Pos()).Offset])
-			rest = fset.Position(g.End()).Offset
+			b.WriteString(src[rest:off(g.Pos())])
+			rest = off(g.End())
 		}
 	}
 	b.WriteString(src[rest:])

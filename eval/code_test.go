@@ -54,6 +54,18 @@ func userGoCache(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
+func FuzzAssembleGo(f *testing.F) {
+	f.Add("package p\n\nimport \"sort\"\n\nfunc F(s string) string {\n", "\treturn strings.ToUpper(s)\n}")
+	f.Add("package p\n//line x.go:10\nimport (\n\t\"fmt\"\n)\nfunc F() {\n", "\tfmt.Println(strconv.Itoa(1))\n}\nfunc G() {}")
+	f.Add("\ufeffpackage p; import \"os\"; func F() {", "os.Exit(1) }")
+	f.Fuzz(func(t *testing.T, prompt, completion string) {
+		out := assembleGo(prompt, completion)
+		if !strings.HasSuffix(out, "}\n") {
+			t.Fatalf("assembled source does not end the function: %q", out)
+		}
+	})
+}
+
 const sbPrompt = "package solution\n\n// Do does the task.\nfunc Do() error {\n"
 
 // TestSandbox runs completions that behave, misbehave and attack the host,

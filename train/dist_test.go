@@ -28,6 +28,7 @@ const (
 	childEnv  = "MAI_TRAIN_TEST_CHILD"  // "train": run Launch with the config below
 	configEnv = "MAI_TRAIN_TEST_CONFIG" // the Config as JSON
 	killEnv   = "MAI_TRAIN_TEST_KILL"   // rank 1 kills itself (SIGKILL) once this step is checkpointed
+	failEnv   = "MAI_TRAIN_TEST_FAIL"   // rank 1 trains on this (missing) data directory instead
 	cmaEnv    = "OMPI_MCA_btl_vader_single_copy_mechanism"
 )
 
@@ -62,6 +63,9 @@ func child() error {
 				time.Sleep(5 * time.Millisecond)
 			}
 		}()
+	}
+	if dir := os.Getenv(failEnv); dir != "" && os.Getenv("OMPI_COMM_WORLD_RANK") == "1" {
+		cfg.Data = dir
 	}
 	_, err := Launch(context.Background(), cfg, os.Stderr, nil)
 	if errors.Is(err, ErrStopped) {
@@ -399,4 +403,24 @@ func TestDistConfigErrors(t *testing.T) {
 			t.Errorf("automatic expert ranks for %d ranks: %d, %v; want %d", tc.world, g, err, tc.want)
 		}
 	}
+}
+
+// TestDistributedRankFails gives rank 1 a missing data directory: it must
+// print its error with its rank and abort the job, so that rank 0, waiting
+// for it, does not hang.
+func TestDistributedRankFails(t *testing.T) {
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Skip("mpirun is not on PATH (install openmpi-bin and libopenmpi-dev, or run scripts/deps.sh)")
+	}
+	dataDir := corpus(t, 100_000)
+	cfg := distConfig(dataDir, filepath.Join(t.TempDir(), "run"), "tiny", 2)
+	missing := filepath.Join(t.TempDir(), "no-such-data")
+	out, err, took := mpirunTrain(t, 2, cfg, time.Minute, failEnv+"="+missing, "MAI_DIST_TIMEOUT=10m")
+	if err == nil {
+		t.Fatalf("job with a failing rank exited 0; output:\n%s", out)
+	}
+	if !strings.Contains(out, "rank 1 of 2") || !strings.Contains(out, "no-such-data") {
+		t.Fatalf("no error naming rank 1 and its cause; output:\n%s", out)
+	}
+	t.Logf("job ended after %v with %v", took.Round(time.Millisecond), err)
 }

@@ -20,9 +20,11 @@ func (d *Device) grid1(n int) dim3 {
 var block1 = dim3{blockThreads, 1, 1}
 
 // rowBlock is the block for a kernel with one block per row of d
-// elements: a whole number of warps, at most 1024 threads.
+// elements: a whole number of warps, at most 512 threads (a 1024-thread
+// block cannot launch if its kernel needs more than 64 registers a thread;
+// 512 leaves 128).
 func rowBlock(d int) dim3 {
-	return dim3{uint32(min(1024, max(32, ceilDiv(d, 32)*32))), 1, 1}
+	return dim3{uint32(min(512, max(32, ceilDiv(d, 32)*32))), 1, 1}
 }
 
 // colBlock is the block for kernels with one thread per column.

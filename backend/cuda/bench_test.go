@@ -82,7 +82,7 @@ func BenchmarkDeviceGemm(b *testing.B) {
 		{"bf16-4096", BF16, BF16, 4096, 4096, 4096},
 		{"bf16-f32out-4096", BF16, F32, 4096, 4096, 4096},
 		{"f32-4096", F32, F32, 4096, 4096, 4096},
-		{"gpt2-mlp-fwd-bf16", BF16, BF16, 16384, 3072, 768},  // x·Wᵀ, B*T=16384
+		{"gpt2-mlp-fwd-bf16", BF16, BF16, 16384, 3072, 768}, // x·Wᵀ, B*T=16384
 		{"gpt2-lmhead-bf16", BF16, BF16, 16384, 50304, 768}, // logits
 	} {
 		b.Run(c.name, func(b *testing.B) {

@@ -33,6 +33,7 @@ type blas struct {
 	wsSize   int
 	plans    map[ltKey]*ltPlan
 	alpha    [2]float32 // host scalars for the call (alpha, beta)
+	warned   bool       // a cuBLASLt failure was logged
 }
 
 // blasLib is one of the two libraries' entry points.
@@ -317,10 +318,19 @@ func (b *blas) gemm(g *gemmArgs, stream uintptr) error {
 			return err
 		}
 		if p.ok {
-			return blasCheck("cublasLtMatmul", ccall(b.lt.mm, b.ltHandle, p.op,
+			err := blasCheck("cublasLtMatmul", ccall(b.lt.mm, b.ltHandle, p.op,
 				uintptr(unsafe.Pointer(&b.alpha[0])), g.a, p.la, g.b, p.lb,
 				uintptr(unsafe.Pointer(&b.alpha[1])), g.c, p.lc, g.c, p.lc,
 				uintptr(unsafe.Pointer(&p.algo[0])), b.ws, uintptr(b.wsSize), stream))
+			if err == nil || b.cb == nil {
+				return err
+			}
+			// The heuristic assumes 256-byte aligned matrices; a view may be
+			// less aligned. cuBLAS takes any alignment.
+			if !b.warned {
+				b.warned = true
+				slog.Warn("cuda: cuBLASLt rejected a GEMM; running it (and others it rejects) through cuBLAS", "m", g.m, "n", g.n, "k", g.k, "err", err)
+			}
 		}
 	}
 	if b.cb == nil {

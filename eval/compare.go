@@ -51,59 +51,91 @@ func Checkpoints(run string) ([]Checkpoint, error) {
 	return cs, nil
 }
 
-// cacheKey identifies what a cached result measured.
-func cacheKey(tasks []*Task, opt Options) string {
-	var names []string
-	for _, t := range tasks {
-		names = append(names, fmt.Sprintf("%s:%d", t.Name, len(t.Items)))
+// taskKey identifies what a cached task result measured.
+func taskKey(t *Task, opt Options) string {
+	h := crc32.NewIEEE()
+	for _, it := range t.Items {
+		fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", it.ID, it.Context, it.Prompt, it.Text)
 	}
-	return fmt.Sprintf("%s limit=%d fewshot=%d seed=%d stride=%d samples=%d", strings.Join(names, ","), opt.Limit, opt.NumFewshot, opt.Seed, opt.Stride, opt.Samples)
+	return fmt.Sprintf("%s items=%d/%08x limit=%d fewshot=%d seed=%d stride=%d samples=%d", t.Name, len(t.Items), h.Sum32(), opt.Limit, opt.NumFewshot, opt.Seed, opt.Stride, opt.Samples)
 }
 
 type cached struct {
-	Key     string   `json:"key"`
-	Results *Results `json:"results"`
+	Key    string      `json:"key"`
+	Result *TaskResult `json:"result"`
 }
 
-// EvalRun evaluates every checkpoint of a training run, keeping each result
-// in RUN/eval/step-NNNNNNN-KEY.json (KEY: a hash of the tasks and options) so that a later call (after more training)
-// evaluates only the new checkpoints.
+// EvalRun evaluates every checkpoint of a training run, keeping each task's
+// result in RUN/eval/step-NNNNNNN/TASK-KEY.json (KEY: a hash of the task's
+// items and the options), so that a later call evaluates only what is new:
+// new checkpoints, or tasks added to the list.
 func EvalRun(ctx context.Context, run string, tasks []*Task, opt Options, lo LocalOptions) ([]*Results, error) {
 	cs, err := Checkpoints(run)
 	if err != nil {
 		return nil, err
 	}
-	key := cacheKey(tasks, opt)
-	if err := os.MkdirAll(filepath.Join(run, "eval"), 0o755); err != nil {
-		return nil, fmt.Errorf("eval run: %w", err)
-	}
 	var out []*Results
 	for _, c := range cs {
-		path := filepath.Join(run, "eval", fmt.Sprintf("step-%07d-%08x.json", c.Step, crc32.ChecksumIEEE([]byte(key))))
-		if b, err := os.ReadFile(path); err == nil {
-			var cr cached
-			if json.Unmarshal(b, &cr) == nil && cr.Key == key && cr.Results != nil {
-				out = append(out, cr.Results)
-				continue
-			}
-		}
-		lo.Name = fmt.Sprintf("%s@%d", filepath.Base(filepath.Clean(run)), c.Step)
-		b, err := OpenLocal(c.Dir, lo)
-		if err != nil {
-			return nil, err
-		}
-		r, err := Run(ctx, b, tasks, opt)
-		if err != nil {
-			return nil, fmt.Errorf("checkpoint %s: %w", c.Dir, err)
-		}
-		r.Step = c.Step
-		js, _ := json.MarshalIndent(cached{Key: key, Results: r}, "", " ")
-		if err := os.WriteFile(path, js, 0o644); err != nil {
+		dir := filepath.Join(run, "eval", fmt.Sprintf("step-%07d", c.Step))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("eval run: %w", err)
 		}
-		out = append(out, r)
+		res := &Results{Model: fmt.Sprintf("%s@%d", filepath.Base(filepath.Clean(run)), c.Step), Step: c.Step}
+		var todo []*Task
+		var paths []string
+		got := make([]*TaskResult, len(tasks))
+		for i, t := range tasks {
+			key := taskKey(t, opt)
+			path := filepath.Join(dir, fmt.Sprintf("%s-%08x.json", safeName(t.Name), crc32.ChecksumIEEE([]byte(key))))
+			if b, err := os.ReadFile(path); err == nil {
+				var cr cached
+				if json.Unmarshal(b, &cr) == nil && cr.Key == key && cr.Result != nil {
+					got[i] = cr.Result
+					continue
+				}
+			}
+			todo = append(todo, t)
+			paths = append(paths, path)
+		}
+		if len(todo) > 0 {
+			lo.Name = res.Model
+			b, err := OpenLocal(c.Dir, lo)
+			if err != nil {
+				return nil, err
+			}
+			r, err := Run(ctx, b, todo, opt)
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint %s: %w", c.Dir, err)
+			}
+			for j, tr := range r.Tasks {
+				js, _ := json.MarshalIndent(cached{Key: taskKey(todo[j], opt), Result: &tr}, "", " ")
+				if err := os.WriteFile(paths[j], js, 0o644); err != nil {
+					return nil, fmt.Errorf("eval run: %w", err)
+				}
+				for i, t := range tasks {
+					if t == todo[j] {
+						got[i] = &r.Tasks[j]
+					}
+				}
+			}
+			res.Time = r.Time
+		}
+		for _, tr := range got {
+			res.Tasks = append(res.Tasks, *tr)
+		}
+		out = append(out, res)
 	}
 	return out, nil
+}
+
+// safeName keeps a task name usable in a file name.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == ':' || r < ' ' {
+			return '_'
+		}
+		return r
+	}, s)
 }
 
 // ReadTrainMetrics reads a run's metrics.jsonl into step → metric → value

@@ -12,7 +12,7 @@ import (
 )
 
 func TestBuiltinTasks(t *testing.T) {
-	want := map[string]string{"kjv-cloze": KindMultipleChoice, "go-doc-match": KindMultipleChoice, "go-next-line": KindMultipleChoice,
+	want := map[string]string{"kjv-cloze": KindMultipleChoice, "go-doc-match": KindMultipleChoice, "go-next-line": KindMultipleChoice, "go-token-order": KindMultipleChoice,
 		"kjv-ppl": KindPerplexity, "go-ppl": KindPerplexity, "arith": KindGenerate, "arith-chat": KindGenerate, "go-code": KindCode}
 	names := Builtin()
 	if len(names) != len(want) {

@@ -78,6 +78,7 @@ func main() {
 	write(arith(r, false))
 	write(arith(r, true))
 	write(goCode())
+	write(goTokenOrder(r, files))
 }
 
 func run(name string, args ...string) string {
@@ -359,6 +360,69 @@ func goNextLine(r *rand.Rand, files []string) (header, []item) {
 	}
 	return header{Name: "go-next-line", Kind: "multiple_choice", TargetDelimiter: str(""), FewshotDelimiter: str("\n\n"),
 		About:  "Twelve lines of Go source; the model picks the next line among four with the same indentation (three are lines from elsewhere in the library). 400 scored items, 20 few-shot examples. Chance is 25%.",
+		Source: goSource, License: "BSD-3-Clause (Copyright The Go Authors)"}, items
+}
+
+var goTokRE = regexp.MustCompile("[A-Za-z_][A-Za-z0-9_]*|[0-9]+|\"[^\"]*\"|`[^`]*`|\\S")
+
+// goTokenOrder: a few lines of Go; the model picks the next line among the
+// real one and three with the same tokens in another order (the spacing kept
+// in place), a minimal-pair test of Go syntax that a model passes early in
+// training.
+func goTokenOrder(r *rand.Rand, files []string) (header, []item) {
+	var items []item
+	for len(items) < 320 {
+		b, err := os.ReadFile(files[r.IntN(len(files))])
+		if err != nil {
+			continue
+		}
+		ls := strings.Split(string(b), "\n")
+		if len(ls) < 60 {
+			continue
+		}
+		n := 40 + r.IntN(len(ls)-40)
+		l := ls[n]
+		body := strings.TrimLeft(l, "\t")
+		ind := l[:len(l)-len(body)]
+		if len(body) < 12 || len(l) > 100 || strings.HasPrefix(body, "//") {
+			continue
+		}
+		locs := goTokRE.FindAllStringIndex(body, -1)
+		if len(locs) < 5 {
+			continue
+		}
+		var toks, seps []string
+		for i, lc := range locs {
+			toks = append(toks, body[lc[0]:lc[1]])
+			end := len(body)
+			if i+1 < len(locs) {
+				end = locs[i+1][0]
+			}
+			seps = append(seps, body[lc[1]:end])
+		}
+		choices := []string{l + "\n"}
+		for tries := 0; len(choices) < 4 && tries < 50; tries++ {
+			var sb strings.Builder
+			sb.WriteString(ind)
+			for i, k := range r.Perm(len(toks)) {
+				sb.WriteString(toks[k] + seps[i])
+			}
+			if c := sb.String() + "\n"; !contains(choices, c) {
+				choices = append(choices, c)
+			}
+		}
+		if len(choices) < 4 {
+			continue
+		}
+		r.Shuffle(4, func(a, b int) { choices[a], choices[b] = choices[b], choices[a] })
+		it := item{ID: fmt.Sprint(len(items)), Context: strings.Join(ls[n-6:n], "\n") + "\n", Choices: choices, Gold: idx(index(choices, l+"\n"))}
+		if len(items) < 20 {
+			it.Split = "fewshot"
+		}
+		items = append(items, it)
+	}
+	return header{Name: "go-token-order", Kind: "multiple_choice", TargetDelimiter: str(""),
+		About:  "Six lines of Go source; the model picks the next line among the real one and three with the same tokens shuffled (spacing kept in place): Go syntax as minimal pairs, which a model learns early. 300 scored items, 20 few-shot examples. Chance is 25%.",
 		Source: goSource, License: "BSD-3-Clause (Copyright The Go Authors)"}, items
 }
 

@@ -186,6 +186,9 @@ type Series struct {
 	Run, Metric string
 	Steps       []float64
 	Values      []float64
+	// Chance is the score of guessing (multiple choice), drawn as a
+	// dashed line; 0 for none.
+	Chance float64
 }
 
 // primary lists the metrics shown by default for each task kind.
@@ -214,6 +217,9 @@ func ResultSeries(run string, rs []*Results) []Series {
 					i = len(out)
 					idx[name] = i
 					out = append(out, Series{Run: run, Metric: name})
+				}
+				if strings.HasPrefix(m, "acc") {
+					out[i].Chance = t.Metrics["chance"]
 				}
 				out[i].Steps = append(out[i].Steps, float64(r.Step))
 				out[i].Values = append(out[i].Values, v)

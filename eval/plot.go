@@ -2,8 +2,10 @@ package eval
 
 import (
 	"fmt"
+	"image/color"
 	"os"
 	"sort"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -42,6 +44,19 @@ func Plot(path, title string, ss []Series) error {
 		p.Title.Text = m
 		p.X.Label.Text = "step"
 		p.Add(plotter.NewGrid())
+		if isFraction(m) {
+			p.Y.Min, p.Y.Max = 0, 1
+		}
+		if c := byMetric[m][0].Chance; c > 0 {
+			first, last := byMetric[m][0].Steps[0], byMetric[m][0].Steps[len(byMetric[m][0].Steps)-1]
+			l, err := plotter.NewLine(plotter.XYs{{X: first, Y: c}, {X: last, Y: c}})
+			if err == nil {
+				l.Color = color.Gray{Y: 128}
+				l.Dashes = []vg.Length{vg.Points(4), vg.Points(4)}
+				p.Add(l)
+				p.Legend.Add("chance", l)
+			}
+		}
 		for k, s := range byMetric[m] {
 			pts := make(plotter.XYs, len(s.Steps))
 			for j := range s.Steps {
@@ -55,7 +70,7 @@ func Plot(path, title string, ss []Series) error {
 			points.Color = plotutil.Color(k)
 			points.Shape = draw.CircleGlyph{}
 			p.Add(line, points)
-			if len(byMetric[m]) > 1 {
+			if len(byMetric[m]) > 1 || s.Chance > 0 {
 				p.Legend.Add(s.Run, line, points)
 			}
 		}
@@ -91,4 +106,15 @@ func Plot(path, title string, ss []Series) error {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return f.Close()
+}
+
+// isFraction reports whether a metric is a rate in [0, 1], plotted on that
+// scale so that noise does not look like progress.
+func isFraction(metric string) bool {
+	for _, s := range []string{"/acc", "/acc_norm", "/exact_match", "/pass@"} {
+		if strings.Contains(metric, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -32,6 +32,9 @@ type Limits struct {
 	TokensPerMinute float64 `yaml:"tokens_per_minute" json:"tokens_per_minute"`
 }
 
+// maxRetryAfter caps the wait a server's Retry-After may ask for.
+const maxRetryAfter = 10 * time.Minute
+
 // FatalError is a failure that no retry fixes for any request (bad key, unknown
 // model): the run stops.
 type FatalError struct{ Err error }
@@ -212,7 +215,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (resp *Response, cached b
 			return nil, false, fmt.Errorf("gave up after %d attempts: %s", attempt, apiErrorText(err))
 		}
 		d := c.backoff(attempt)
-		if ra := retryAfter(err, time.Now()); ra > 0 {
+		if ra := min(retryAfter(err, time.Now()), maxRetryAfter); ra > 0 {
 			// The server said when: wait that long (plus a little jitter so that the
 			// waiting workers do not all come back at once), and hold every other
 			// request back too when it was a rate limit.

@@ -468,9 +468,23 @@ func flattenTree(n *yaml.Node) ([]topicLeaf, error) {
 	return out, nil
 }
 
-// YAML renders the configuration (without the API key).
+// YAML renders the configuration without secrets: no API key, and the values of
+// headers whose names suggest credentials replaced by REDACTED.
 func (c *Config) YAML() ([]byte, error) {
-	return yaml.Marshal(c)
+	cp := *c
+	if len(c.Teacher.Headers) > 0 {
+		cp.Teacher.Headers = map[string]string{}
+		for k, v := range c.Teacher.Headers {
+			lk := strings.ToLower(k)
+			for _, s := range []string{"key", "auth", "token", "secret", "cookie"} {
+				if strings.Contains(lk, s) {
+					v = "REDACTED"
+				}
+			}
+			cp.Teacher.Headers[k] = v
+		}
+	}
+	return yaml.Marshal(&cp)
 }
 
 // ApplySelection applies a command line's choice of generators: kinds (generator

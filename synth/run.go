@@ -227,6 +227,7 @@ loop:
 	}
 	rep.finish(r.client.Stats(), dd)
 	if cause := context.Cause(ctx); cause != nil {
+		rep.save(cfg.Report) // best effort: the account of an incomplete run
 		switch {
 		case writeErr != nil:
 			return rep, writeErr

@@ -278,6 +278,8 @@ func errorClass(err error, parent context.Context) string {
 	var api *openai.Error
 	if errors.As(err, &api) {
 		switch s := api.StatusCode; {
+		case api.Code == "insufficient_quota" || api.Type == "insufficient_quota":
+			return "fatal" // a 429 that waiting does not fix: the account is out of credit
 		case s == http.StatusTooManyRequests:
 			return "rate_limited"
 		case s == http.StatusRequestTimeout || s == http.StatusConflict || s >= 500:

@@ -214,6 +214,7 @@ func TestErrorClass(t *testing.T) {
 		{&openai.Error{StatusCode: 401}, bg, "fatal"},
 		{&openai.Error{StatusCode: 404}, bg, "fatal"},
 		{&openai.Error{StatusCode: 400}, bg, "bad_request"},
+		{&openai.Error{StatusCode: 429, Code: "insufficient_quota"}, bg, "fatal"},
 		{&badResponseError{"x"}, bg, "bad_response"},
 		{context.DeadlineExceeded, bg, "timeout"},
 		{errors.New("read: connection reset by peer"), bg, "network"},
@@ -401,10 +402,13 @@ func TestDedup(t *testing.T) {
 	var kept []string
 	near, missed, false_ := 0, 0, 0
 	for range 300 {
+		// A new random text (similarity about 0 to everything kept), or a kept
+		// text edited a little (a near duplicate) or a lot (not one).
 		var text string
+		best := 0.0
 		if len(kept) > 0 && rng.IntN(2) == 0 {
-			// Edit a kept text a little (a near duplicate) or a lot (not one).
-			base := strings.Fields(kept[rng.IntN(len(kept))])
+			src := kept[rng.IntN(len(kept))]
+			base := strings.Fields(src)
 			edits := 1 + rng.IntN(2)
 			if rng.IntN(2) == 0 {
 				edits = len(base) / 2
@@ -413,12 +417,9 @@ func TestDedup(t *testing.T) {
 				base[rng.IntN(len(base))] = "changed" + words[rng.IntN(len(words))]
 			}
 			text = strings.Join(base, " ")
+			best = data.Jaccard(text, src, cfg.ShingleSize)
 		} else {
 			text = strings.Join(doc(100), " ")
-		}
-		best := 0.0
-		for _, k := range kept {
-			best = max(best, data.Jaccard(text, k, cfg.ShingleSize))
 		}
 		why := d.check(text)
 		switch {
@@ -532,4 +533,53 @@ func FuzzParseExercise(f *testing.F) {
 		chunkText(s, 1+len(s)%50)
 		cleanUserTurn(s)
 	})
+}
+
+// TestVerifyCode runs go test on exercises: a correct one is kept (meta.verified),
+// one whose tests fail is dropped.
+func TestVerifyCode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go test")
+	}
+	exercise := func(want int) string {
+		return "## Problem\nWrite Double(x int) int returning 2x.\n\n## Solution\n```go\npackage exercise\n\n// Double returns 2x.\nfunc Double(x int) int { return 2 * x }\n```\n\n" +
+			"## Tests\n```go\npackage exercise\n\nimport \"testing\"\n\nfunc TestDouble(t *testing.T) {\n\tif got := Double(21); got != " + fmt.Sprint(want) + " {\n\t\tt.Fatalf(\"Double(21) = %d\", got)\n\t}\n}\n```\n"
+	}
+	teacher := teacherFunc(func(ctx context.Context, req *Request) (*Response, error) {
+		if strings.Contains(req.Messages[0].Content, "easy") {
+			return &Response{Content: exercise(42), FinishReason: "stop"}, nil
+		}
+		return &Response{Content: exercise(41), FinishReason: "stop"}, nil
+	})
+	cfg := DefaultConfig()
+	cfg.Output = filepath.Join(t.TempDir(), "code.jsonl")
+	cfg.Teacher.Model = "t"
+	g := cfg.Generators["code"]
+	g.Count, g.Verify, g.Difficulties = 2, true, []string{"easy", "hard"}
+	cfg.Dedup.Exact, cfg.Dedup.Near = false, false
+	// Both difficulties appear in two items with this seed.
+	for seed := uint64(1); ; seed++ {
+		cfg.Seed = seed
+		var d []string
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		for it := range cfg.items() {
+			d = append(d, it.vars["Difficulty"].(string))
+		}
+		if slices.Contains(d, "easy") && slices.Contains(d, "hard") {
+			break
+		}
+	}
+	rep, err := Run(context.Background(), cfg, Options{Teacher: teacher})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := readRecords(t, cfg.Output)
+	if len(recs) != 1 || rep.Dropped["tests_failed"] != 1 || recs[0].Meta["verified"] != true {
+		t.Fatalf("%d records, dropped %v", len(recs), rep.Dropped)
+	}
+	if !strings.HasPrefix(recs[0].Messages[1].Content, "## Solution") || recs[0].Messages[0].Content != "Write Double(x int) int returning 2x." {
+		t.Errorf("record %+v", recs[0].Messages)
+	}
 }

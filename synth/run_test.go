@@ -444,3 +444,46 @@ type teacherFunc func(ctx context.Context, req *Request) (*Response, error)
 func (f teacherFunc) Complete(ctx context.Context, req *Request) (*Response, error) {
 	return f(ctx, req)
 }
+
+// TestRunInterrupted cancels a run (as Ctrl-C does): it says how to continue, keeps
+// the report and the cache, writes no output, and the rerun completes.
+func TestRunInterrupted(t *testing.T) {
+	ft := newFakeTeacher(t)
+	ft.delay = 20 * time.Millisecond
+	cfg := testConfig(t, ft.url())
+	cfg.Concurrency = 4
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for {
+			_, _, succ, _ := ft.snapshot()
+			if len(succ) >= 20 {
+				cancel()
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	rep, err := Run(ctx, cfg, Options{})
+	if err == nil || !strings.Contains(err.Error(), "interrupted") || !strings.Contains(err.Error(), "rerun the same command") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(cfg.Output); !os.IsNotExist(err) {
+		t.Fatal("output written by an interrupted run")
+	}
+	if _, err := os.Stat(cfg.Output + ".tmp"); !os.IsNotExist(err) {
+		t.Fatal("temporary output left behind")
+	}
+	if b, err := os.ReadFile(cfg.Output + ".report.json"); err != nil || !strings.Contains(string(b), `"complete": false`) {
+		t.Fatalf("report of the interrupted run: %v %s", err, b)
+	}
+	_, _, succ, _ := ft.snapshot()
+	ft.reset()
+	rep2, err := Run(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.Requests.Cached < int64(len(succ))-int64(cfg.Concurrency) || rep2.Kept != rep2.Items {
+		t.Errorf("rerun: %d cached of %d answered before, kept %d of %d", rep2.Requests.Cached, len(succ), rep2.Kept, rep2.Items)
+	}
+	t.Logf("interrupted after %d answers (report: %d done); rerun took %d from the cache, sent %d", len(succ), rep.Done, rep2.Requests.Cached, rep2.Requests.Attempts)
+}

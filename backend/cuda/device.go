@@ -64,27 +64,27 @@ type Options struct {
 
 // Library is one native library opened, and where from.
 type Library struct {
-	Name    string // e.g. nvrtc
-	Path    string // the file loaded
-	Version string // as the library reports it, when it does
+	Name    string `json:"name"`              // e.g. nvrtc
+	Path    string `json:"path"`              // the file loaded
+	Version string `json:"version,omitempty"` // as the library reports it, when it does
 }
 
 // DeviceInfo describes an opened device.
 type DeviceInfo struct {
-	Ordinal       int
-	Name          string
-	SM            int   // compute capability as major*10+minor, e.g. 90
-	SMs           int   // multiprocessors
-	Memory        int64 // total device memory in bytes
-	FreeMemory    int64 // free when opened
-	MaxSmemOptin  int   // the most dynamic shared memory a block may opt in to
-	DriverVersion int   // e.g. 13000 for CUDA 13.0
-	Arch          int   // the architecture the kernels were compiled for
-	NVRTCVersion  string
-	BLAS          string // "cublasLt" or "cublas"
-	Libraries     []Library
-	CompileTime   time.Duration // zero when the kernels came from the cache
-	CacheFile     string
+	Ordinal       int           `json:"ordinal"`
+	Name          string        `json:"name"`
+	SM            int           `json:"sm"`              // compute capability as major*10+minor, e.g. 90
+	SMs           int           `json:"multiprocessors"` // multiprocessors
+	Memory        int64         `json:"memory_bytes"`    // total device memory in bytes
+	FreeMemory    int64         `json:"free_bytes"`      // free when opened
+	MaxSmemOptin  int           `json:"max_smem_optin"`  // the most dynamic shared memory a block may opt in to
+	DriverVersion int           `json:"driver_version"`  // e.g. 13000 for CUDA 13.0
+	Arch          int           `json:"arch,omitempty"`  // the architecture the kernels were compiled for
+	NVRTCVersion  string        `json:"nvrtc_version,omitempty"`
+	BLAS          string        `json:"blas,omitempty"` // "cublasLt" or "cublas"
+	Libraries     []Library     `json:"libraries,omitempty"`
+	CompileTime   time.Duration `json:"compile_ns,omitempty"` // zero when the kernels came from the cache
+	CacheFile     string        `json:"cache_file,omitempty"`
 }
 
 // Device is one GPU: its context, stream, memory pool and kernels.

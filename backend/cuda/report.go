@@ -11,20 +11,22 @@ import (
 // Report is what Probe found: each library (where from, or why not), the
 // driver and the devices.
 type Report struct {
-	Libraries     []LibStatus
-	DriverVersion int // e.g. 13000; 0 when the driver did not load
-	Devices       []DeviceInfo
-	NVRTCArchs    []int    // architectures NVRTC compiles for
-	Problems      []string // what is missing or failed, with how to fix it
+	Libraries     []LibStatus  `json:"libraries"`
+	DriverVersion int          `json:"driver_version,omitempty"` // e.g. 13000; 0 when the driver did not load
+	Devices       []DeviceInfo `json:"devices"`
+	NVRTCArchs    []int        `json:"nvrtc_archs,omitempty"` // architectures NVRTC compiles for
+	Problems      []string     `json:"problems,omitempty"`    // what is missing or failed, with how to fix it
 }
 
 // LibStatus is one library's outcome.
 type LibStatus struct {
-	Name, What    string
-	Path, Version string
-	Extra         string // e.g. the NVRTC builtins pre-opened
-	Error         string
-	err           error
+	Name    string `json:"name"`
+	What    string `json:"what"`
+	Path    string `json:"path,omitempty"`
+	Version string `json:"version,omitempty"`
+	Extra   string `json:"extra,omitempty"` // e.g. the NVRTC builtins pre-opened
+	Error   string `json:"error,omitempty"`
+	err     error
 }
 
 // OK reports whether a device was found and every required library loaded.

@@ -33,6 +33,8 @@ type Output struct {
 	Aux *nn.Var
 	// Load is, per MoE layer, the fraction of routing slots each expert got.
 	Load [][]float32
+
+	hidden *nn.Var // the final norm's output, when the logits are not computed
 }
 
 // Packed describes rows that hold several packed documents: each token's
@@ -56,6 +58,13 @@ func (m *Model) forward(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, last
 // forwardPar is forward taking part in a distributed job when par is not
 // nil (see Parallel).
 func (m *Model) forwardPar(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly bool, pk *Packed, par *Parallel) (*Output, error) {
+	return m.run(tp, ids, b, t, cache, lastOnly, pk, par, true)
+}
+
+// run is the forward pass; without logits it stops at the final norm and
+// leaves its output in Output.hidden (Loss applies the classifier fused with
+// the cross-entropy).
+func (m *Model) run(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly bool, pk *Packed, par *Parallel, logits bool) (*Output, error) {
 	c := &m.Cfg
 	if len(ids) != b*t || t == 0 {
 		return nil, fmt.Errorf("forward: %d ids for batch %d×%d", len(ids), b, t)
@@ -78,7 +87,7 @@ func (m *Model) forwardPar(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, l
 			return nil, fmt.Errorf("forward: token id %d outside the vocabulary [0,%d)", id, c.Vocab)
 		}
 	}
-	pos := make([]int32, b*t)
+	pos := tp.Int32s(b * t)
 	for i := range pos {
 		pos[i] = int32(start + i%t)
 	}
@@ -95,9 +104,10 @@ func (m *Model) forwardPar(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, l
 	}
 	var rope *cpu.RoPE
 	if c.Pos == "rope" {
-		rope = m.rope(start + t)
+		r := m.ropeValue(start + t)
+		rope = &r
 	}
-	out := &Output{}
+	out := newOutput(tp)
 	var auxes []*nn.Var
 	var coefs []float32
 	par.begin()
@@ -146,7 +156,11 @@ func (m *Model) forwardPar(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, l
 		x = tp.GatherRows(x, rows)
 	}
 	x = m.norm(tp, x, m.Norm, m.NormB)
-	out.Logits = m.linear(tp, x, m.Head, nil)
+	if logits {
+		out.Logits = m.linear(tp, x, m.Head, nil)
+	} else {
+		out.hidden = x
+	}
 	if len(auxes) > 0 {
 		nMoE := float32(len(out.Load))
 		for i := range coefs {
@@ -169,7 +183,7 @@ func (m *Model) LossPacked(tp *nn.Tape, ids, targets []int32, b, t int, pk *Pack
 }
 
 func (m *Model) lossPar(tp *nn.Tape, ids, targets []int32, b, t int, pk *Packed, par *Parallel) (loss, ce *nn.Var, out *Output, err error) {
-	out, err = m.forwardPar(tp, ids, b, t, nil, false, pk, par)
+	out, err = m.run(tp, ids, b, t, nil, false, pk, par, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -178,7 +192,14 @@ func (m *Model) lossPar(tp *nn.Tape, ids, targets []int32, b, t int, pk *Packed,
 			return nil, nil, nil, fmt.Errorf("loss: target id %d outside the vocabulary [0,%d)", y, m.Cfg.Vocab)
 		}
 	}
-	ce = tp.CrossEntropy(out.Logits, targets)
+	if m.q == nil {
+		// The classifier and the loss in one op, chunked over the vocabulary:
+		// the [B*T, V] logits are never materialized.
+		ce = tp.LinearCrossEntropy(out.hidden, m.Head, targets)
+	} else {
+		out.Logits = m.linear(tp, out.hidden, m.Head, nil)
+		ce = tp.CrossEntropy(out.Logits, targets)
+	}
 	loss = ce
 	if out.Aux != nil {
 		loss = tp.WeightedSum([]*nn.Var{ce, out.Aux}, []float32{1, 1})
@@ -265,8 +286,28 @@ func (m *Model) moe(tp *nn.Tape, blk *Block, h *nn.Var) (y, aux, z *nn.Var, load
 	return y, aux, z, load
 }
 
+// newOutput returns the Output of a forward pass. A recording tape keeps one
+// for its steps (its Vars live no longer than the step anyway), so a
+// training step allocates none.
+func newOutput(tp *nn.Tape) *Output {
+	if !tp.Grad {
+		return &Output{}
+	}
+	o := tp.Scratch(outputKey{}, func() any { return new(Output) }).(*Output)
+	*o = Output{Load: o.Load[:0]}
+	return o
+}
+
+type outputKey struct{}
+
 // rope returns RoPE tables covering n positions, cached per model.
 func (m *Model) rope(n int) *cpu.RoPE {
+	r := m.ropeValue(n)
+	return &r
+}
+
+// ropeValue is rope without the allocation.
+func (m *Model) ropeValue(n int) cpu.RoPE {
 	need := max(n, m.Cfg.MaxSeq)
 	rs := m.Cfg.RopeScaling
 	dyn := rs != nil && rs.Type == "dynamic"
@@ -281,5 +322,5 @@ func (m *Model) rope(n int) *cpu.RoPE {
 		m.cos, m.sin = ropeTables(&m.Cfg, l, n)
 		m.ropeLen, m.ropeLong = l, long
 	}
-	return &cpu.RoPE{D: m.Cfg.HeadDim, Rot: m.Cfg.RotaryDim(), Cos: m.cos, Sin: m.sin}
+	return cpu.RoPE{D: m.Cfg.HeadDim, Rot: m.Cfg.RotaryDim(), Cos: m.cos, Sin: m.sin}
 }

@@ -28,31 +28,28 @@ func NewAdamW(n int, beta1, beta2, eps, wd float64) *AdamW {
 }
 
 // Update applies one step with learning rate lr to params using grads.
+// Adjacent segments with the same decay setting run as one vectorized,
+// parallel pass (cpu.AdamWUpdate).
 func (o *AdamW) Update(p *cpu.Pool, params, grads []float32, segs []Segment, lr float64) {
 	o.Step++
 	bc1 := 1 - math.Pow(o.Beta1, float64(o.Step))
 	bc2 := 1 - math.Pow(o.Beta2, float64(o.Step))
-	b1, b2 := float32(o.Beta1), float32(o.Beta2)
-	stepSize := float32(lr / bc1)
-	sqrtBC2 := float32(math.Sqrt(bc2))
-	eps := float32(o.Eps)
-	for _, s := range segs {
-		decay := float32(1)
-		if s.Decay {
-			decay = float32(1 - lr*o.WeightDecay)
+	hp := cpu.AdamHP{B1: float32(o.Beta1), OneMinusB1: 1 - float32(o.Beta1), B2: float32(o.Beta2), OneMinusB2: 1 - float32(o.Beta2),
+		StepSize: float32(lr / bc1), SqrtBC2: float32(math.Sqrt(bc2)), Eps: float32(o.Eps)}
+	for i := 0; i < len(segs); {
+		s := segs[i]
+		end := s.Off + s.Len
+		j := i + 1
+		for j < len(segs) && segs[j].Off == end && segs[j].Decay == s.Decay {
+			end += segs[j].Len
+			j++
 		}
-		pp, gg, mm, vv := params[s.Off:s.Off+s.Len], grads[s.Off:s.Off+s.Len], o.M[s.Off:s.Off+s.Len], o.V[s.Off:s.Off+s.Len]
-		p.For(s.Len, 8192, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				g := gg[i]
-				pp[i] *= decay
-				m := b1*mm[i] + (1-b1)*g
-				v := b2*vv[i] + (1-b2)*g*g
-				mm[i], vv[i] = m, v
-				denom := float32(math.Sqrt(float64(v)))/sqrtBC2 + eps
-				pp[i] -= stepSize * m / denom
-			}
-		})
+		i = j
+		hp.Decay = 1
+		if s.Decay {
+			hp.Decay = float32(1 - lr*o.WeightDecay)
+		}
+		cpu.AdamWUpdate(p, params[s.Off:end], grads[s.Off:end], o.M[s.Off:end], o.V[s.Off:end], &hp)
 	}
 }
 

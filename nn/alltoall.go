@@ -52,7 +52,7 @@ func (tp *Tape) AllToAll(x *Var, c Exchanger, sendRows, recvRows []int, fail fun
 		return y, nil
 	}
 	y.Grad = make([]float32, len(y.Data))
-	tp.back = append(tp.back, func() {
+	tp.recordFunc(y, func() {
 		dx := make([]float32, len(x.Data))
 		if err := c.AllToAllV(y.Grad, rc, dx, sc); err != nil {
 			fail(fmt.Errorf("all-to-all backward: %w", err))
@@ -72,7 +72,8 @@ func (tp *Tape) AllToAll(x *Var, c Exchanger, sendRows, recvRows []int, fail fun
 // gradients ignores it.
 func (tp *Tape) OnBackward(f func()) {
 	if tp.Grad {
-		tp.back = append(tp.back, f)
+		tp.begin()
+		tp.ops = append(tp.ops, op{kind: opFunc, fn: f})
 	}
 }
 
@@ -84,7 +85,7 @@ func (tp *Tape) OnBackward(f func()) {
 // whole batch.
 func (tp *Tape) LoadBalanceLossWith(probs *Var, f []float32) *Var {
 	n, e := probs.Rows(), probs.Cols()
-	y := tp.out([]int{1}, probs)
+	y := tp.out([]int{1}, true, probs)
 	var s float64
 	for i := 0; i < n; i++ {
 		for ex := 0; ex < e; ex++ {
@@ -94,7 +95,7 @@ func (tp *Tape) LoadBalanceLossWith(probs *Var, f []float32) *Var {
 	if n > 0 {
 		y.Data[0] = float32(float64(e) * s / float64(n))
 	}
-	tp.record(y, func() {
+	tp.recordFunc(y, func() {
 		if n == 0 {
 			return
 		}

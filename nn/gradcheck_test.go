@@ -181,9 +181,7 @@ func seededBackward(t gcT, tp *Tape, y *Var, g []float32) {
 		return
 	}
 	copy(y.Grad, g)
-	for i := len(tp.back) - 1; i >= 0; i-- {
-		tp.back[i]()
-	}
+	tp.runBackward()
 	tp.Reset()
 }
 
@@ -518,8 +516,11 @@ func gradCases() []gradCase {
 	for _, tc := range []struct {
 		name         string
 		bias, xg, wg bool
-	}{{"bias", true, true, true}, {"nobias", false, true, true}, {"const-x", true, false, true}, {"const-w", false, true, false}} {
+	}{{"bias", true, true, true}, {"nobias", false, true, true}, {"const-x", true, false, true}, {"const-w", false, true, false}, {"matvec", true, true, true}} {
 		ins := []gcIn{in("x", gcVec(r, 2*3*nIn, 1), tc.xg, 2, 3, nIn), in("w", gcVec(r, nOut*nIn, 0.5), tc.wg, nOut, nIn)}
+		if tc.name == "matvec" { // few rows: the matrix-vector path
+			ins[0] = in("x", gcVec(r, 3*nIn, 1), tc.xg, 3, nIn)
+		}
 		if tc.bias {
 			ins = append(ins, in("b", gcVec(r, nOut, 1), true, nOut))
 		}
@@ -683,6 +684,47 @@ func gradCases() []gradCase {
 						s += refLSE(row) - row[t]
 						n++
 					}
+				}
+				if n == 0 {
+					return []float64{0}
+				}
+				return []float64{s / float64(n)}
+			},
+		})
+	}
+
+	// LinearCrossEntropy in chunks of 4 vocabulary columns (see
+	// TestGradCheck): 11 columns make two full chunks and a partial one.
+	for _, tc := range []struct {
+		name    string
+		xg, wg  bool
+		targets []int32
+	}{
+		{"all", true, true, []int32{3, -1, 10, 0, 4, 7, 8}},
+		{"const-x", false, true, []int32{3, 9, 10, 0, -5, 7, 2}},
+		{"const-w", true, false, []int32{1, 5, 6, 0, 4, 7, 8}},
+		{"all-ignored", true, true, []int32{-1, -1, -1, -1, -1, -1, -1}},
+	} {
+		targets := tc.targets
+		cases = append(cases, gradCase{
+			name:  "LinearCrossEntropy/" + tc.name,
+			in:    []gcIn{in("x", gcVec(r, 7*5, 1), tc.xg, 7, 5), in("w", gcVec(r, 11*5, 1), tc.wg, 11, 5)},
+			build: func(tp *Tape, v []*Var) *Var { return tp.LinearCrossEntropy(v[0], v[1], targets) },
+			ref: func(x [][]float64) []float64 {
+				var s float64
+				n := 0
+				for i, t := range targets {
+					if t < 0 {
+						continue
+					}
+					row := make([]float64, 11)
+					for o := range row {
+						for j := 0; j < 5; j++ {
+							row[o] += x[0][i*5+j] * x[1][o*5+j]
+						}
+					}
+					s += refLSE(row) - row[t]
+					n++
 				}
 				if n == 0 {
 					return []float64{0}
@@ -865,6 +907,8 @@ func gradCases() []gradCase {
 }
 
 func TestGradCheck(t *testing.T) {
+	defer func(f func(n, v int) int) { ceChunkCols = f }(ceChunkCols)
+	ceChunkCols = func(n, v int) int { return min(4, v) }
 	for _, c := range gradCases() {
 		t.Run(c.name, func(t *testing.T) {
 			for _, p := range gcPools() {
@@ -878,7 +922,7 @@ func TestGradCheck(t *testing.T) {
 // is deliberately wrong by 1% and expects it to fail.
 func TestGradCheckCatchesWrongBackward(t *testing.T) {
 	for _, c := range gradCases() {
-		if c.name != "Linear/bias" && c.name != "Attention/gqa-kv2" && c.name != "ZLoss" {
+		if c.name != "Linear/bias" && c.name != "Attention/gqa-kv2" && c.name != "ZLoss" && c.name != "LinearCrossEntropy/all" {
 			continue
 		}
 		t.Run(c.name, func(t *testing.T) {
@@ -886,7 +930,7 @@ func TestGradCheckCatchesWrongBackward(t *testing.T) {
 			wrong.build = func(tp *Tape, v []*Var) *Var {
 				y := c.build(tp, v)
 				// Runs first in reverse order: scales the upstream gradient.
-				tp.back = append(tp.back, func() {
+				tp.recordFunc(y, func() {
 					for i := range y.Grad {
 						y.Grad[i] *= 1.01
 					}
@@ -995,7 +1039,7 @@ func TestTapeNoGrad(t *testing.T) {
 	x := NewParam([]float32{1, 2, 3, 4}, make([]float32, 4), 2, 2)
 	w := NewParam([]float32{1, 1}, make([]float32, 2), 2)
 	y := tp.Softmax(tp.RMSNorm(tp.Linear(x, x, nil), w, 1e-6))
-	if y.Grad != nil || len(tp.back) != 0 {
-		t.Errorf("grad %v, %d recorded ops; want none", y.Grad, len(tp.back))
+	if y.Grad != nil || len(tp.ops) != 0 {
+		t.Errorf("grad %v, %d recorded ops; want none", y.Grad, len(tp.ops))
 	}
 }

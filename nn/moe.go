@@ -22,9 +22,9 @@ type Route struct {
 func (tp *Tape) TopK(probs *Var, k int, renorm bool) *Route {
 	n, e := probs.Rows(), probs.Cols()
 	r := &Route{N: n, K: k, E: e, Experts: make([]int32, n*k), Rows: make([][]int, e), Slots: make([][]int, e)}
-	g := tp.out([]int{n, k}, probs)
+	g := tp.out([]int{n, k}, false, probs)
 	idx := make([]int, e)
-	sums := make([]float32, n)
+	sums := tp.floats(n, false)
 	for i := 0; i < n; i++ {
 		row := probs.Data[i*e : i*e+e]
 		for j := range idx {
@@ -48,41 +48,41 @@ func (tp *Tape) TopK(probs *Var, k int, renorm bool) *Route {
 		}
 	}
 	r.Gates = g
-	tp.record(g, func() {
-		for i := 0; i < n; i++ {
-			gg := g.Grad[i*k : i*k+k]
-			pg := probs.Grad[i*e : i*e+e]
-			if !renorm {
-				for j := 0; j < k; j++ {
-					pg[r.Experts[i*k+j]] += gg[j]
-				}
-				continue
-			}
-			// g_j = p_j / s: dp_j = (gg_j - Σ gg_l g_l) / s
-			var dotv float32
-			for j := 0; j < k; j++ {
-				dotv += gg[j] * g.Data[i*k+j]
-			}
-			for j := 0; j < k; j++ {
-				pg[r.Experts[i*k+j]] += (gg[j] - dotv) / sums[i]
-			}
-		}
-	})
+	tp.record(op{kind: opTopK, y: g, a: probs, route: r, flag: renorm, buf: sums})
 	return r
+}
+
+func topKBackward(o *op) {
+	g, probs, r, sums := o.y, o.a, o.route, o.buf
+	n, k, e := r.N, r.K, r.E
+	for i := 0; i < n; i++ {
+		gg := g.Grad[i*k : i*k+k]
+		pg := probs.Grad[i*e : i*e+e]
+		if !o.flag {
+			for j := 0; j < k; j++ {
+				pg[r.Experts[i*k+j]] += gg[j]
+			}
+			continue
+		}
+		// g_j = p_j / s: dp_j = (gg_j - Σ gg_l g_l) / s
+		var dotv float32
+		for j := 0; j < k; j++ {
+			dotv += gg[j] * g.Data[i*k+j]
+		}
+		for j := 0; j < k; j++ {
+			pg[r.Experts[i*k+j]] += (gg[j] - dotv) / sums[i]
+		}
+	}
 }
 
 // GatherRows returns x[rows] for x [N, D].
 func (tp *Tape) GatherRows(x *Var, rows []int) *Var {
 	d := x.Cols()
-	y := tp.out([]int{len(rows), d}, x)
+	y := tp.out([]int{len(rows), d}, false, x)
 	for i, r := range rows {
 		copy(y.Data[i*d:i*d+d], x.Data[r*d:r*d+d])
 	}
-	tp.record(y, func() {
-		for i, r := range rows {
-			axpy(x.Grad[r*d:r*d+d], y.Grad[i*d:i*d+d], 1)
-		}
-	})
+	tp.record(op{kind: opGatherRows, y: y, a: x, rows: rows})
 	return y
 }
 
@@ -96,30 +96,38 @@ func (tp *Tape) ScaleRows(h, s *Var, idx []int) *Var {
 		}
 		return idx[i]
 	}
-	y := tp.out(h.Shape, h, s)
+	y := tp.out(h.Shape, false, h, s)
 	for i := 0; i < h.Rows(); i++ {
 		c := s.Data[at(i)]
 		for j := 0; j < d; j++ {
 			y.Data[i*d+j] = h.Data[i*d+j] * c
 		}
 	}
-	tp.record(y, func() {
-		for i := 0; i < h.Rows(); i++ {
-			c := s.Data[at(i)]
-			gy := y.Grad[i*d : i*d+d]
-			if h.Grad != nil {
-				axpy(h.Grad[i*d:i*d+d], gy, c)
-			}
-			if s.Grad != nil {
-				var dv float32
-				for j, g := range gy {
-					dv += g * h.Data[i*d+j]
-				}
-				s.Grad[at(i)] += dv
-			}
-		}
-	})
+	tp.record(op{kind: opScaleRows, y: y, a: h, b: s, idx: idx})
 	return y
+}
+
+func scaleRowsBackward(o *op) {
+	y, h, s, idx := o.y, o.a, o.b, o.idx
+	d := h.Cols()
+	for i := 0; i < h.Rows(); i++ {
+		at := i
+		if idx != nil {
+			at = idx[i]
+		}
+		c := s.Data[at]
+		gy := y.Grad[i*d : i*d+d]
+		if h.Grad != nil {
+			axpy(h.Grad[i*d:i*d+d], gy, c)
+		}
+		if s.Grad != nil {
+			var dv float32
+			for j, g := range gy {
+				dv += g * h.Data[i*d+j]
+			}
+			s.Grad[at] += dv
+		}
+	}
 }
 
 // Combine scatters parts[e] (rows rows[e]) into an [n, d] sum, in expert
@@ -131,7 +139,7 @@ func (tp *Tape) Combine(n, d int, parts []*Var, rows [][]int) *Var {
 			live = append(live, p)
 		}
 	}
-	y := tp.out([]int{n, d}, live...)
+	y := tp.out([]int{n, d}, true, live...)
 	for e, p := range parts {
 		if p == nil {
 			continue
@@ -140,17 +148,21 @@ func (tp *Tape) Combine(n, d int, parts []*Var, rows [][]int) *Var {
 			axpy(y.Data[r*d:r*d+d], p.Data[i*d:i*d+d], 1)
 		}
 	}
-	tp.record(y, func() {
-		for e, p := range parts {
-			if p == nil || p.Grad == nil {
-				continue
-			}
-			for i, r := range rows[e] {
-				axpy(p.Grad[i*d:i*d+d], y.Grad[r*d:r*d+d], 1)
-			}
-		}
-	})
+	tp.record(op{kind: opCombine, y: y, vars: parts, rowSets: rows})
 	return y
+}
+
+func combineBackward(o *op) {
+	y := o.y
+	d := y.Cols()
+	for e, p := range o.vars {
+		if p == nil || p.Grad == nil {
+			continue
+		}
+		for i, r := range o.rowSets[e] {
+			axpy(p.Grad[i*d:i*d+d], y.Grad[r*d:r*d+d], 1)
+		}
+	}
 }
 
 // LoadBalanceLoss is the Switch Transformer auxiliary loss
@@ -162,7 +174,7 @@ func (tp *Tape) LoadBalanceLoss(probs *Var, r *Route) (*Var, []float32) {
 	for ex := range f {
 		f[ex] = float32(len(r.Rows[ex])) / float32(n*r.K)
 	}
-	y := tp.out([]int{1}, probs)
+	y := tp.out([]int{1}, false, probs)
 	var s float64
 	for i := 0; i < n; i++ {
 		for ex := 0; ex < e; ex++ {
@@ -170,21 +182,25 @@ func (tp *Tape) LoadBalanceLoss(probs *Var, r *Route) (*Var, []float32) {
 		}
 	}
 	y.Data[0] = float32(float64(e) * s / float64(n))
-	tp.record(y, func() {
-		c := y.Grad[0] * float32(e) / float32(n)
-		for i := 0; i < n; i++ {
-			for ex := 0; ex < e; ex++ {
-				probs.Grad[i*e+ex] += c * f[ex]
-			}
-		}
-	})
+	tp.record(op{kind: opLoadBalance, y: y, a: probs, route: r, buf: f})
 	return y, f
+}
+
+func loadBalanceBackward(o *op) {
+	y, probs, r, f := o.y, o.a, o.route, o.buf
+	n, e := r.N, r.E
+	c := y.Grad[0] * float32(e) / float32(n)
+	for i := 0; i < n; i++ {
+		for ex := 0; ex < e; ex++ {
+			probs.Grad[i*e+ex] += c * f[ex]
+		}
+	}
 }
 
 // ZLoss is the router z-loss: the mean over rows of logsumexp(logits)².
 func (tp *Tape) ZLoss(logits *Var) *Var {
 	n, e := logits.Rows(), logits.Cols()
-	y := tp.out([]int{1}, logits)
+	y := tp.out([]int{1}, false, logits)
 	lse := make([]float64, n)
 	var s float64
 	for i := 0; i < n; i++ {
@@ -201,14 +217,41 @@ func (tp *Tape) ZLoss(logits *Var) *Var {
 		s += lse[i] * lse[i]
 	}
 	y.Data[0] = float32(s / float64(n))
-	tp.record(y, func() {
-		for i := 0; i < n; i++ {
-			c := float64(y.Grad[0]) * 2 * lse[i] / float64(n)
-			row := logits.Data[i*e : i*e+e]
-			for j, v := range row {
-				logits.Grad[i*e+j] += float32(c * math.Exp(float64(v)-lse[i]))
-			}
-		}
-	})
+	tp.record(op{kind: opZLoss, y: y, a: logits, f64: lse})
 	return y
+}
+
+func zLossBackward(o *op) {
+	y, logits, lse := o.y, o.a, o.f64
+	n, e := logits.Rows(), logits.Cols()
+	for i := 0; i < n; i++ {
+		c := float64(y.Grad[0]) * 2 * lse[i] / float64(n)
+		row := logits.Data[i*e : i*e+e]
+		for j, v := range row {
+			logits.Grad[i*e+j] += float32(c * math.Exp(float64(v)-lse[i]))
+		}
+	}
+}
+
+// moeBackward runs the backward of the routing ops.
+func (tp *Tape) moeBackward(o *op) {
+	switch o.kind {
+	case opTopK:
+		topKBackward(o)
+	case opGatherRows:
+		x, y, d := o.a, o.y, o.a.Cols()
+		for i, r := range o.rows {
+			axpy(x.Grad[r*d:r*d+d], y.Grad[i*d:i*d+d], 1)
+		}
+	case opScaleRows:
+		scaleRowsBackward(o)
+	case opCombine:
+		combineBackward(o)
+	case opLoadBalance:
+		loadBalanceBackward(o)
+	case opZLoss:
+		zLossBackward(o)
+	default:
+		panic("nn: unknown op kind")
+	}
 }

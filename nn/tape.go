@@ -28,12 +28,27 @@ func Const(data []float32, shape ...int) *Var {
 	return &Var{Tensor: *tensor.From(data, shape...)}
 }
 
-// Tape records the backward closures of the ops run through it. A Tape with
-// Grad false records nothing and allocates no gradients (inference).
+// Tape records the ops run through it, one small record per op (no
+// closures), and runs their backward kernels in reverse. A Tape with Grad
+// false records nothing and allocates no gradients (inference).
+//
+// A recording tape (Grad true) takes every output, gradient and saved
+// statistic from an arena that it keeps from step to step, and its Vars from
+// a slab: after the first step of a given shape, a training step allocates
+// nothing. The price is a lifetime rule: what ops return on a recording tape
+// is valid until Reset, or until the first op run after Backward (which
+// starts a new step by itself).
 type Tape struct {
 	P    *cpu.Pool
 	Grad bool
-	back []func()
+
+	ops     []op
+	mem     arena       // float32 memory of the current step
+	ints    slab[int32] // int32 memory of the current step
+	ptrs    slab[*Var]  // Var lists saved by ops
+	vars    varSlab     // Vars of the current step
+	spent   bool        // Backward ran: the next op starts a new step
+	scratch map[any]any
 }
 
 // NewTape returns a tape that records gradients when grad is true.
@@ -44,8 +59,18 @@ func NewTape(p *cpu.Pool, grad bool) *Tape {
 	return &Tape{P: p, Grad: grad}
 }
 
-// Reset forgets recorded ops so the tape can be reused for the next step.
-func (tp *Tape) Reset() { tp.back = tp.back[:0] }
+// Reset forgets recorded ops and recycles the step's memory, so the tape can
+// be reused for the next step. Vars returned before Reset must not be used
+// after it.
+func (tp *Tape) Reset() {
+	clear(tp.ops)
+	tp.ops = tp.ops[:0]
+	tp.mem.reset()
+	tp.ints.reset()
+	tp.ptrs.reset()
+	tp.vars.reset()
+	tp.spent = false
+}
 
 // Backward seeds d(loss)=1 and runs every recorded backward in reverse order.
 // loss must be a scalar produced on this tape.
@@ -57,36 +82,208 @@ func (tp *Tape) Backward(loss *Var) error {
 		return fmt.Errorf("backward: loss does not depend on any parameter")
 	}
 	loss.Grad[0] = 1
-	for i := len(tp.back) - 1; i >= 0; i-- {
-		tp.back[i]()
-	}
-	tp.back = tp.back[:0]
+	tp.runBackward()
+	tp.spent = true
 	return nil
 }
 
-// out allocates an op's output; it gets a gradient when the tape records and
-// any input has one.
-func (tp *Tape) out(shape []int, inputs ...*Var) *Var {
-	v := &Var{Tensor: *tensor.New(shape...)}
+// runBackward runs the recorded ops' backward kernels in reverse and forgets
+// them.
+func (tp *Tape) runBackward() {
+	for i := len(tp.ops) - 1; i >= 0; i-- {
+		tp.backward(&tp.ops[i])
+	}
+	clear(tp.ops)
+	tp.ops = tp.ops[:0]
+}
+
+// Int32s returns n int32s (not zeroed) that live as long as the step's Vars
+// (heap memory on a tape that does not record). Models use it for per-step
+// index buffers such as positions.
+func (tp *Tape) Int32s(n int) []int32 {
+	tp.begin()
+	if !tp.Grad {
+		return make([]int32, n)
+	}
+	return tp.ints.alloc(n)
+}
+
+// Scratch returns the value kept on the tape under key, made by newFn on
+// first use. Models keep per-step bookkeeping there so that a training step
+// allocates nothing after the first; the value is shared by every step run on
+// this tape (it is not reset).
+func (tp *Tape) Scratch(key any, newFn func() any) any {
+	if v, ok := tp.scratch[key]; ok {
+		return v
+	}
+	if tp.scratch == nil {
+		tp.scratch = map[any]any{}
+	}
+	v := newFn()
+	tp.scratch[key] = v
+	return v
+}
+
+// begin starts a new step if Backward has run since the last op.
+func (tp *Tape) begin() {
+	if tp.spent {
+		tp.Reset()
+	}
+}
+
+// floats returns n float32s for the current step, zeroed when zero is set.
+func (tp *Tape) floats(n int, zero bool) []float32 {
+	if !tp.Grad {
+		return make([]float32, n)
+	}
+	s := tp.mem.alloc(n)
+	if zero {
+		clear(s)
+	}
+	return s
+}
+
+// newVar returns a Var of the given shape over data (and grad).
+func (tp *Tape) newVar(data, grad []float32, shape []int) *Var {
+	if !tp.Grad || len(shape) > len(varSlot{}.shape) {
+		return &Var{Tensor: tensor.Tensor{Shape: append([]int(nil), shape...), Data: data}, Grad: grad}
+	}
+	s := tp.vars.get()
+	n := copy(s.shape[:], shape)
+	s.v = Var{Tensor: tensor.Tensor{Shape: s.shape[:n:n], Data: data}, Grad: grad}
+	return &s.v
+}
+
+// out allocates an op's output, zeroed when zero is set; it gets a (zeroed)
+// gradient when the tape records and any input has one.
+func (tp *Tape) out(shape []int, zero bool, inputs ...*Var) *Var {
+	tp.begin()
+	n := tensor.Numel(shape)
+	var grad []float32
 	if tp.Grad {
 		for _, in := range inputs {
 			if in != nil && in.Grad != nil {
-				v.Grad = make([]float32, v.Len())
+				grad = tp.floats(n, true)
 				break
 			}
 		}
 	}
-	return v
+	return tp.newVar(tp.floats(n, zero), grad, shape)
 }
 
-func (tp *Tape) record(v *Var, f func()) {
+// scratchFor returns v's gradient, or zeroed scratch memory of its size when
+// v has none (some backward kernels always write an input gradient).
+func (tp *Tape) scratchFor(v *Var) []float32 {
 	if v.Grad != nil {
-		tp.back = append(tp.back, f)
+		return v.Grad
+	}
+	return tp.floats(v.Len(), true)
+}
+
+// record appends an op whose output is o.y, if o.y has a gradient.
+func (tp *Tape) record(o op) {
+	if o.y.Grad != nil {
+		tp.ops = append(tp.ops, o)
 	}
 }
 
-func withLast(shape []int, last int) []int {
-	s := append([]int(nil), shape...)
-	s[len(s)-1] = last
-	return s
+// recordFunc records an op whose backward is an arbitrary function (tests use
+// it to tamper with gradients).
+func (tp *Tape) recordFunc(y *Var, fn func()) {
+	tp.begin()
+	tp.record(op{kind: opFunc, y: y, fn: fn})
+}
+
+// arena hands out float32 memory for one step. After a step that did not fit
+// (the first), the next Reset replaces it by one block as large as that step
+// needed, so later steps of the same shape allocate nothing.
+type arena struct {
+	buf   []float32
+	off   int
+	need  int
+	spill [][]float32
+}
+
+// arenaAlign keeps every allocation 64-byte aligned (the buffer's start is).
+const arenaAlign = 16
+
+func (a *arena) alloc(n int) []float32 {
+	m := (n + arenaAlign - 1) &^ (arenaAlign - 1)
+	a.need += m
+	if a.off+m <= len(a.buf) {
+		s := a.buf[a.off : a.off+n : a.off+n]
+		a.off += m
+		return s
+	}
+	s := make([]float32, m)
+	a.spill = append(a.spill, s)
+	return s[:n:n]
+}
+
+func (a *arena) reset() {
+	if len(a.spill) > 0 {
+		clear(a.spill)
+		a.spill = a.spill[:0]
+		a.buf = nil // let the old block go before the larger one is made
+		a.buf = make([]float32, a.need)
+	}
+	a.off, a.need = 0, 0
+}
+
+// slab hands out memory for one step like arena, for other element types.
+type slab[T any] struct {
+	buf   []T
+	off   int
+	need  int
+	spill bool
+}
+
+func (a *slab[T]) alloc(n int) []T {
+	a.need += n
+	if a.off+n <= len(a.buf) {
+		s := a.buf[a.off : a.off+n : a.off+n]
+		a.off += n
+		return s
+	}
+	a.spill = true
+	return make([]T, n)
+}
+
+func (a *slab[T]) reset() {
+	clear(a.buf[:a.off]) // drop references held by pointer elements
+	if a.spill {
+		a.buf = make([]T, a.need)
+		a.spill = false
+	}
+	a.off, a.need = 0, 0
+}
+
+// varSlot is a Var with room for its shape.
+type varSlot struct {
+	v     Var
+	shape [4]int
+}
+
+// varSlab hands out Vars in blocks that never move.
+type varSlab struct {
+	blocks [][]varSlot
+	n      int
+}
+
+const varBlock = 256
+
+func (s *varSlab) get() *varSlot {
+	b, i := s.n/varBlock, s.n%varBlock
+	if b == len(s.blocks) {
+		s.blocks = append(s.blocks, make([]varSlot, varBlock))
+	}
+	s.n++
+	return &s.blocks[b][i]
+}
+
+func (s *varSlab) reset() {
+	for b := 0; b*varBlock < s.n; b++ {
+		clear(s.blocks[b][:min(varBlock, s.n-b*varBlock)])
+	}
+	s.n = 0
 }

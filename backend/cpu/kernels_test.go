@@ -600,47 +600,61 @@ func TestAttentionKernels(t *testing.T) {
 		{"kvcache", Attn{B: 2, Tq: 3, Tk: 10, H: 4, KV: 2, D: 5, Offset: 7}, 13},
 		{"decode", Attn{B: 3, Tq: 1, Tk: 9, H: 4, KV: 1, D: 6, Offset: 8}, 12},
 		{"kvcache-window", Attn{B: 2, Tq: 4, Tk: 12, H: 4, KV: 2, D: 3, Offset: 8, Window: 5}, 15},
+		{"long", Attn{B: 1, Tq: 21, Tk: 21, H: 2, KV: 1, D: 4}, 0},
+		{"long-window", Attn{B: 1, Tq: 19, Tk: 19, H: 2, KV: 2, D: 3, Window: 6}, 0},
+		{"long-kvcache", Attn{B: 1, Tq: 17, Tk: 23, H: 2, KV: 1, D: 3, Offset: 6}, 25},
 	}
+	// Each case runs with the kernels' own tiling and again with tiles of 4
+	// queries by 8 keys (tiled even for one query), so that small problems
+	// cross tile and key-block edges.
+	bq, bk, tmin := attnBQ, attnBK, attnTileMin
+	defer func() { attnBQ, attnBK, attnTileMin = bq, bk, tmin }()
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			forPools(t, func(t *testing.T, p *Pool) {
-				a := tc.a
-				capT := max(tc.cap, a.Tk)
-				a.KStride = capT * a.KV * a.D
-				a.Scale = float32(1 / math.Sqrt(float64(a.D)))
-				r := kRand(7)
-				nq, nk := a.B*a.Tq*a.H*a.D, a.B*a.KStride
-				q, g := randVec(r, nq, 2), randVec(r, nq, 1)
-				k, v := randVec(r, nk, 2), randVec(r, nk, 1)
-				for b := 0; b < a.B; b++ { // cache slots past Tk must never be read
-					for i := a.Tk * a.KV * a.D; i < a.KStride; i++ {
-						k[b*a.KStride+i] = float32(math.NaN())
-						v[b*a.KStride+i] = float32(math.NaN())
+		for _, small := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/smalltiles=%v", tc.name, small), func(t *testing.T) {
+				attnBQ, attnBK, attnTileMin = bq, bk, tmin
+				if small {
+					attnBQ, attnBK, attnTileMin = 4, 8, 1
+				}
+				forPools(t, func(t *testing.T, p *Pool) {
+					a := tc.a
+					capT := max(tc.cap, a.Tk)
+					a.KStride = capT * a.KV * a.D
+					a.Scale = float32(1 / math.Sqrt(float64(a.D)))
+					r := kRand(7)
+					nq, nk := a.B*a.Tq*a.H*a.D, a.B*a.KStride
+					q, g := randVec(r, nq, 2), randVec(r, nq, 1)
+					k, v := randVec(r, nk, 2), randVec(r, nk, 1)
+					for b := 0; b < a.B; b++ { // cache slots past Tk must never be read
+						for i := a.Tk * a.KV * a.D; i < a.KStride; i++ {
+							k[b*a.KStride+i] = float32(math.NaN())
+							v[b*a.KStride+i] = float32(math.NaN())
+						}
 					}
-				}
-				dq0, dk0, dv0 := randVec(r, nq, 0.1), randVec(r, nk, 0.1), randVec(r, nk, 0.1)
-				run := func() [][]float32 {
-					out, lse := make([]float32, nq), make([]float32, a.B*a.H*a.Tq)
-					AttentionForward(p, &a, out, lse, q, k, v)
-					dq, dk, dv := slices.Clone(dq0), slices.Clone(dk0), slices.Clone(dv0)
-					AttentionBackward(p, &a, dq, dk, dv, g, out, lse, q, k, v)
-					return [][]float32{out, lse, dq, dk, dv}
-				}
-				got := run()
-				q64, k64, v64, g64 := to64(q), to64(k), to64(v), to64(g)
-				wantO, wantL := refAttention(a, q64, k64, v64)
-				expectClose(t, "out", to64(got[0]), wantO, fwdTol)
-				expectClose(t, "lse", to64(got[1]), wantL, fwdTol)
-				loss := func() float64 {
-					o, _ := refAttention(a, q64, k64, v64)
-					return dot64(g64, o)
-				}
-				expectClose(t, "dq", delta64(got[2], dq0), numGrad(q64, loss), bwdTol)
-				expectClose(t, "dk", delta64(got[3], dk0), numGrad(k64, loss), bwdTol)
-				expectClose(t, "dv", delta64(got[4], dv0), numGrad(v64, loss), bwdTol)
-				expectBits(t, got, run())
+					dq0, dk0, dv0 := randVec(r, nq, 0.1), randVec(r, nk, 0.1), randVec(r, nk, 0.1)
+					run := func() [][]float32 {
+						out, lse := make([]float32, nq), make([]float32, a.B*a.H*a.Tq)
+						AttentionForward(p, &a, out, lse, q, k, v)
+						dq, dk, dv := slices.Clone(dq0), slices.Clone(dk0), slices.Clone(dv0)
+						AttentionBackward(p, &a, dq, dk, dv, g, out, lse, q, k, v)
+						return [][]float32{out, lse, dq, dk, dv}
+					}
+					got := run()
+					q64, k64, v64, g64 := to64(q), to64(k), to64(v), to64(g)
+					wantO, wantL := refAttention(a, q64, k64, v64)
+					expectClose(t, "out", to64(got[0]), wantO, fwdTol)
+					expectClose(t, "lse", to64(got[1]), wantL, fwdTol)
+					loss := func() float64 {
+						o, _ := refAttention(a, q64, k64, v64)
+						return dot64(g64, o)
+					}
+					expectClose(t, "dq", delta64(got[2], dq0), numGrad(q64, loss), bwdTol)
+					expectClose(t, "dk", delta64(got[3], dk0), numGrad(k64, loss), bwdTol)
+					expectClose(t, "dv", delta64(got[4], dv0), numGrad(v64, loss), bwdTol)
+					expectBits(t, got, run())
+				})
 			})
-		})
+		}
 	}
 }
 
@@ -687,4 +701,154 @@ func TestRoPETables(t *testing.T) {
 	if got, want := float64(sin[3*4+1]), math.Sin(3*math.Pow(10000, -0.25)); math.Abs(got-want) > 1e-7 {
 		t.Errorf("sin(3, 1) = %v, want %v", got, want)
 	}
+}
+
+// TestCEChunkKernels folds logits chunk by chunk (7 columns of 29, the last
+// chunk partial) and checks the log-sum-exp, the losses and the in-place
+// logit gradient against float64 references and finite differences.
+func TestCEChunkKernels(t *testing.T) {
+	const n, v, cw, scale = 13, 29, 7, 0.37
+	forPools(t, func(t *testing.T, p *Pool) {
+		r := kRand(9)
+		logits := randVec(r, n*v, 3)
+		for j := 0; j < v; j++ { // large logits must not overflow
+			logits[3*v+j] += 80
+		}
+		logits[5*v+25] += 30 // a late chunk raises the running max
+		targets := make([]int32, n)
+		for i := range targets {
+			targets[i] = int32(r.IntN(v))
+			if i%4 == 2 {
+				targets[i] = -1
+			}
+		}
+		chunkOf := func(c0, w int) []float32 {
+			c := make([]float32, n*w)
+			for i := 0; i < n; i++ {
+				copy(c[i*w:(i+1)*w], logits[i*v+c0:i*v+c0+w])
+			}
+			return c
+		}
+		run := func() [][]float32 {
+			m, s, tl := make([]float32, n), make([]float32, n), make([]float32, n)
+			for c0 := 0; c0 < v; c0 += cw {
+				w := min(cw, v-c0)
+				CEChunkForward(p, chunkOf(c0, w), m, s, tl, targets, n, w, c0, c0 == 0)
+			}
+			losses, lse := make([]float32, n), make([]float32, n)
+			CEChunkLoss(losses, lse, m, s, tl, targets, n)
+			dl := make([]float32, n*v)
+			for c0 := 0; c0 < v; c0 += cw {
+				w := min(cw, v-c0)
+				c := chunkOf(c0, w)
+				CEChunkBackward(p, c, lse, targets, n, w, c0, scale)
+				for i := 0; i < n; i++ {
+					copy(dl[i*v+c0:i*v+c0+w], c[i*w:(i+1)*w])
+				}
+			}
+			return [][]float32{losses, lse, dl}
+		}
+		got := run()
+		l64 := to64(logits)
+		refLosses := func() (losses, lse []float64) {
+			losses, lse = make([]float64, n), make([]float64, n)
+			for i := 0; i < n; i++ {
+				lse[i] = refLogSumExp(l64[i*v : i*v+v])
+				if targets[i] >= 0 {
+					losses[i] = lse[i] - l64[i*v+int(targets[i])]
+				}
+			}
+			return losses, lse
+		}
+		wantL, wantLSE := refLosses()
+		expectClose(t, "losses", to64(got[0]), wantL, fwdTol)
+		expectClose(t, "lse", to64(got[1]), wantLSE, fwdTol)
+		loss := func() float64 {
+			l, _ := refLosses()
+			var s float64
+			for _, x := range l {
+				s += scale * x
+			}
+			return s
+		}
+		expectClose(t, "dlogits", to64(got[2]), numGrad(l64, loss), bwdTol)
+		expectBits(t, got, run())
+	})
+}
+
+// TestMatVec checks the decode matrix-vector products, with and without
+// accumulation, against float64, for 1 to MatVecRows rows.
+func TestMatVec(t *testing.T) {
+	const n, k = 301, 67
+	forPools(t, func(t *testing.T, p *Pool) {
+		for m := 1; m <= MatVecRows; m++ {
+			for _, beta := range []float32{0, 1} {
+				r := kRand(uint64(10 + m))
+				x, w, y0 := randVec(r, m*k, 1), randVec(r, n*k, 1), randVec(r, m*n, 1)
+				run := func() [][]float32 {
+					y := slices.Clone(y0)
+					if beta == 0 {
+						for i := range y {
+							y[i] = float32(math.NaN()) // not read
+						}
+					}
+					MatVec(p, m, n, k, x, w, beta, y)
+					return [][]float32{y}
+				}
+				got := run()
+				want := make([]float64, m*n)
+				for i := 0; i < m; i++ {
+					for j := 0; j < n; j++ {
+						s := float64(beta) * float64(y0[i*n+j])
+						for l := 0; l < k; l++ {
+							s += float64(x[i*k+l]) * float64(w[j*k+l])
+						}
+						want[i*n+j] = s
+					}
+				}
+				expectClose(t, fmt.Sprintf("m=%d beta=%v", m, beta), to64(got[0]), want, fwdTol)
+				expectBits(t, got, run())
+			}
+		}
+	})
+}
+
+// TestVecOps checks the parallel vector operations of the tape.
+func TestVecOps(t *testing.T) {
+	const n, d = 3*4096 + 5, 37
+	forPools(t, func(t *testing.T, p *Pool) {
+		r := kRand(12)
+		a, b, y0 := randVec(r, n, 1), randVec(r, n, 1), randVec(r, n, 1)
+		wantAdd, wantAxpy := make([]float64, n), make([]float64, n)
+		for i := range wantAdd {
+			wantAdd[i] = float64(a[i]) + float64(b[i])
+			wantAxpy[i] = float64(y0[i]) + float64(float32(-0.3))*float64(a[i])
+		}
+		dst := make([]float32, n)
+		Add(p, dst, a, b)
+		expectClose(t, "add", to64(dst), wantAdd, fwdTol)
+		y := slices.Clone(y0)
+		Axpy(p, y, -0.3, a)
+		expectClose(t, "axpy", to64(y), wantAxpy, fwdTol)
+
+		rows := n / d
+		bias := randVec(r, d, 1)
+		FillRows(p, dst, bias, rows, d)
+		wantFill := make([]float64, rows*d)
+		for i := range wantFill {
+			wantFill[i] = float64(bias[i%d])
+		}
+		expectClose(t, "fillrows", to64(dst[:rows*d]), wantFill, fwdTol)
+		db0 := randVec(r, d, 1)
+		db := slices.Clone(db0)
+		SumRows(p, db, a, rows, d)
+		wantSum := to64(db0)
+		for i := 0; i < rows*d; i++ {
+			wantSum[i%d] += float64(a[i])
+		}
+		expectClose(t, "sumrows", to64(db), wantSum, fwdTol)
+		db2 := slices.Clone(db0)
+		SumRows(NewPool(1), db2, a, rows, d)
+		expectBits(t, [][]float32{db}, [][]float32{db2}) // any thread count: same bits
+	})
 }

@@ -1,148 +1,143 @@
 package cpu
 
-import "math"
+import (
+	"math"
+	"sync"
+)
+
+// normGrain is the fewest rows a norm kernel gives a worker.
+const normGrain = 16
+
+type normArgs struct {
+	out, mean, rstd, x, w, b []float32
+	dx, dw, db, dout         []float32
+	d                        int
+	eps                      float32
+}
+
+var normJobs jobs[normArgs]
 
 // RMSNormForward computes out = x / rms(x) * w over rows of width d and keeps
 // the reciprocal RMS per row for the backward pass. rstd may be nil.
 func RMSNormForward(p *Pool, out, rstd, x, w []float32, n, d int, eps float32) {
-	p.For(n, 16, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			xi := x[i*d : i*d+d]
-			var ss float64
-			for _, v := range xi {
-				ss += float64(v) * float64(v)
-			}
-			r := float32(1 / math.Sqrt(ss/float64(d)+float64(eps)))
-			if rstd != nil {
-				rstd[i] = r
-			}
-			oi := out[i*d : i*d+d]
-			for j, v := range xi {
-				oi[j] = v * r * w[j]
-			}
+	parallel(p, &normJobs, n, normGrain, normArgs{out: out, rstd: rstd, x: x, w: w, d: d, eps: eps}, rmsRange)
+}
+
+func rmsRange(a *normArgs, lo, hi int) {
+	d := a.d
+	for i := lo; i < hi; i++ {
+		xi := a.x[i*d : i*d+d]
+		ss := vSumSq(xi, 0)
+		r := float32(1 / math.Sqrt(float64(ss)/float64(d)+float64(a.eps)))
+		if a.rstd != nil {
+			a.rstd[i] = r
 		}
-	})
+		vMulScale(a.out[i*d:i*d+d], xi, a.w, r)
+	}
 }
 
 // RMSNormBackward accumulates dx and dw (dw may be nil for a fixed weight).
 func RMSNormBackward(p *Pool, dx, dw, dout, x, w, rstd []float32, n, d int) {
-	parts := partials(p, dw, n)
-	p.For(n, 16, func(lo, hi int) {
-		pdw := parts.get(lo)
-		for i := lo; i < hi; i++ {
-			xi, gi, dxi := x[i*d:i*d+d], dout[i*d:i*d+d], dx[i*d:i*d+d]
-			r := rstd[i]
-			// dx = r*(g*w) - r^3/d * x * sum(g*w*x)
-			var dot float64
-			for j := range xi {
-				dot += float64(gi[j]) * float64(w[j]) * float64(xi[j])
-			}
-			c := float32(dot) * r * r * r / float32(d)
-			for j := range xi {
-				dxi[j] += r*gi[j]*w[j] - c*xi[j]
-				if pdw != nil {
-					pdw[j] += gi[j] * xi[j] * r
-				}
-			}
-		}
-	})
-	parts.reduce(dw)
+	normBackward(p, normArgs{dx: dx, dw: dw, dout: dout, x: x, w: w, rstd: rstd, d: d}, n, rmsBackRange)
+}
+
+func rmsBackRange(a *normArgs, dw, _ []float32, lo, hi int) {
+	d := a.d
+	for i := lo; i < hi; i++ {
+		xi, gi := a.x[i*d:i*d+d], a.dout[i*d:i*d+d]
+		r := a.rstd[i]
+		// dx = r*(g*w) - r^3/d * x * sum(g*w*x)
+		c := vDot3(gi, a.w, xi) * r * r * r / float32(d)
+		vRMSBack(a.dx[i*d:i*d+d], dw, gi, xi, a.w, r, c)
+	}
 }
 
 // LayerNormForward computes out = (x-mean)/std * w + b over rows of width d,
 // keeping mean and reciprocal std per row. b may be nil.
 func LayerNormForward(p *Pool, out, mean, rstd, x, w, b []float32, n, d int, eps float32) {
-	p.For(n, 16, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			xi := x[i*d : i*d+d]
-			var s float64
-			for _, v := range xi {
-				s += float64(v)
-			}
-			m := s / float64(d)
-			var ss float64
-			for _, v := range xi {
-				dv := float64(v) - m
-				ss += dv * dv
-			}
-			r := 1 / math.Sqrt(ss/float64(d)+float64(eps))
-			mean[i], rstd[i] = float32(m), float32(r)
-			oi := out[i*d : i*d+d]
-			for j, v := range xi {
-				o := float32((float64(v)-m)*r) * w[j]
-				if b != nil {
-					o += b[j]
-				}
-				oi[j] = o
-			}
-		}
-	})
+	parallel(p, &normJobs, n, normGrain, normArgs{out: out, mean: mean, rstd: rstd, x: x, w: w, b: b, d: d, eps: eps}, lnRange)
 }
 
-// LayerNormBackward accumulates dx, dw and db (db may be nil).
+func lnRange(a *normArgs, lo, hi int) {
+	d := a.d
+	for i := lo; i < hi; i++ {
+		xi := a.x[i*d : i*d+d]
+		m := vSum(xi) / float32(d)
+		v := vSumSq(xi, m) / float32(d)
+		r := float32(1 / math.Sqrt(float64(v)+float64(a.eps)))
+		a.mean[i], a.rstd[i] = m, r
+		vLNFwd(a.out[i*d:i*d+d], xi, a.w, a.b, m, r)
+	}
+}
+
+// LayerNormBackward accumulates dx, dw and db (dw and db may be nil).
 func LayerNormBackward(p *Pool, dx, dw, db, dout, x, w, mean, rstd []float32, n, d int) {
-	pw := partials(p, dw, n)
-	pb := partials(p, db, n)
-	p.For(n, 16, func(lo, hi int) {
-		pdw, pdb := pw.get(lo), pb.get(lo)
-		for i := lo; i < hi; i++ {
-			xi, gi, dxi := x[i*d:i*d+d], dout[i*d:i*d+d], dx[i*d:i*d+d]
-			m, r := mean[i], rstd[i]
-			var sg, sgx float64
-			for j := range xi {
-				xh := (xi[j] - m) * r
-				g := gi[j] * w[j]
-				sg += float64(g)
-				sgx += float64(g) * float64(xh)
-				if pdw != nil {
-					pdw[j] += gi[j] * xh
-				}
-				if pdb != nil {
-					pdb[j] += gi[j]
-				}
-			}
-			mg, mgx := float32(sg/float64(d)), float32(sgx/float64(d))
-			for j := range xi {
-				xh := (xi[j] - m) * r
-				dxi[j] += r * (gi[j]*w[j] - mg - xh*mgx)
-			}
+	normBackward(p, normArgs{dx: dx, dw: dw, db: db, dout: dout, x: x, w: w, mean: mean, rstd: rstd, d: d}, n, lnBackRange)
+}
+
+func lnBackRange(a *normArgs, dw, db []float32, lo, hi int) {
+	d := a.d
+	for i := lo; i < hi; i++ {
+		xi, gi := a.x[i*d:i*d+d], a.dout[i*d:i*d+d]
+		m, r := a.mean[i], a.rstd[i]
+		sg, sgx := vLNBackSums(gi, a.w, xi, m, r)
+		vLNBack(a.dx[i*d:i*d+d], dw, db, gi, a.w, xi, m, r, sg/float32(d), sgx/float32(d))
+	}
+}
+
+// normBackJob runs a norm backward over row chunks. Parameter gradients are
+// summed per chunk into partial buffers, which are then added to dw and db in
+// chunk order, so results do not depend on which worker ran which chunk. The
+// buffers stay with the job, which is recycled: no allocation per call.
+type normBackJob struct {
+	a     normArgs
+	fn    func(a *normArgs, dw, db []float32, lo, hi int)
+	size  int
+	parts []float32 // 2*d per chunk: dw then db
+	run   func(lo, hi int)
+}
+
+var normBackJobs = sync.Pool{New: func() any {
+	j := new(normBackJob)
+	j.run = j.chunk
+	return j
+}}
+
+func normBackward(p *Pool, a normArgs, n int, fn func(a *normArgs, dw, db []float32, lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	j := normBackJobs.Get().(*normBackJob)
+	parts, size := p.Chunks(n, normGrain)
+	d := a.d
+	if need := 2 * d * parts; cap(j.parts) < need {
+		j.parts = make([]float32, need)
+	}
+	j.parts = j.parts[:2*d*parts]
+	clear(j.parts)
+	j.a, j.fn, j.size = a, fn, size
+	p.For(n, normGrain, j.run)
+	for c := 0; c < parts; c++ {
+		if a.dw != nil {
+			vAxpy(a.dw[:d], 1, j.parts[2*d*c:2*d*c+d])
 		}
-	})
-	pw.reduce(dw)
-	pb.reduce(db)
-}
-
-// partialSums holds one accumulator per worker chunk so that parameter
-// gradient reductions are race-free and summed in a fixed order.
-type partialSums struct {
-	chunk int
-	bufs  [][]float32
-}
-
-func partials(p *Pool, dst []float32, n int) *partialSums {
-	if dst == nil {
-		return &partialSums{}
-	}
-	parts := min(p.Threads(), max(1, (n+15)/16))
-	chunk := (n + parts - 1) / parts
-	ps := &partialSums{chunk: chunk, bufs: make([][]float32, parts)}
-	for i := range ps.bufs {
-		ps.bufs[i] = make([]float32, len(dst))
-	}
-	return ps
-}
-
-func (ps *partialSums) get(lo int) []float32 {
-	if ps.bufs == nil {
-		return nil
-	}
-	return ps.bufs[lo/ps.chunk]
-}
-
-func (ps *partialSums) reduce(dst []float32) {
-	for _, b := range ps.bufs {
-		for j, v := range b {
-			dst[j] += v
+		if a.db != nil {
+			vAxpy(a.db[:d], 1, j.parts[2*d*c+d:2*d*c+2*d])
 		}
 	}
+	j.a, j.fn = normArgs{}, nil
+	normBackJobs.Put(j)
+}
+
+func (j *normBackJob) chunk(lo, hi int) {
+	d := j.a.d
+	c := lo / j.size
+	var dw, db []float32
+	if j.a.dw != nil {
+		dw = j.parts[2*d*c : 2*d*c+d]
+	}
+	if j.a.db != nil {
+		db = j.parts[2*d*c+d : 2*d*c+2*d]
+	}
+	j.fn(&j.a, dw, db, lo, hi)
 }

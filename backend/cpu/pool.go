@@ -5,33 +5,45 @@ package cpu
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Pool runs work on a fixed set of goroutines, one per usable core, with
-// static partitioning so that a given thread count always splits work the same
-// way (bit-identical results run to run).
+// static partitioning: a given thread count always cuts a loop into the same
+// chunks, so results are bit-identical run to run. Which goroutine runs a
+// chunk is not fixed: the caller and the woken workers take chunks in turn,
+// so a worker that the operating system is slow to schedule delays nothing
+// (its chunk is taken by whoever is free). A Pool may be used by several
+// goroutines at once, and For may be called from inside a chunk.
 type Pool struct {
 	n    int
-	work chan task
+	work chan *forJob
 }
 
-type task struct {
-	fn     func(lo, hi int)
-	lo, hi int
-	wg     *sync.WaitGroup
+// forJob is one For call in flight. Chunks are claimed by atomically
+// incrementing next; the job goes back to forJobs when the last goroutine that
+// saw it lets go (refs), so a worker that wakes late never touches a job that
+// has been reused.
+type forJob struct {
+	fn               func(lo, hi int)
+	n, chunk, parts  int64
+	next, done, refs atomic.Int64
+	finished         chan struct{}
 }
+
+var forJobs = sync.Pool{New: func() any { return &forJob{finished: make(chan struct{}, 1)} }}
 
 // NewPool starts a pool of n workers; n <= 0 means GOMAXPROCS.
 func NewPool(n int) *Pool {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	p := &Pool{n: n, work: make(chan task, n)}
+	p := &Pool{n: n, work: make(chan *forJob, 4*n)}
 	for i := 1; i < n; i++ { // the caller's goroutine is worker 0
 		go func() {
-			for t := range p.work {
-				t.fn(t.lo, t.hi)
-				t.wg.Done()
+			for j := range p.work {
+				j.help()
+				j.release()
 			}
 		}()
 	}
@@ -41,38 +53,83 @@ func NewPool(n int) *Pool {
 // Threads reports the number of workers.
 func (p *Pool) Threads() int { return p.n }
 
-// For splits [0,n) into at most Threads() contiguous chunks and runs fn on
-// each, blocking until all finish. Chunks smaller than grain are merged so
-// that tiny loops run on the calling goroutine.
-func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
+// Chunks reports how many chunks For(n, grain, ·) cuts [0,n) into, and
+// their size: chunk i is [i*size, min((i+1)*size, n)).
+func (p *Pool) Chunks(n, grain int) (parts, size int) {
 	if n <= 0 {
+		return 0, 0
+	}
+	grain = max(grain, 1)
+	parts = min(p.n, (n+grain-1)/grain)
+	if parts <= 1 {
+		return 1, n
+	}
+	size = (n + parts - 1) / parts
+	return (n + size - 1) / size, size
+}
+
+// For splits [0,n) into at most Threads() contiguous chunks (see Chunks) and
+// runs fn on each, blocking until all finish. Chunks smaller than grain are
+// merged so that tiny loops run on the calling goroutine. fn should be a
+// function value that allocates nothing per call (a method value bound once,
+// or a function literal that captures nothing).
+func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
+	parts, size := p.Chunks(n, grain)
+	if parts == 0 {
 		return
 	}
-	if grain < 1 {
-		grain = 1
-	}
-	parts := p.n
-	if m := (n + grain - 1) / grain; m < parts {
-		parts = m
-	}
-	if parts <= 1 {
+	if parts == 1 {
 		fn(0, n)
 		return
 	}
-	var wg sync.WaitGroup
-	chunk := (n + parts - 1) / parts
-	wg.Add(parts - 1)
+	j := forJobs.Get().(*forJob)
+	j.fn, j.n, j.chunk, j.parts = fn, int64(n), int64(size), int64(parts)
+	j.next.Store(0)
+	j.done.Store(0)
+	j.refs.Store(1)
 	for i := 1; i < parts; i++ {
-		lo := i * chunk
-		hi := min(lo+chunk, n)
-		if lo >= hi {
-			wg.Done()
-			continue
+		j.refs.Add(1)
+		select {
+		case p.work <- j:
+		default: // every worker is busy: the caller will run the chunk
+			j.refs.Add(-1)
 		}
-		p.work <- task{fn: fn, lo: lo, hi: hi, wg: &wg}
 	}
-	fn(0, min(chunk, n))
-	wg.Wait()
+	j.help()
+	if j.done.Load() != j.parts {
+		<-j.finished
+	}
+	j.release()
+}
+
+// help runs unclaimed chunks until none is left.
+func (j *forJob) help() {
+	for {
+		i := j.next.Add(1) - 1
+		if i >= j.parts {
+			return
+		}
+		lo := i * j.chunk
+		j.fn(int(lo), int(min(lo+j.chunk, j.n)))
+		if j.done.Add(1) == j.parts {
+			select {
+			case j.finished <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// release drops one reference; the last one recycles the job.
+func (j *forJob) release() {
+	if j.refs.Add(-1) == 0 {
+		j.fn = nil
+		select { // drain a completion signal nobody waited for
+		case <-j.finished:
+		default:
+		}
+		forJobs.Put(j)
+	}
 }
 
 var (
@@ -84,4 +141,37 @@ var (
 func Default() *Pool {
 	defaultOnce.Do(func() { defaultPool = NewPool(0) })
 	return defaultPool
+}
+
+// job carries the arguments of one parallel kernel call to the workers. Jobs
+// are recycled through a jobs free list and run is bound once per job, so a
+// call allocates nothing.
+type job[A any] struct {
+	args A
+	fn   func(a *A, lo, hi int)
+	run  func(lo, hi int)
+}
+
+func (j *job[A]) call(lo, hi int) { j.fn(&j.args, lo, hi) }
+
+// jobs is a free list of jobs with arguments of type A.
+type jobs[A any] struct{ free sync.Pool }
+
+// parallel runs fn(&args, lo, hi) over the chunks of [0,n) as p.For does.
+// fn should be a top-level function (a function value that captures nothing),
+// so that nothing is allocated per call.
+func parallel[A any](p *Pool, js *jobs[A], n, grain int, args A, fn func(a *A, lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	j, _ := js.free.Get().(*job[A])
+	if j == nil {
+		j = new(job[A])
+		j.run = j.call
+	}
+	j.args, j.fn = args, fn
+	p.For(n, grain, j.run)
+	var zero A
+	j.args, j.fn = zero, nil // drop references to the caller's slices
+	js.free.Put(j)
 }

@@ -11,36 +11,53 @@ type RoPE struct {
 
 // Forward writes out = rotate(x) for rows at the given positions.
 func (r *RoPE) Forward(p *Pool, out, x []float32, pos []int32) {
-	r.apply(p, out, x, pos, 1)
+	parallel(p, &ropeJobs, len(pos), ropeGrain(r), ropeArgs{r: *r, out: out, x: x, pos: pos, sign: 1}, ropeRange)
 }
 
-// Backward accumulates dx = rotate⁻¹(dout).
+// Backward accumulates dx += rotate⁻¹(dout).
 func (r *RoPE) Backward(p *Pool, dx, dout []float32, pos []int32) {
-	tmp := make([]float32, len(dout))
-	r.apply(p, tmp, dout, pos, -1)
-	for i, v := range tmp {
-		dx[i] += v
-	}
+	parallel(p, &ropeJobs, len(pos), ropeGrain(r), ropeArgs{r: *r, out: dx, x: dout, pos: pos, sign: -1, acc: true}, ropeRange)
 }
 
-func (r *RoPE) apply(p *Pool, out, x []float32, pos []int32, sign float32) {
+type ropeArgs struct {
+	r      RoPE
+	out, x []float32
+	pos    []int32
+	sign   float32
+	acc    bool
+}
+
+var ropeJobs jobs[ropeArgs]
+
+func ropeGrain(r *RoPE) int { return max(1, actGrain/max(1, r.Heads*r.D)) }
+
+func ropeRange(a *ropeArgs, lo, hi int) {
+	r := &a.r
 	half := r.Rot / 2
 	w := r.Heads * r.D
-	p.For(len(pos), 16, func(lo, hi int) {
-		for n := lo; n < hi; n++ {
-			cs := r.Cos[int(pos[n])*half:][:half]
-			sn := r.Sin[int(pos[n])*half:][:half]
-			for h := 0; h < r.Heads; h++ {
-				xi := x[n*w+h*r.D:][:r.D]
-				oi := out[n*w+h*r.D:][:r.D]
-				for i := 0; i < half; i++ {
-					c, s := cs[i], sign*sn[i]
-					x1, x2 := xi[i], xi[i+half]
-					oi[i] = x1*c - x2*s
-					oi[i+half] = x2*c + x1*s
+	for n := lo; n < hi; n++ {
+		cs := r.Cos[int(a.pos[n])*half:][:half]
+		sn := r.Sin[int(a.pos[n])*half:][:half]
+		for h := 0; h < r.Heads; h++ {
+			xi := a.x[n*w+h*r.D:][:r.D]
+			oi := a.out[n*w+h*r.D:][:r.D]
+			x1, x2 := xi[:half], xi[half:2*half]
+			o1, o2 := oi[:half], oi[half:2*half]
+			if a.acc {
+				for i, c := range cs {
+					s := a.sign * sn[i]
+					o1[i] += x1[i]*c - x2[i]*s
+					o2[i] += x2[i]*c + x1[i]*s
 				}
-				copy(oi[r.Rot:], xi[r.Rot:])
+				vAxpy(oi[r.Rot:], 1, xi[r.Rot:])
+				continue
 			}
+			for i, c := range cs {
+				s := a.sign * sn[i]
+				o1[i] = x1[i]*c - x2[i]*s
+				o2[i] = x2[i]*c + x1[i]*s
+			}
+			copy(oi[r.Rot:], xi[r.Rot:])
 		}
-	})
+	}
 }

@@ -1,0 +1,73 @@
+package cpu
+
+// vecAVX2 selects the AVX2/FMA routines of vec_amd64.s.
+var vecAVX2 = hostCPU.AVX2FMA
+
+//go:noescape
+func vDotAVX(a, b *float32, n int) float32
+
+//go:noescape
+func vAxpyAVX(y, x *float32, n int, a float32)
+
+//go:noescape
+func vScaleAVX(x *float32, n int, a float32)
+
+//go:noescape
+func vAddAVX(dst, a, b *float32, n int)
+
+//go:noescape
+func vMaxAVX(x *float32, n int) float32
+
+//go:noescape
+func vSumAVX(x *float32, n int) float32
+
+//go:noescape
+func vSumSqAVX(x *float32, n int, m float32) float32
+
+//go:noescape
+func vExpSubAVX(dst, src *float32, n int, m float32) float32
+
+//go:noescape
+func vExpScaleAVX(dst, src *float32, n int, sub, scale float32)
+
+//go:noescape
+func vSwiGLUAVX(out, gv, u *float32, n int)
+
+//go:noescape
+func vSwiGLUBackAVX(dg, du, dout, gv, u *float32, n int)
+
+//go:noescape
+func vGELUTanhAVX(out, x *float32, n int)
+
+//go:noescape
+func vGELUTanhBackAVX(dx, dout, x *float32, n int)
+
+//go:noescape
+func vMulScaleAVX(out, x, w *float32, n int, r float32)
+
+//go:noescape
+func vDot3AVX(a, b, c *float32, n int) float32
+
+//go:noescape
+func vRMSBackAVX(dx, dw, gv, x, w *float32, n int, r, c float32)
+
+//go:noescape
+func vLNFwdAVX(out, x, w, b *float32, n int, m, r float32)
+
+//go:noescape
+func vLNBackSumsAVX(gv, w, x *float32, n int, m, r float32) (sg, sgx float32)
+
+//go:noescape
+func vLNBackAVX(dx, dw, db, gv, w, x *float32, n int, m, r, mg, mgx float32)
+
+//go:noescape
+func vAdamWAVX(p, gv, m, v *float32, n int, hp *AdamHP)
+
+// setVecAVX2 turns the assembly routines on or off (tests compare both).
+func setVecAVX2(on bool) { vecAVX2 = on && hostCPU.AVX2FMA }
+
+//go:noescape
+func vExpSumAVX(src *float32, n int, m float32) float32
+
+//go:noescape
+func vExpScaleAccAVX(dst, src *float32, n int, sub, scale float32)

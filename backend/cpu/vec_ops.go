@@ -1,0 +1,102 @@
+package cpu
+
+// Parallel vector operations for the tape's elementwise ops. A nil pool runs
+// on the calling goroutine.
+
+type vecArgs struct {
+	dst, a, b []float32
+	alpha     float32
+	n, d      int
+}
+
+var vecJobs jobs[vecArgs]
+
+// Axpy sets y += alpha*x over len(y).
+func Axpy(p *Pool, y []float32, alpha float32, x []float32) {
+	x = x[:len(y)]
+	if p == nil {
+		vAxpy(y, alpha, x)
+		return
+	}
+	parallel(p, &vecJobs, len(y), actGrain, vecArgs{dst: y, a: x, alpha: alpha}, axpyRange)
+}
+
+func axpyRange(v *vecArgs, lo, hi int) { vAxpy(v.dst[lo:hi], v.alpha, v.a[lo:hi]) }
+
+// Add sets dst = a + b over len(dst).
+func Add(p *Pool, dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	if p == nil {
+		vAdd(dst, a, b)
+		return
+	}
+	parallel(p, &vecJobs, len(dst), actGrain, vecArgs{dst: dst, a: a, b: b}, addRange)
+}
+
+func addRange(v *vecArgs, lo, hi int) { vAdd(v.dst[lo:hi], v.a[lo:hi], v.b[lo:hi]) }
+
+// FillRows sets every row of dst [n, d] to row [d] (a bias before a GEMM that
+// accumulates).
+func FillRows(p *Pool, dst, row []float32, n, d int) {
+	parallel(p, &vecJobs, n, rowGrain(d), vecArgs{dst: dst, a: row[:d], d: d}, fillRowsRange)
+}
+
+func fillRowsRange(v *vecArgs, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		copy(v.dst[i*v.d:(i+1)*v.d], v.a)
+	}
+}
+
+// SumRows accumulates dst[j] += Σ_i x[i*d+j] for x [n, d] (a bias
+// gradient). Columns are split across workers and every column is summed in
+// row order, so the result does not depend on the thread count.
+func SumRows(p *Pool, dst, x []float32, n, d int) {
+	parallel(p, &vecJobs, d, max(64, actGrain/max(n, 1)), vecArgs{dst: dst[:d], a: x[:n*d], n: n, d: d}, sumRowsRange)
+}
+
+func sumRowsRange(v *vecArgs, lo, hi int) {
+	for i := 0; i < v.n; i++ {
+		vAxpy(v.dst[lo:hi], 1, v.a[i*v.d+lo:i*v.d+hi])
+	}
+}
+
+// MatVecRows is the most rows MatVec takes.
+const MatVecRows = 4
+
+// matVecGrain is the fewest multiply-adds a MatVec chunk gets (about 10 µs
+// of weight streaming), so that decoding splits every projection of a model
+// of a few hundred dimensions across the workers.
+const matVecGrain = 1 << 16
+
+// MatVec computes y = x·wᵀ + beta·y for the m <= MatVecRows rows of x [m, k]
+// and w [n, k]: the matrix-vector products of decoding. Output columns are
+// split across the pool, each a dot product per row, so the weights stream
+// from memory once, on every worker at once.
+func MatVec(p *Pool, m, n, k int, x, w []float32, beta float32, y []float32) {
+	if m > MatVecRows {
+		panic("cpu.MatVec: more rows than MatVecRows")
+	}
+	parallel(p, &matVecJobs, n, max(1, matVecGrain/max(1, m*k)), matVecArgs{m: m, k: k, n: n, x: x[:m*k], w: w[:n*k], y: y[:m*n], beta: beta}, matVecRange)
+}
+
+type matVecArgs struct {
+	m, k, n int
+	x, w, y []float32
+	beta    float32
+}
+
+var matVecJobs jobs[matVecArgs]
+
+func matVecRange(a *matVecArgs, lo, hi int) {
+	k := a.k
+	for j := lo; j < hi; j++ {
+		wj := a.w[j*k : j*k+k]
+		for i := 0; i < a.m; i++ {
+			s := vDot(a.x[i*k:i*k+k], wj)
+			if a.beta != 0 {
+				s += a.beta * a.y[i*a.n+j]
+			}
+			a.y[i*a.n+j] = s
+		}
+	}
+}

@@ -1,0 +1,35 @@
+//go:build !amd64
+
+package cpu
+
+// vecAVX2 is false off amd64: the scalar code of vec.go runs everywhere.
+const vecAVX2 = false
+
+// The assembly routines do not exist here; vec8 never selects them.
+
+func vDotAVX(a, b *float32, n int) float32                                    { panic("unreachable") }
+func vAxpyAVX(y, x *float32, n int, a float32)                                { panic("unreachable") }
+func vScaleAVX(x *float32, n int, a float32)                                  { panic("unreachable") }
+func vAddAVX(dst, a, b *float32, n int)                                       { panic("unreachable") }
+func vMaxAVX(x *float32, n int) float32                                       { panic("unreachable") }
+func vSumAVX(x *float32, n int) float32                                       { panic("unreachable") }
+func vSumSqAVX(x *float32, n int, m float32) float32                          { panic("unreachable") }
+func vExpSubAVX(dst, src *float32, n int, m float32) float32                  { panic("unreachable") }
+func vExpScaleAVX(dst, src *float32, n int, sub, scale float32)               { panic("unreachable") }
+func vSwiGLUAVX(out, gv, u *float32, n int)                                   { panic("unreachable") }
+func vSwiGLUBackAVX(dg, du, dout, gv, u *float32, n int)                      { panic("unreachable") }
+func vGELUTanhAVX(out, x *float32, n int)                                     { panic("unreachable") }
+func vGELUTanhBackAVX(dx, dout, x *float32, n int)                            { panic("unreachable") }
+func vMulScaleAVX(out, x, w *float32, n int, r float32)                       { panic("unreachable") }
+func vDot3AVX(a, b, c *float32, n int) float32                                { panic("unreachable") }
+func vRMSBackAVX(dx, dw, gv, x, w *float32, n int, r, c float32)              { panic("unreachable") }
+func vLNFwdAVX(out, x, w, b *float32, n int, m, r float32)                    { panic("unreachable") }
+func vLNBackSumsAVX(gv, w, x *float32, n int, m, r float32) (sg, sgx float32) { panic("unreachable") }
+func vLNBackAVX(dx, dw, db, gv, w, x *float32, n int, m, r, mg, mgx float32)  { panic("unreachable") }
+func vAdamWAVX(p, gv, m, v *float32, n int, hp *AdamHP)                       { panic("unreachable") }
+
+// setVecAVX2 does nothing: there are no assembly routines here.
+func setVecAVX2(on bool) {}
+
+func vExpSumAVX(src *float32, n int, m float32) float32            { panic("unreachable") }
+func vExpScaleAccAVX(dst, src *float32, n int, sub, scale float32) { panic("unreachable") }

@@ -59,7 +59,7 @@ func (tp *Tape) AllToAll(x *Var, c Exchanger, sendRows, recvRows []int, fail fun
 			return
 		}
 		if x.Grad != nil {
-			axpy(x.Grad, dx, 1)
+			axpy(accGrad(x), dx, 1)
 		}
 	})
 	return y, nil
@@ -99,10 +99,14 @@ func (tp *Tape) LoadBalanceLossWith(probs *Var, f []float32) *Var {
 		if n == 0 {
 			return
 		}
+		if dead(y) {
+			return
+		}
 		c := y.Grad[0] * float32(e) / float32(n)
+		dp := accGrad(probs)
 		for i := 0; i < n; i++ {
 			for ex := 0; ex < e; ex++ {
-				probs.Grad[i*e+ex] += c * f[ex]
+				dp[i*e+ex] += c * f[ex]
 			}
 		}
 	})

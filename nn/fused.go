@@ -34,7 +34,7 @@ func (tp *Tape) LinearCrossEntropy(x, w *Var, targets []int32) *Var {
 
 func (tp *Tape) linearCEBackward(o *op) {
 	if o.n == 0 || (o.a.Grad == nil && o.b.Grad == nil) {
-		return
+		return // (a lazy x.Grad stays lazy: logically zero)
 	}
 	x, w := o.a, o.b
 	n, d, v := x.Rows(), x.Cols(), w.Shape[0]
@@ -42,15 +42,21 @@ func (tp *Tape) linearCEBackward(o *op) {
 	scale := o.y.Grad[0] / float32(o.n)
 	cw := ceChunkCols(n, v)
 	chunk := tp.floats(n*cw, false)
+	betaX := float32(1)
+	if x.Grad != nil && freshGrad(x) {
+		betaX = 0
+	}
+	dw := accGrad(w)
 	for c0 := 0; c0 < v; c0 += cw {
 		wc := min(cw, v-c0)
 		cpu.Gemm(p, false, true, n, wc, d, 1, x.Data, d, w.Data[c0*d:], d, 0, chunk, wc)
 		cpu.CEChunkBackward(p, chunk, o.buf, o.ids, n, wc, c0, scale)
 		if x.Grad != nil {
-			cpu.Gemm(p, false, false, n, d, wc, 1, chunk, wc, w.Data[c0*d:], d, 1, x.Grad, d)
+			cpu.Gemm(p, false, false, n, d, wc, 1, chunk, wc, w.Data[c0*d:], d, betaX, x.Grad, d)
+			betaX = 1
 		}
-		if w.Grad != nil {
-			cpu.Gemm(p, true, false, wc, d, n, 1, chunk, wc, x.Data, d, 1, w.Grad[c0*d:], d)
+		if dw != nil {
+			cpu.Gemm(p, true, false, wc, d, n, 1, chunk, wc, x.Data, d, 1, dw[c0*d:], d)
 		}
 	}
 }

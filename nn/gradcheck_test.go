@@ -180,7 +180,7 @@ func seededBackward(t gcT, tp *Tape, y *Var, g []float32) {
 		}
 		return
 	}
-	copy(y.Grad, g)
+	copy(accGrad(y), g)
 	tp.runBackward()
 	tp.Reset()
 }
@@ -197,7 +197,19 @@ func runGradCase(t gcT, p *cpu.Pool, c gradCase, g []float32, prefill [][]float3
 		}
 	}
 	tp := NewTape(p, true)
-	out := c.build(tp, vars)
+	built := vars
+	if gcLazyInputs {
+		// Feed the op tape outputs (x + 0), whose gradients start lazy, so
+		// that the first-write paths of its backward run.
+		built = make([]*Var, len(vars))
+		for i, v := range vars {
+			built[i] = v
+			if v.Grad != nil {
+				built[i] = tp.Add(v, Const(make([]float32, v.Len()), v.Shape...))
+			}
+		}
+	}
+	out := c.build(tp, built)
 	if len(g) != out.Len() {
 		t.Fatalf("upstream gradient has %d values, output %d", len(g), out.Len())
 	}
@@ -906,13 +918,22 @@ func gradCases() []gradCase {
 	return cases
 }
 
+// gcLazyInputs makes runGradCase feed ops tape outputs instead of
+// parameters (see TestGradCheck).
+var gcLazyInputs bool
+
 func TestGradCheck(t *testing.T) {
 	defer func(f func(n, v int) int) { ceChunkCols = f }(ceChunkCols)
 	ceChunkCols = func(n, v int) int { return min(4, v) }
+	defer func() { gcLazyInputs, arenaPoison = false, false }()
+	arenaPoison = true
 	for _, c := range gradCases() {
 		t.Run(c.name, func(t *testing.T) {
-			for _, p := range gcPools() {
-				t.Run(fmt.Sprintf("threads=%d", p.Threads()), func(t *testing.T) { checkGradCase(t, p, c) })
+			for _, lazy := range []bool{false, true} {
+				gcLazyInputs = lazy
+				for _, p := range gcPools() {
+					t.Run(fmt.Sprintf("lazy=%v/threads=%d", lazy, p.Threads()), func(t *testing.T) { checkGradCase(t, p, c) })
+				}
 			}
 		})
 	}

@@ -55,9 +55,10 @@ func (tp *Tape) TopK(probs *Var, k int, renorm bool) *Route {
 func topKBackward(o *op) {
 	g, probs, r, sums := o.y, o.a, o.route, o.buf
 	n, k, e := r.N, r.K, r.E
+	dp := accGrad(probs)
 	for i := 0; i < n; i++ {
 		gg := g.Grad[i*k : i*k+k]
-		pg := probs.Grad[i*e : i*e+e]
+		pg := dp[i*e : i*e+e]
 		if !o.flag {
 			for j := 0; j < k; j++ {
 				pg[r.Experts[i*k+j]] += gg[j]
@@ -110,6 +111,7 @@ func (tp *Tape) ScaleRows(h, s *Var, idx []int) *Var {
 func scaleRowsBackward(o *op) {
 	y, h, s, idx := o.y, o.a, o.b, o.idx
 	d := h.Cols()
+	dh, ds := accGrad(h), accGrad(s)
 	for i := 0; i < h.Rows(); i++ {
 		at := i
 		if idx != nil {
@@ -117,15 +119,15 @@ func scaleRowsBackward(o *op) {
 		}
 		c := s.Data[at]
 		gy := y.Grad[i*d : i*d+d]
-		if h.Grad != nil {
-			axpy(h.Grad[i*d:i*d+d], gy, c)
+		if dh != nil {
+			axpy(dh[i*d:i*d+d], gy, c)
 		}
-		if s.Grad != nil {
+		if ds != nil {
 			var dv float32
 			for j, g := range gy {
 				dv += g * h.Data[i*d+j]
 			}
-			s.Grad[at] += dv
+			ds[at] += dv
 		}
 	}
 }
@@ -159,8 +161,9 @@ func combineBackward(o *op) {
 		if p == nil || p.Grad == nil {
 			continue
 		}
+		dp := accGrad(p)
 		for i, r := range o.rowSets[e] {
-			axpy(p.Grad[i*d:i*d+d], y.Grad[r*d:r*d+d], 1)
+			axpy(dp[i*d:i*d+d], y.Grad[r*d:r*d+d], 1)
 		}
 	}
 }
@@ -190,9 +193,10 @@ func loadBalanceBackward(o *op) {
 	y, probs, r, f := o.y, o.a, o.route, o.buf
 	n, e := r.N, r.E
 	c := y.Grad[0] * float32(e) / float32(n)
+	dp := accGrad(probs)
 	for i := 0; i < n; i++ {
 		for ex := 0; ex < e; ex++ {
-			probs.Grad[i*e+ex] += c * f[ex]
+			dp[i*e+ex] += c * f[ex]
 		}
 	}
 }
@@ -224,11 +228,12 @@ func (tp *Tape) ZLoss(logits *Var) *Var {
 func zLossBackward(o *op) {
 	y, logits, lse := o.y, o.a, o.f64
 	n, e := logits.Rows(), logits.Cols()
+	dl := accGrad(logits)
 	for i := 0; i < n; i++ {
 		c := float64(y.Grad[0]) * 2 * lse[i] / float64(n)
 		row := logits.Data[i*e : i*e+e]
 		for j, v := range row {
-			logits.Grad[i*e+j] += float32(c * math.Exp(float64(v)-lse[i]))
+			dl[i*e+j] += float32(c * math.Exp(float64(v)-lse[i]))
 		}
 	}
 }
@@ -240,8 +245,9 @@ func (tp *Tape) moeBackward(o *op) {
 		topKBackward(o)
 	case opGatherRows:
 		x, y, d := o.a, o.y, o.a.Cols()
+		dx := accGrad(x)
 		for i, r := range o.rows {
-			axpy(x.Grad[r*d:r*d+d], y.Grad[i*d:i*d+d], 1)
+			axpy(dx[r*d:r*d+d], y.Grad[i*d:i*d+d], 1)
 		}
 	case opScaleRows:
 		scaleRowsBackward(o)

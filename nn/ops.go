@@ -60,46 +60,65 @@ type op struct {
 func (tp *Tape) backward(o *op) {
 	p := tp.P
 	y := o.y
+	if o.kind != opFunc && dead(y) {
+		return
+	}
 	switch o.kind {
 	case opFunc:
 		o.fn()
 	case opEmbedding:
 		w, d := o.a, o.a.Cols()
+		dw := accGrad(w)
 		for i, id := range o.ids {
-			cpu.Axpy(nil, w.Grad[int(id)*d:int(id)*d+d], 1, y.Grad[i*d:i*d+d])
+			cpu.Axpy(nil, dw[int(id)*d:int(id)*d+d], 1, y.Grad[i*d:i*d+d])
 		}
 	case opAdd:
-		if o.a.Grad != nil {
-			cpu.Axpy(p, o.a.Grad, 1, y.Grad)
-		}
-		if o.b.Grad != nil {
-			cpu.Axpy(p, o.b.Grad, 1, y.Grad)
+		for _, x := range [2]*Var{o.a, o.b} {
+			switch {
+			case x.Grad == nil:
+			case freshGrad(x):
+				cpu.Copy(p, x.Grad, y.Grad)
+			default:
+				cpu.Axpy(p, x.Grad, 1, y.Grad)
+			}
 		}
 	case opLinear:
 		x, w, b := o.a, o.b, o.c
 		in, out, n := x.Cols(), w.Shape[0], x.Rows()
 		if x.Grad != nil {
-			cpu.Gemm(p, false, false, n, in, out, 1, y.Grad, out, w.Data, in, 1, x.Grad, in)
+			beta := float32(1)
+			if freshGrad(x) {
+				beta = 0
+			}
+			cpu.Gemm(p, false, false, n, in, out, 1, y.Grad, out, w.Data, in, beta, x.Grad, in)
 		}
 		if w.Grad != nil {
-			cpu.Gemm(p, true, false, out, in, n, 1, y.Grad, out, x.Data, in, 1, w.Grad, in)
+			beta := float32(1)
+			if freshGrad(w) {
+				beta = 0
+			}
+			cpu.Gemm(p, true, false, out, in, n, 1, y.Grad, out, x.Data, in, beta, w.Grad, in)
 		}
 		if b != nil && b.Grad != nil {
-			cpu.SumRows(p, b.Grad, y.Grad, n, out)
+			cpu.SumRows(p, accGrad(b), y.Grad, n, out)
 		}
 	case opRMSNorm:
 		x, w := o.a, o.b
-		cpu.RMSNormBackward(p, tp.scratchFor(x), w.Grad, y.Grad, x.Data, w.Data, o.buf, x.Rows(), x.Cols())
+		cpu.RMSNormBackward(p, tp.scratchFor(x), accGrad(w), y.Grad, x.Data, w.Data, o.buf, x.Rows(), x.Cols())
 	case opLayerNorm:
 		x, w := o.a, o.b
 		var bg []float32
 		if o.c != nil {
-			bg = o.c.Grad
+			bg = accGrad(o.c)
 		}
-		cpu.LayerNormBackward(p, tp.scratchFor(x), w.Grad, bg, y.Grad, x.Data, w.Data, o.buf, o.buf2, x.Rows(), x.Cols())
+		cpu.LayerNormBackward(p, tp.scratchFor(x), accGrad(w), bg, y.Grad, x.Data, w.Data, o.buf, o.buf2, x.Rows(), x.Cols())
 	case opRoPE:
-		if o.a.Grad != nil {
-			o.rope.Backward(p, o.a.Grad, y.Grad, o.ids)
+		if x := o.a; x.Grad != nil {
+			if freshGrad(x) {
+				o.rope.BackwardTo(p, x.Grad, y.Grad, o.ids)
+			} else {
+				o.rope.Backward(p, x.Grad, y.Grad, o.ids)
+			}
 		}
 	case opAttention:
 		q, k, v := o.a, o.b, o.c
@@ -108,29 +127,29 @@ func (tp *Tape) backward(o *op) {
 		cpu.SwiGLUBackward(p, tp.scratchFor(o.a), tp.scratchFor(o.b), y.Grad, o.a.Data, o.b.Data)
 	case opGELU:
 		if o.a.Grad != nil {
-			cpu.GELUBackward(p, o.a.Grad, y.Grad, o.a.Data, o.flag)
+			cpu.GELUBackward(p, accGrad(o.a), y.Grad, o.a.Data, o.flag)
 		}
 	case opSoftmax:
 		if o.a.Grad != nil {
-			cpu.SoftmaxBackward(p, o.a.Grad, y.Grad, y.Data, o.a.Rows(), o.a.Cols())
+			cpu.SoftmaxBackward(p, accGrad(o.a), y.Grad, y.Data, o.a.Rows(), o.a.Cols())
 		}
 	case opSigmoid:
-		if o.a.Grad != nil {
+		if dx := accGrad(o.a); dx != nil {
 			for i, s := range y.Data {
-				o.a.Grad[i] += y.Grad[i] * s * (1 - s)
+				dx[i] += y.Grad[i] * s * (1 - s)
 			}
 		}
 	case opCrossEntropy:
 		if o.n > 0 && o.a.Grad != nil {
 			logits := o.a
-			cpu.CrossEntropyBackward(p, logits.Grad, logits.Data, o.buf, o.ids, logits.Rows(), logits.Cols(), y.Grad[0]/float32(o.n))
+			cpu.CrossEntropyBackward(p, accGrad(logits), logits.Data, o.buf, o.ids, logits.Rows(), logits.Cols(), y.Grad[0]/float32(o.n))
 		}
 	case opLinearCE:
 		tp.linearCEBackward(o)
 	case opWeightedSum:
 		for i, x := range o.vars {
-			if x.Grad != nil {
-				x.Grad[0] += o.buf[i] * y.Grad[0]
+			if dx := accGrad(x); dx != nil {
+				dx[0] += o.buf[i] * y.Grad[0]
 			}
 		}
 	default:
@@ -314,7 +333,9 @@ func (tp *Tape) Reshape(x *Var, shape ...int) *Var {
 		panic("nn: Reshape changes the number of elements") // a model-construction bug
 	}
 	tp.begin()
-	return tp.newVar(x.Data, x.Grad, shape)
+	v := tp.newVar(x.Data, x.Grad, shape)
+	v.root = x.owner()
+	return v
 }
 
 // axpy sets y += a*x over len(y).

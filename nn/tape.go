@@ -4,6 +4,7 @@ package nn
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/mai-llm/mai/backend/cpu"
 	"github.com/mai-llm/mai/tensor"
@@ -11,10 +12,54 @@ import (
 
 // Var is a tensor with an optional gradient of the same size. A Var whose
 // Grad is nil takes no part in the backward pass.
+//
+// The gradient of a Var made by an op on a recording tape is not zeroed when
+// it is allocated: the first backward kernel that writes it overwrites it
+// (or zeroes it just before accumulating, while it is in cache). So after
+// Backward, the gradient of an intermediate Var that nothing depended on is
+// undefined; parameters' gradients always accumulate.
 type Var struct {
 	tensor.Tensor
 	Grad []float32
+
+	root *Var // the Var whose gradient memory this one views (Reshape); nil: itself
+	lazy bool // on the root: Grad has not been written yet and is logically zero
 }
+
+// owner returns the Var that holds v's gradient state.
+func (v *Var) owner() *Var {
+	if v.root != nil {
+		return v.root
+	}
+	return v
+}
+
+// accGrad returns v's gradient ready to be accumulated into (zeroed first if
+// nothing has written it yet), or nil when v has none.
+func accGrad(v *Var) []float32 {
+	if v.Grad == nil {
+		return nil
+	}
+	if o := v.owner(); o.lazy {
+		clear(o.Grad)
+		o.lazy = false
+	}
+	return v.Grad
+}
+
+// freshGrad reports whether nothing has written v's gradient yet, and marks
+// it written: when it returns true the caller must overwrite all of it.
+func freshGrad(v *Var) bool {
+	if o := v.owner(); o.lazy {
+		o.lazy = false
+		return true
+	}
+	return false
+}
+
+// dead reports whether y's gradient was never written: an op whose output
+// gradient is (logically) zero contributes nothing to its inputs.
+func dead(y *Var) bool { return y.Grad != nil && y.owner().lazy }
 
 // NewParam wraps data and grad slices (views into a model's flat buffers).
 func NewParam(data, grad []float32, shape ...int) *Var {
@@ -81,7 +126,7 @@ func (tp *Tape) Backward(loss *Var) error {
 	if loss.Grad == nil {
 		return fmt.Errorf("backward: loss does not depend on any parameter")
 	}
-	loss.Grad[0] = 1
+	accGrad(loss)[0] = 1
 	tp.runBackward()
 	tp.spent = true
 	return nil
@@ -139,9 +184,19 @@ func (tp *Tape) floats(n int, zero bool) []float32 {
 	s := tp.mem.alloc(n)
 	if zero {
 		clear(s)
+	} else if arenaPoison {
+		nan := float32(math.NaN())
+		for i := range s {
+			s[i] = nan
+		}
 	}
 	return s
 }
+
+// arenaPoison fills memory handed out unzeroed with NaN, so that tests catch
+// a kernel that reads what it has not written (a gradient accumulated before
+// it was initialized, say). Only tests set it.
+var arenaPoison bool
 
 // newVar returns a Var of the given shape over data (and grad).
 func (tp *Tape) newVar(data, grad []float32, shape []int) *Var {
@@ -154,8 +209,8 @@ func (tp *Tape) newVar(data, grad []float32, shape []int) *Var {
 	return &s.v
 }
 
-// out allocates an op's output, zeroed when zero is set; it gets a (zeroed)
-// gradient when the tape records and any input has one.
+// out allocates an op's output, zeroed when zero is set; it gets a gradient
+// (lazy: see Var) when the tape records and any input has one.
 func (tp *Tape) out(shape []int, zero bool, inputs ...*Var) *Var {
 	tp.begin()
 	n := tensor.Numel(shape)
@@ -163,19 +218,22 @@ func (tp *Tape) out(shape []int, zero bool, inputs ...*Var) *Var {
 	if tp.Grad {
 		for _, in := range inputs {
 			if in != nil && in.Grad != nil {
-				grad = tp.floats(n, true)
+				grad = tp.floats(n, false)
 				break
 			}
 		}
 	}
-	return tp.newVar(tp.floats(n, zero), grad, shape)
+	v := tp.newVar(tp.floats(n, zero), grad, shape)
+	v.lazy = grad != nil
+	return v
 }
 
-// scratchFor returns v's gradient, or zeroed scratch memory of its size when
-// v has none (some backward kernels always write an input gradient).
+// scratchFor returns v's gradient ready to accumulate into, or zeroed
+// scratch memory of its size when v has none (some backward kernels always
+// write an input gradient).
 func (tp *Tape) scratchFor(v *Var) []float32 {
 	if v.Grad != nil {
-		return v.Grad
+		return accGrad(v)
 	}
 	return tp.floats(v.Len(), true)
 }

@@ -679,6 +679,12 @@ func TestRoPEKernel(t *testing.T) {
 					return [][]float32{y, dx}
 				}
 				got := run()
+				dxTo := slices.Clone(dx0) // overwritten, not accumulated
+				rp.BackwardTo(p, dxTo, g, pos)
+				for i := range dxTo {
+					dxTo[i] += dx0[i]
+				}
+				expectClose(t, "dx (BackwardTo)", to64(dxTo), to64(got[1]), fwdTol)
 				x64, g64 := to64(x), to64(g)
 				expectClose(t, "y", to64(got[0]), refRoPE(x64, pos, tc.heads, tc.d, tc.rot, cos, sin), fwdTol)
 				loss := func() float64 { return dot64(g64, refRoPE(x64, pos, tc.heads, tc.d, tc.rot, cos, sin)) }
@@ -830,6 +836,8 @@ func TestVecOps(t *testing.T) {
 		y := slices.Clone(y0)
 		Axpy(p, y, -0.3, a)
 		expectClose(t, "axpy", to64(y), wantAxpy, fwdTol)
+		Copy(p, y, a)
+		expectClose(t, "copy", to64(y), to64(a), fwdTol)
 
 		rows := n / d
 		bias := randVec(r, d, 1)

@@ -19,6 +19,12 @@ func (r *RoPE) Backward(p *Pool, dx, dout []float32, pos []int32) {
 	parallel(p, &ropeJobs, len(pos), ropeGrain(r), ropeArgs{r: *r, out: dx, x: dout, pos: pos, sign: -1, acc: true}, ropeRange)
 }
 
+// BackwardTo sets dx = rotate⁻¹(dout) (Backward into a gradient nothing has
+// written yet).
+func (r *RoPE) BackwardTo(p *Pool, dx, dout []float32, pos []int32) {
+	parallel(p, &ropeJobs, len(pos), ropeGrain(r), ropeArgs{r: *r, out: dx, x: dout, pos: pos, sign: -1}, ropeRange)
+}
+
 type ropeArgs struct {
 	r      RoPE
 	out, x []float32

@@ -23,6 +23,18 @@ func Axpy(p *Pool, y []float32, alpha float32, x []float32) {
 
 func axpyRange(v *vecArgs, lo, hi int) { vAxpy(v.dst[lo:hi], v.alpha, v.a[lo:hi]) }
 
+// Copy sets dst = src over len(dst).
+func Copy(p *Pool, dst, src []float32) {
+	src = src[:len(dst)]
+	if p == nil {
+		copy(dst, src)
+		return
+	}
+	parallel(p, &vecJobs, len(dst), actGrain, vecArgs{dst: dst, a: src}, copyRange)
+}
+
+func copyRange(v *vecArgs, lo, hi int) { copy(v.dst[lo:hi], v.a[lo:hi]) }
+
 // Add sets dst = a + b over len(dst).
 func Add(p *Pool, dst, a, b []float32) {
 	a, b = a[:len(dst)], b[:len(dst)]

@@ -111,17 +111,23 @@ func (m *Model) run(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly
 	var auxes []*nn.Var
 	var coefs []float32
 	par.begin()
+	// Every residual sum feeds a norm (the next sublayer's, or the final
+	// one): each pair runs as one fused op (addNorm). EP's gradient marks
+	// go before the op that holds a block's first norm.
+	var h, y *nn.Var
 	for l := range m.Blocks {
 		par.mark(tp, l)
 		blk := &m.Blocks[l]
-		h := m.norm(tp, x, blk.AttnNorm, blk.AttnNormB)
+		if l == 0 {
+			h = m.norm(tp, x, blk.AttnNorm, blk.AttnNormB)
+		} else {
+			x, h = m.addNorm(tp, x, y, blk.AttnNorm, blk.AttnNormB)
+		}
 		a, err := m.attention(tp, blk, h, b, t, pos, attnStart, rope, cache, l)
 		if err != nil {
 			return nil, err
 		}
-		x = tp.Add(x, a)
-		h = m.norm(tp, x, blk.MLPNorm, blk.MLPNormB)
-		var y *nn.Var
+		x, h = m.addNorm(tp, x, a, blk.MLPNorm, blk.MLPNormB)
 		if blk.MLP != nil {
 			y = m.mlp(tp, blk.MLP, h)
 		} else {
@@ -142,20 +148,24 @@ func (m *Model) run(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly
 				auxes, coefs = append(auxes, z), append(coefs, float32(c.ZLossCoef))
 			}
 		}
-		x = tp.Add(x, y)
 	}
 	par.mark(tp, len(m.Blocks))
 	if cache != nil {
 		cache.Len += t
 	}
-	if lastOnly {
+	switch {
+	case y == nil: // no blocks
+		x = m.norm(tp, x, m.Norm, m.NormB)
+	case lastOnly:
+		x = tp.Add(x, y)
 		rows := make([]int, b)
 		for i := range rows {
 			rows[i] = i*t + t - 1
 		}
-		x = tp.GatherRows(x, rows)
+		x = m.norm(tp, tp.GatherRows(x, rows), m.Norm, m.NormB)
+	default:
+		_, x = m.addNorm(tp, x, y, m.Norm, m.NormB)
 	}
-	x = m.norm(tp, x, m.Norm, m.NormB)
 	if logits {
 		out.Logits = m.linear(tp, x, m.Head, nil)
 	} else {
@@ -213,6 +223,15 @@ func (m *Model) norm(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
 		return tp.LayerNorm(x, w, b, eps)
 	}
 	return tp.RMSNorm(x, w, eps)
+}
+
+// addNorm returns the residual sum x + a and its norm, fused.
+func (m *Model) addNorm(tp *nn.Tape, x, a, w, b *nn.Var) (sum, h *nn.Var) {
+	eps := float32(m.Cfg.NormEps)
+	if m.Cfg.Norm == "layernorm" {
+		return tp.AddLayerNorm(x, a, w, b, eps)
+	}
+	return tp.AddRMSNorm(x, a, w, eps)
 }
 
 func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos, attnStart []int32, rope *cpu.RoPE, cache *KVCache, l int) (*nn.Var, error) {

@@ -60,3 +60,56 @@ func (tp *Tape) linearCEBackward(o *op) {
 		}
 	}
 }
+
+// AddRMSNorm returns the residual sum s = x + a and h = RMSNorm(s, w): a
+// residual connection and the norm after it, in one pass over the rows.
+func (tp *Tape) AddRMSNorm(x, a, w *Var, eps float32) (s, h *Var) {
+	n, d := x.Rows(), x.Cols()
+	s = tp.out(x.Shape, false, x, a)
+	h = tp.out(x.Shape, false, x, a, w)
+	var rstd []float32
+	if h.Grad != nil {
+		rstd = tp.floats(n, false)
+	}
+	cpu.AddRMSNormForward(tp.P, s.Data, h.Data, rstd, x.Data, a.Data, w.Data, n, d, eps)
+	tp.record(op{kind: opAddNorm, y: h, y2: s, a: x, b: a, c: w, buf: rstd})
+	return s, h
+}
+
+// AddLayerNorm returns the residual sum s = x + a and
+// h = LayerNorm(s, w, b) (b may be nil), in one pass over the rows.
+func (tp *Tape) AddLayerNorm(x, a, w, b *Var, eps float32) (s, h *Var) {
+	n, d := x.Rows(), x.Cols()
+	s = tp.out(x.Shape, false, x, a)
+	h = tp.out(x.Shape, false, x, a, w, b)
+	mean, rstd := tp.floats(n, false), tp.floats(n, false)
+	var bd []float32
+	if b != nil {
+		bd = b.Data
+	}
+	cpu.AddLayerNormForward(tp.P, s.Data, h.Data, mean, rstd, x.Data, a.Data, w.Data, bd, n, d, eps)
+	tp.record(op{kind: opAddNorm, y: h, y2: s, a: x, b: a, c: w, d: b, buf: rstd, buf2: mean, flag: true})
+	return s, h
+}
+
+// addNormBackward adds the norm's input gradient to the sum's own gradient
+// (from its later uses), then passes the total to both terms.
+func (tp *Tape) addNormBackward(o *op) {
+	h, s, w := o.y, o.y2, o.c
+	if h.Grad != nil && !dead(h) {
+		n, d := s.Rows(), s.Cols()
+		ds := tp.scratchFor(s)
+		if o.flag {
+			var db []float32
+			if o.d != nil {
+				db = accGrad(o.d)
+			}
+			cpu.LayerNormBackward(tp.P, ds, accGrad(w), db, h.Grad, s.Data, w.Data, o.buf2, o.buf, n, d)
+		} else {
+			cpu.RMSNormBackward(tp.P, ds, accGrad(w), h.Grad, s.Data, w.Data, o.buf, n, d)
+		}
+	}
+	if s.Grad != nil && !dead(s) {
+		tp.addBackward(s, o.a, o.b)
+	}
+}

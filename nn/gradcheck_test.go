@@ -746,6 +746,64 @@ func gradCases() []gradCase {
 		})
 	}
 
+	// AddRMSNorm and AddLayerNorm: both outputs are used (s + h), so the
+	// sum's own gradient and the norm's meet.
+	for _, tc := range []struct {
+		name       string
+		ln, bias   bool
+		ag, wg, xg bool
+	}{
+		{"rms", false, false, true, true, true},
+		{"rms/const-w", false, false, true, false, true},
+		{"rms/only-w", false, false, false, true, false},
+		{"ln", true, true, true, true, true},
+		{"ln/nobias", true, false, true, true, true},
+		{"ln/const-a", true, true, false, true, true},
+	} {
+		const n, d = 37, 11
+		ins := []gcIn{in("x", gcVec(r, n*d, 2), tc.xg, n, d), in("a", gcVec(r, n*d, 1), tc.ag, n, d), in("w", gcVec(r, d, 1.5), tc.wg, d)}
+		if tc.bias {
+			ins = append(ins, in("b", gcVec(r, d, 1), true, d))
+		}
+		ln, bias := tc.ln, tc.bias
+		cases = append(cases, gradCase{
+			name: "AddNorm/" + tc.name, in: ins,
+			build: func(tp *Tape, v []*Var) *Var {
+				var s, h *Var
+				if ln {
+					var b *Var
+					if bias {
+						b = v[3]
+					}
+					s, h = tp.AddLayerNorm(v[0], v[1], v[2], b, 1e-5)
+				} else {
+					s, h = tp.AddRMSNorm(v[0], v[1], v[2], 1e-5)
+				}
+				return tp.Add(s, h)
+			},
+			ref: func(x [][]float64) []float64 {
+				sum := slices.Clone(x[0])
+				for i := range sum {
+					sum[i] += x[1][i]
+				}
+				var h []float64
+				if ln {
+					b := make([]float64, d)
+					if bias {
+						b = x[3]
+					}
+					h = refLN(sum, x[2], b, 1e-5)
+				} else {
+					h = refRMS(sum, x[2], 1e-5)
+				}
+				for i := range h {
+					h[i] += sum[i]
+				}
+				return h
+			},
+		})
+	}
+
 	ws := []float32{0.7, -1.3, 2.1}
 	cases = append(cases, gradCase{
 		name:  "WeightedSum",

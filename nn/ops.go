@@ -25,6 +25,7 @@ const (
 	opCrossEntropy
 	opLinearCE
 	opWeightedSum
+	opAddNorm
 	opTopK
 	opGatherRows
 	opScaleRows
@@ -39,6 +40,7 @@ type op struct {
 	kind    opKind
 	y       *Var
 	a, b, c *Var
+	y2, d   *Var // a second output and a fourth input (AddNorm)
 	flag    bool
 	f       float32
 	n       int
@@ -60,6 +62,10 @@ type op struct {
 func (tp *Tape) backward(o *op) {
 	p := tp.P
 	y := o.y
+	if o.kind == opAddNorm {
+		tp.addNormBackward(o)
+		return
+	}
 	if o.kind != opFunc && dead(y) {
 		return
 	}
@@ -73,15 +79,7 @@ func (tp *Tape) backward(o *op) {
 			cpu.Axpy(nil, dw[int(id)*d:int(id)*d+d], 1, y.Grad[i*d:i*d+d])
 		}
 	case opAdd:
-		for _, x := range [2]*Var{o.a, o.b} {
-			switch {
-			case x.Grad == nil:
-			case freshGrad(x):
-				cpu.Copy(p, x.Grad, y.Grad)
-			default:
-				cpu.Axpy(p, x.Grad, 1, y.Grad)
-			}
-		}
+		tp.addBackward(y, o.a, o.b)
 	case opLinear:
 		x, w, b := o.a, o.b, o.c
 		in, out, n := x.Cols(), w.Shape[0], x.Rows()
@@ -154,6 +152,19 @@ func (tp *Tape) backward(o *op) {
 		}
 	default:
 		tp.moeBackward(o)
+	}
+}
+
+// addBackward passes y's gradient to both terms of y = a + b.
+func (tp *Tape) addBackward(y, a, b *Var) {
+	for _, x := range [2]*Var{a, b} {
+		switch {
+		case x.Grad == nil:
+		case freshGrad(x):
+			cpu.Copy(tp.P, x.Grad, y.Grad)
+		default:
+			cpu.Axpy(tp.P, x.Grad, 1, y.Grad)
+		}
 	}
 }
 

@@ -660,7 +660,7 @@ func TestAttentionKernels(t *testing.T) {
 
 func TestRoPEKernel(t *testing.T) {
 	const n, maxPos = 37, 50
-	for _, tc := range []struct{ heads, d, rot int }{{3, 10, 10}, {3, 10, 6}, {2, 8, 4}} {
+	for _, tc := range []struct{ heads, d, rot int }{{3, 10, 10}, {3, 10, 6}, {2, 8, 4}, {2, 32, 32}, {1, 40, 24}} {
 		t.Run(fmt.Sprintf("h%d_d%d_rot%d", tc.heads, tc.d, tc.rot), func(t *testing.T) {
 			forPools(t, func(t *testing.T, p *Pool) {
 				r := kRand(8)
@@ -858,5 +858,30 @@ func TestVecOps(t *testing.T) {
 		db2 := slices.Clone(db0)
 		SumRows(NewPool(1), db2, a, rows, d)
 		expectBits(t, [][]float32{db}, [][]float32{db2}) // any thread count: same bits
+	})
+}
+
+// TestAddNormKernels checks the fused residual+norm forward kernels against
+// the float64 references of the sum and the norm.
+func TestAddNormKernels(t *testing.T) {
+	const n, d, eps = 37, 21, 1e-5
+	forPools(t, func(t *testing.T, p *Pool) {
+		r := kRand(13)
+		x, a, w, b := randVec(r, n*d, 2), randVec(r, n*d, 1), randVec(r, d, 1.5), randVec(r, d, 1)
+		sum := make([]float64, n*d)
+		for i := range sum {
+			sum[i] = float64(x[i]) + float64(a[i])
+		}
+		s, h, rstd := make([]float32, n*d), make([]float32, n*d), make([]float32, n)
+		AddRMSNormForward(p, s, h, rstd, x, a, w, n, d, eps)
+		expectClose(t, "rms sum", to64(s), sum, fwdTol)
+		expectClose(t, "rms h", to64(h), refRMSNorm(sum, to64(w), n, d, eps), fwdTol)
+		mean := make([]float32, n)
+		AddLayerNormForward(p, s, h, mean, rstd, x, a, w, b, n, d, eps)
+		wantH, wantM, wantR := refLayerNorm(sum, to64(w), to64(b), n, d, eps)
+		expectClose(t, "ln sum", to64(s), sum, fwdTol)
+		expectClose(t, "ln h", to64(h), wantH, fwdTol)
+		expectClose(t, "ln mean", to64(mean), wantM, fwdTol)
+		expectClose(t, "ln rstd", to64(rstd), wantR, fwdTol)
 	})
 }

@@ -141,3 +141,29 @@ func (j *normBackJob) chunk(lo, hi int) {
 	}
 	j.fn(&j.a, dw, db, lo, hi)
 }
+
+// AddRMSNormForward computes the residual sum s = x + a and h = RMSNorm(s, w)
+// in one pass over each row (s is normalized while it is in cache), keeping
+// the reciprocal RMS per row. rstd may be nil.
+func AddRMSNormForward(p *Pool, s, h, rstd, x, a, w []float32, n, d int, eps float32) {
+	parallel(p, &normJobs, n, normGrain, normArgs{out: h, rstd: rstd, x: s, dx: x, dout: a, w: w, d: d, eps: eps}, addRMSRange)
+}
+
+func addRMSRange(a *normArgs, lo, hi int) {
+	d := a.d
+	vAdd(a.x[lo*d:hi*d], a.dx[lo*d:hi*d], a.dout[lo*d:hi*d])
+	rmsRange(a, lo, hi)
+}
+
+// AddLayerNormForward computes the residual sum s = x + a and
+// h = LayerNorm(s, w, b) in one pass over each row, keeping mean and
+// reciprocal std per row. b may be nil.
+func AddLayerNormForward(p *Pool, s, h, mean, rstd, x, a, w, b []float32, n, d int, eps float32) {
+	parallel(p, &normJobs, n, normGrain, normArgs{out: h, mean: mean, rstd: rstd, x: s, dx: x, dout: a, w: w, b: b, d: d, eps: eps}, addLNRange)
+}
+
+func addLNRange(a *normArgs, lo, hi int) {
+	d := a.d
+	vAdd(a.x[lo*d:hi*d], a.dx[lo*d:hi*d], a.dout[lo*d:hi*d])
+	lnRange(a, lo, hi)
+}

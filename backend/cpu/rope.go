@@ -47,23 +47,38 @@ func ropeRange(a *ropeArgs, lo, hi int) {
 		for h := 0; h < r.Heads; h++ {
 			xi := a.x[n*w+h*r.D:][:r.D]
 			oi := a.out[n*w+h*r.D:][:r.D]
-			x1, x2 := xi[:half], xi[half:2*half]
-			o1, o2 := oi[:half], oi[half:2*half]
-			if a.acc {
-				for i, c := range cs {
-					s := a.sign * sn[i]
-					o1[i] += x1[i]*c - x2[i]*s
-					o2[i] += x2[i]*c + x1[i]*s
-				}
-				vAxpy(oi[r.Rot:], 1, xi[r.Rot:])
-				continue
-			}
-			for i, c := range cs {
-				s := a.sign * sn[i]
-				o1[i] = x1[i]*c - x2[i]*s
-				o2[i] = x2[i]*c + x1[i]*s
-			}
-			copy(oi[r.Rot:], xi[r.Rot:])
+			ropeHead(oi, xi, cs, sn, half, r.Rot, a.sign, a.acc)
 		}
+	}
+}
+
+// ropeHead rotates one head's first rot dimensions (pairs i, i+half) and
+// copies (or, with acc, adds) the rest.
+func ropeHead(oi, xi, cs, sn []float32, half, rot int, sign float32, acc bool) {
+	x1, x2 := xi[:half], xi[half:2*half]
+	o1, o2 := oi[:half], oi[half:2*half]
+	k := vec8(half)
+	if k > 0 {
+		flag := 0
+		if acc {
+			flag = 1
+		}
+		vRopeAVX(&o1[0], &xi[0], &cs[0], &sn[0], k, half, sign, flag)
+	}
+	for i := k; i < half; i++ {
+		c, s := cs[i], sign*sn[i]
+		v1 := x1[i]*c - x2[i]*s
+		v2 := x2[i]*c + x1[i]*s
+		if acc {
+			o1[i] += v1
+			o2[i] += v2
+		} else {
+			o1[i], o2[i] = v1, v2
+		}
+	}
+	if acc {
+		vAxpy(oi[rot:], 1, xi[rot:])
+	} else {
+		copy(oi[rot:], xi[rot:])
 	}
 }

@@ -71,3 +71,6 @@ func vExpSumAVX(src *float32, n int, m float32) float32
 
 //go:noescape
 func vExpScaleAccAVX(dst, src *float32, n int, sub, scale float32)
+
+//go:noescape
+func vRopeAVX(out, x, cs, sn *float32, n, half int, sign float32, acc int)

@@ -931,3 +931,48 @@ xa8:
 xadone:
 	VZEROUPPER
 	RET
+
+// func vRopeAVX(out, x, cs, sn *float32, n, half int, sign float32, acc int)
+// rotates one head: for i < n (a multiple of 8), with s = sign*sn[i],
+// out[i] = x[i]*cs[i] - x[i+half]*s and out[i+half] = x[i+half]*cs[i] + x[i]*s,
+// added to out when acc is not 0.
+TEXT ·vRopeAVX(SB), NOSPLIT, $0-64
+	MOVQ         out+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         cs+16(FP), DX
+	MOVQ         sn+24(FP), R9
+	MOVQ         n+32(FP), CX
+	MOVQ         half+40(FP), R8
+	VBROADCASTSS sign+48(FP), Y15
+	MOVQ         acc+56(FP), R10
+	SHLQ         $2, R8             // byte offset of the second half
+
+rope8:
+	CMPQ         CX, $8
+	JLT          ropedone
+	VMOVUPS      (DX), Y0           // c
+	VMULPS       (R9), Y15, Y1      // s
+	VMOVUPS      (SI), Y2           // x1
+	VMOVUPS      (SI)(R8*1), Y3     // x2
+	VMULPS       Y0, Y2, Y4
+	VFNMADD231PS Y1, Y3, Y4         // x1*c - x2*s
+	VMULPS       Y0, Y3, Y5
+	VFMADD231PS  Y1, Y2, Y5         // x2*c + x1*s
+	TESTQ        R10, R10
+	JZ           ropestore
+	VADDPS       (DI), Y4, Y4
+	VADDPS       (DI)(R8*1), Y5, Y5
+
+ropestore:
+	VMOVUPS Y4, (DI)
+	VMOVUPS Y5, (DI)(R8*1)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	ADDQ    $32, DX
+	ADDQ    $32, R9
+	SUBQ    $8, CX
+	JMP     rope8
+
+ropedone:
+	VZEROUPPER
+	RET

@@ -33,3 +33,5 @@ func setVecAVX2(on bool) {}
 
 func vExpSumAVX(src *float32, n int, m float32) float32            { panic("unreachable") }
 func vExpScaleAccAVX(dst, src *float32, n int, sub, scale float32) { panic("unreachable") }
+
+func vRopeAVX(out, x, cs, sn *float32, n, half int, sign float32, acc int) { panic("unreachable") }

@@ -270,6 +270,11 @@ func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos, att
 
 func (m *Model) mlp(tp *nn.Tape, f *MLP, h *nn.Var) *nn.Var {
 	if m.Cfg.MLP == "swiglu" {
+		if f.GateB == nil && f.UpB == nil && (m.q == nil || tp.Grad) {
+			// Gate and up projections as one GEMM when their weights are
+			// adjacent (nn.LinearSwiGLU falls back to three ops otherwise).
+			return m.linear(tp, tp.LinearSwiGLU(h, f.Gate, f.Up), f.Down, f.DownB)
+		}
 		g := m.linear(tp, h, f.Gate, f.GateB)
 		u := m.linear(tp, h, f.Up, f.UpB)
 		return m.linear(tp, tp.SwiGLU(g, u), f.Down, f.DownB)

@@ -1,6 +1,10 @@
 package nn
 
-import "github.com/mai-llm/mai/backend/cpu"
+import (
+	"slices"
+
+	"github.com/mai-llm/mai/backend/cpu"
+)
 
 // ceChunkCols picks the vocabulary chunk width (tests make it small).
 var ceChunkCols = cpu.CEChunkCols
@@ -112,4 +116,71 @@ func (tp *Tape) addNormBackward(o *op) {
 	if s.Grad != nil && !dead(s) {
 		tp.addBackward(s, o.a, o.b)
 	}
+}
+
+// LinearSwiGLU returns SwiGLU(Linear(x, wg, nil), Linear(x, wu, nil)), the
+// first half of a gated MLP. When wg and wu lie next to each other in memory
+// (as a model's flat parameter buffer lays out gate_proj and up_proj), both
+// projections run as one GEMM over the [2F, in] pair, and the backward pass
+// as one GEMM for the input gradient and one for both weight gradients;
+// otherwise it is the three ops.
+func (tp *Tape) LinearSwiGLU(x, wg, wu *Var) *Var {
+	w, dw, ok := adjacent(wg, wu)
+	if !ok {
+		return tp.SwiGLU(tp.Linear(x, wg, nil), tp.Linear(x, wu, nil))
+	}
+	f, in, n := wg.Shape[0], x.Cols(), x.Rows()
+	var sb [4]int
+	shape := append(sb[:0], x.Shape...)
+	shape[len(shape)-1] = f
+	y := tp.out(shape, false, x, wg, wu)
+	gu := tp.floats(n*2*f, false)
+	if n <= cpu.MatVecRows {
+		cpu.MatVec(tp.P, n, 2*f, in, x.Data, w, 0, gu)
+	} else {
+		cpu.Gemm(tp.P, false, true, n, 2*f, in, 1, x.Data, in, w, in, 0, gu, 2*f)
+	}
+	cpu.SwiGLURows(tp.P, y.Data, gu, n, f)
+	if y.Grad != nil {
+		tp.record(op{kind: opLinearSwiGLU, y: y, a: x, b: wg, c: wu, buf: gu, buf2: dw})
+	}
+	return y
+}
+
+func (tp *Tape) linearSwiGLUBackward(o *op) {
+	x, wg, y := o.a, o.b, o.y
+	f, in, n := wg.Shape[0], x.Cols(), x.Rows()
+	w, _, _ := adjacent(wg, o.c)
+	dgu := tp.floats(n*2*f, false)
+	cpu.SwiGLURowsBackward(tp.P, dgu, y.Grad, o.buf, n, f)
+	if x.Grad != nil {
+		beta := float32(1)
+		if freshGrad(x) {
+			beta = 0
+		}
+		cpu.Gemm(tp.P, false, false, n, in, 2*f, 1, dgu, 2*f, w, in, beta, x.Grad, in)
+	}
+	if dw := o.buf2; dw != nil {
+		cpu.Gemm(tp.P, true, false, 2*f, in, n, 1, dgu, 2*f, x.Data, in, 1, dw, in)
+	}
+}
+
+// adjacent reports whether b follows a directly in memory, with the same
+// shape, and if so returns the data (and gradient, nil when neither has
+// one) of both as one slice. Gradients must be adjacent too, and not lazy.
+func adjacent(a, b *Var) (data, grad []float32, ok bool) {
+	na, nb := len(a.Data), len(b.Data)
+	if na == 0 || na != nb || !slices.Equal(a.Shape, b.Shape) || cap(a.Data) < na+nb || &a.Data[:na+nb][na] != &b.Data[0] {
+		return nil, nil, false
+	}
+	if (a.Grad == nil) != (b.Grad == nil) {
+		return nil, nil, false
+	}
+	if a.Grad != nil {
+		if a.owner().lazy || b.owner().lazy || cap(a.Grad) < na+nb || &a.Grad[:na+nb][na] != &b.Grad[0] {
+			return nil, nil, false
+		}
+		grad = a.Grad[:na+nb]
+	}
+	return a.Data[:na+nb], grad, true
 }

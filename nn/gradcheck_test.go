@@ -1122,3 +1122,49 @@ func TestTapeNoGrad(t *testing.T) {
 		t.Errorf("grad %v, %d recorded ops; want none", y.Grad, len(tp.ops))
 	}
 }
+
+// TestLinearSwiGLU checks the fused gate/up projection (weights adjacent in
+// one buffer, as in a model) against the three gradient-checked ops it
+// replaces, for many rows (GEMM) and few (matrix-vector), and that weights
+// that are not adjacent take the unfused path.
+func TestLinearSwiGLU(t *testing.T) {
+	defer func() { arenaPoison = false }()
+	arenaPoison = true
+	const f, d = 7, 5
+	for _, n := range []int{9, 3} {
+		for _, p := range gcPools() {
+			r := gcRand(21)
+			x0, w0 := gcVec(r, n*d, 1), gcVec(r, 2*f*d, 1)
+			g := gcVec(r, f*f, 1)
+			run := func(fused bool) (y []float32, dx, dw []float32) {
+				buf, grad := slices.Clone(w0), make([]float32, 2*f*d)
+				wg := NewParam(buf[:f*d], grad[:f*d], f, d)
+				wu := NewParam(buf[f*d:], grad[f*d:], f, d)
+				if !fused { // copies: not adjacent
+					wg = NewParam(slices.Clone(buf[:f*d]), grad[:f*d], f, d)
+				}
+				x := NewParam(slices.Clone(x0), make([]float32, n*d), n, d)
+				tp := NewTape(p, true)
+				tp.Reset()
+				out := tp.LinearSwiGLU(tp.Add(x, Const(make([]float32, n*d), n, d)), wg, wu) // lazy input
+				if fused != (len(tp.ops) == 2) {
+					t.Fatalf("n=%d fused=%v: %d ops recorded", n, fused, len(tp.ops))
+				}
+				targets := make([]int32, n)
+				for i := range targets {
+					targets[i] = int32(i % f)
+				}
+				l := tp.WeightedSum([]*Var{tp.LinearCrossEntropy(out, Const(g[:f*f], f, f), targets)}, []float32{1})
+				if err := tp.Backward(l); err != nil {
+					t.Fatal(err)
+				}
+				return slices.Clone(out.Data), x.Grad, grad
+			}
+			y1, dx1, dw1 := run(true)
+			y2, dx2, dw2 := run(false)
+			gcClose(t, "y", gc64(y1), gc64(y2), 1e-6)
+			gcClose(t, "dx", gc64(dx1), gc64(dx2), 1e-5)
+			gcClose(t, "dw", gc64(dw1), gc64(dw2), 1e-5)
+		}
+	}
+}

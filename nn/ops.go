@@ -26,6 +26,7 @@ const (
 	opLinearCE
 	opWeightedSum
 	opAddNorm
+	opLinearSwiGLU
 	opTopK
 	opGatherRows
 	opScaleRows
@@ -144,6 +145,8 @@ func (tp *Tape) backward(o *op) {
 		}
 	case opLinearCE:
 		tp.linearCEBackward(o)
+	case opLinearSwiGLU:
+		tp.linearSwiGLUBackward(o)
 	case opWeightedSum:
 		for i, x := range o.vars {
 			if dx := accGrad(x); dx != nil {

@@ -160,3 +160,33 @@ func ceBackRange(a *rowArgs, lo, hi int) {
 		drow[t] -= a.scale
 	}
 }
+
+// SwiGLURows computes out[i] = silu(gu[i][:f]) * gu[i][f:] for the n rows of
+// gu [n, 2f] (a gate and an up projection computed by one GEMM), giving
+// out [n, f].
+func SwiGLURows(p *Pool, out, gu []float32, n, f int) {
+	parallel(p, &rowJobs, n, rowGrain(2*f), rowArgs{out: out, x: gu, d: f}, swigluRowsRange)
+}
+
+func swigluRowsRange(a *rowArgs, lo, hi int) {
+	f := a.d
+	for i := lo; i < hi; i++ {
+		row := a.x[2*i*f : 2*(i+1)*f]
+		vSwiGLU(a.out[i*f:(i+1)*f], row[:f], row[f:])
+	}
+}
+
+// SwiGLURowsBackward sets dgu [n, 2f] to the gradient of SwiGLURows with
+// respect to gu (overwriting it), from dout [n, f].
+func SwiGLURowsBackward(p *Pool, dgu, dout, gu []float32, n, f int) {
+	parallel(p, &rowJobs, n, rowGrain(2*f), rowArgs{out: dgu, g: dout, x: gu, d: f}, swigluRowsBackRange)
+}
+
+func swigluRowsBackRange(a *rowArgs, lo, hi int) {
+	f := a.d
+	for i := lo; i < hi; i++ {
+		row, drow := a.x[2*i*f:2*(i+1)*f], a.out[2*i*f:2*(i+1)*f]
+		clear(drow) // in L1: the kernel accumulates
+		vSwiGLUBack(drow[:f], drow[f:], a.g[i*f:(i+1)*f], row[:f], row[f:])
+	}
+}

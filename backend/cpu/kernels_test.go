@@ -885,3 +885,32 @@ func TestAddNormKernels(t *testing.T) {
 		expectClose(t, "ln rstd", to64(rstd), wantR, fwdTol)
 	})
 }
+
+// TestSwiGLURows checks the row-wise SwiGLU over a fused [n, 2f] gate/up
+// buffer, and its backward (which overwrites), against float64.
+func TestSwiGLURows(t *testing.T) {
+	const n, f = 3*16 + 5, 37
+	forPools(t, func(t *testing.T, p *Pool) {
+		r := kRand(14)
+		gu, g := randVec(r, n*2*f, 6), randVec(r, n*f, 1)
+		run := func() [][]float32 {
+			y, dgu := make([]float32, n*f), randVec(kRand(15), n*2*f, 1) // dgu is overwritten
+			SwiGLURows(p, y, gu, n, f)
+			SwiGLURowsBackward(p, dgu, g, gu, n, f)
+			return [][]float32{y, dgu}
+		}
+		got := run()
+		wantY, wantD := make([]float64, n*f), make([]float64, n*2*f)
+		for i := 0; i < n; i++ {
+			for j := 0; j < f; j++ {
+				a, b, gg := float64(gu[i*2*f+j]), float64(gu[i*2*f+f+j]), float64(g[i*f+j])
+				wantY[i*f+j] = refSilu(a) * b
+				wantD[i*2*f+j] = gg * b * scalarDeriv(refSilu, a)
+				wantD[i*2*f+f+j] = gg * refSilu(a)
+			}
+		}
+		expectClose(t, "y", to64(got[0]), wantY, fwdTol)
+		expectClose(t, "dgu", to64(got[1]), wantD, bwdTol)
+		expectBits(t, got, run())
+	})
+}

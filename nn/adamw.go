@@ -54,13 +54,10 @@ func (o *AdamW) Update(p *cpu.Pool, params, grads []float32, segs []Segment, lr 
 }
 
 // GradNorm returns the global L2 norm of grads, summed in float64 in a fixed
-// order.
+// order (per chunk of 2¹⁶ values, in parallel on the default pool, then over
+// the chunks in order), so it does not depend on the thread count.
 func GradNorm(grads []float32) float64 {
-	var s float64
-	for _, g := range grads {
-		s += float64(g) * float64(g)
-	}
-	return math.Sqrt(s)
+	return math.Sqrt(cpu.SumSquares(cpu.Default(), grads))
 }
 
 // ClipGrads scales grads so their global norm is at most maxNorm; it returns
@@ -68,10 +65,7 @@ func GradNorm(grads []float32) float64 {
 func ClipGrads(grads []float32, maxNorm float64) float64 {
 	n := GradNorm(grads)
 	if maxNorm > 0 && n > maxNorm {
-		c := float32(maxNorm / (n + 1e-6))
-		for i := range grads {
-			grads[i] *= c
-		}
+		cpu.Scale(cpu.Default(), grads, float32(maxNorm/(n+1e-6)))
 	}
 	return n
 }

@@ -424,3 +424,16 @@ func vExpScaleAcc(dst, src []float32, sub, scale float32) {
 		dst[i] += scale * expf(src[i]-sub)
 	}
 }
+
+// vSumSqF64 returns Σ x², accumulated in float64.
+func vSumSqF64(x []float32) float64 {
+	var s float64
+	k := vec8(len(x))
+	if k > 0 {
+		s = vSumSqF64AVX(&x[0], k)
+	}
+	for _, v := range x[k:] {
+		s += float64(v) * float64(v)
+	}
+	return s
+}

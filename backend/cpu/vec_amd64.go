@@ -74,3 +74,6 @@ func vExpScaleAccAVX(dst, src *float32, n int, sub, scale float32)
 
 //go:noescape
 func vRopeAVX(out, x, cs, sn *float32, n, half int, sign float32, acc int)
+
+//go:noescape
+func vSumSqF64AVX(x *float32, n int) float64

@@ -1,5 +1,7 @@
 package cpu
 
+import "sync"
+
 // Parallel vector operations for the tape's elementwise ops. A nil pool runs
 // on the calling goroutine.
 
@@ -110,5 +112,57 @@ func matVecRange(a *matVecArgs, lo, hi int) {
 			}
 			a.y[i*a.n+j] = s
 		}
+	}
+}
+
+// Scale sets x *= a.
+func Scale(p *Pool, x []float32, a float32) {
+	parallel(p, &vecJobs, len(x), actGrain, vecArgs{dst: x, alpha: a}, scaleRange)
+}
+
+func scaleRange(v *vecArgs, lo, hi int) { vScale(v.dst[lo:hi], v.alpha) }
+
+// sumSqChunk is the fixed piece of SumSquares: its partial sums do not depend
+// on the thread count.
+const sumSqChunk = 1 << 16
+
+// SumSquares returns Σ x² accumulated in float64: per fixed chunk of 2¹⁶
+// values in parallel, then over the chunks in order, so the result is the
+// same for any thread count.
+func SumSquares(p *Pool, x []float32) float64 {
+	nc := (len(x) + sumSqChunk - 1) / sumSqChunk
+	if nc == 0 {
+		return 0
+	}
+	j := sumSqJobs.Get().(*sumSqJob)
+	if cap(j.part) < nc {
+		j.part = make([]float64, nc)
+	}
+	j.part, j.x = j.part[:nc], x
+	p.For(nc, 1, j.run)
+	var s float64
+	for _, v := range j.part {
+		s += v
+	}
+	j.x = nil
+	sumSqJobs.Put(j)
+	return s
+}
+
+type sumSqJob struct {
+	x    []float32
+	part []float64
+	run  func(lo, hi int)
+}
+
+var sumSqJobs = sync.Pool{New: func() any {
+	j := new(sumSqJob)
+	j.run = j.chunks
+	return j
+}}
+
+func (j *sumSqJob) chunks(lo, hi int) {
+	for c := lo; c < hi; c++ {
+		j.part[c] = vSumSqF64(j.x[c*sumSqChunk : min((c+1)*sumSqChunk, len(j.x))])
 	}
 }

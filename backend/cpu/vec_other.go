@@ -35,3 +35,5 @@ func vExpSumAVX(src *float32, n int, m float32) float32            { panic("unre
 func vExpScaleAccAVX(dst, src *float32, n int, sub, scale float32) { panic("unreachable") }
 
 func vRopeAVX(out, x, cs, sn *float32, n, half int, sign float32, acc int) { panic("unreachable") }
+
+func vSumSqF64AVX(x *float32, n int) float64 { panic("unreachable") }

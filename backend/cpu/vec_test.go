@@ -295,3 +295,36 @@ func TestAdamWUpdate(t *testing.T) {
 		})
 	})
 }
+
+// TestSumSquares checks the float64 sum of squares (the gradient norm)
+// against a float64 loop, and that it is the same for every thread count.
+func TestSumSquares(t *testing.T) {
+	withVec(t, func(t *testing.T) {
+		for _, n := range []int{0, 1, 13, 100, 3*sumSqChunk + 77} {
+			x := vecRand(uint64(n), n, 3)
+			var want float64
+			for _, v := range x {
+				want += float64(v) * float64(v)
+			}
+			var first float64
+			for i, p := range kernelPools() {
+				got := SumSquares(p, x)
+				if math.Abs(got-want) > 1e-12*want {
+					t.Errorf("n=%d threads=%d: %v, want %v", n, p.Threads(), got, want)
+				}
+				if i == 0 {
+					first = got
+				} else if got != first {
+					t.Errorf("n=%d: %d threads give %v, 1 thread %v", n, p.Threads(), got, first)
+				}
+			}
+			y := slices.Clone(x)
+			Scale(kernelPools()[1], y, 0.5)
+			for i := range y {
+				if y[i] != 0.5*x[i] {
+					t.Fatalf("Scale: [%d] = %v, want %v", i, y[i], 0.5*x[i])
+				}
+			}
+		}
+	})
+}

@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/mai-llm/mai/format/quant"
+	"github.com/mai-llm/mai/internal/mmap"
 )
 
 // Magic is the first four bytes of a GGUF file.
@@ -157,7 +158,7 @@ type File struct {
 // Open opens and validates the GGUF file at path, mapping it read-only
 // where the platform allows and reading it into memory otherwise.
 func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := mmap.Map(path)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: %w", err)
 	}

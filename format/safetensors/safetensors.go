@@ -27,6 +27,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mai-llm/mai/format/quant"
+	"github.com/mai-llm/mai/internal/mmap"
 )
 
 // MaxHeaderSize is the largest JSON header accepted, as in Hugging Face's
@@ -91,7 +92,7 @@ type File struct {
 // Open opens and validates the safetensors file at path. The file is mapped
 // read-only where the platform allows it and read into memory otherwise.
 func Open(path string) (*File, error) {
-	data, unmap, err := mapFile(path)
+	data, unmap, err := mmap.Map(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}

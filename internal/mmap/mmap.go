@@ -1,4 +1,7 @@
-package safetensors
+// Package mmap maps files read-only into memory, falling back to reading
+// them where mapping is not possible (other systems, pipes, file systems
+// that refuse it). The file formats (GGUF, safetensors) share it.
+package mmap
 
 import (
 	"fmt"

@@ -1,6 +1,6 @@
 //go:build unix
 
-package safetensors
+package mmap
 
 import (
 	"fmt"
@@ -9,8 +9,10 @@ import (
 	"syscall"
 )
 
-// mapFile maps the file at path read-only. The returned function unmaps it.
-func mapFile(path string) ([]byte, func() error, error) {
+// Map maps the file at path read-only. The returned function, nil when the
+// file was read rather than mapped (or is empty), unmaps it; the bytes must
+// not be used after it is called.
+func Map(path string) ([]byte, func() error, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err

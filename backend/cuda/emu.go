@@ -4,6 +4,7 @@ package cuda
 
 import (
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -17,11 +18,17 @@ import (
 	"github.com/ebitengine/purego"
 )
 
-// The emulator runs the real kernel sources on the CPU (testdata/emu), so
-// that every Device op, its launch shape and arguments, and the kernels'
-// indexing are checked against backend/cpu on machines without a GPU. It
-// needs g++; built once per test binary into the temporary folder, keyed by
-// the sources' hash.
+// The emulator runs the real kernel sources on the CPU (emu/), so that
+// every Device op, its launch shape and arguments, and the kernels' indexing
+// are checked against backend/cpu on machines without a GPU, here and in the
+// packages that drive a Device (model/gpu). It needs g++; it is built once
+// into the temporary folder, keyed by the sources' hash.
+
+//go:embed emu/emu.cc
+var emuRuntimeSrc []byte
+
+//go:embed emu/emu.h
+var emuHeader []byte
 
 // emuLib opens the emulator library, building it if needed. The error says
 // why it is unavailable.
@@ -52,32 +59,31 @@ var emuLib = sync.OnceValues(func() (*emuDriverLib, error) {
 		}
 		b.WriteString("); }\n")
 	}
-	runtimeSrc, err := os.ReadFile("testdata/emu/emu.cc")
-	if err != nil {
-		return nil, err
-	}
-	header, err := os.ReadFile("testdata/emu/emu.h")
-	if err != nil {
-		return nil, err
-	}
 	h := sha256.New()
 	h.Write([]byte(b.String()))
-	h.Write(runtimeSrc)
-	h.Write(header)
+	h.Write(emuRuntimeSrc)
+	h.Write(emuHeader)
 	dir := filepath.Join(os.TempDir(), "mai-cuda-emu-"+hex.EncodeToString(h.Sum(nil))[:16])
 	lib := filepath.Join(dir, "emu.so")
 	if _, err := os.Stat(lib); err != nil {
+		// Test binaries of several packages may build it at once: each
+		// works in its own folder and renames its result into place.
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		all := filepath.Join(dir, "kernels.cc")
-		if err := os.WriteFile(all, []byte(b.String()), 0o644); err != nil {
+		work, err := os.MkdirTemp(dir, "build-")
+		if err != nil {
 			return nil, err
 		}
-		emuDir, _ := filepath.Abs("testdata/emu")
-		tmp := lib + ".tmp"
+		defer os.RemoveAll(work)
+		for name, data := range map[string][]byte{"kernels.cc": []byte(b.String()), "emu.cc": emuRuntimeSrc, "emu.h": emuHeader} {
+			if err := os.WriteFile(filepath.Join(work, name), data, 0o644); err != nil {
+				return nil, err
+			}
+		}
+		tmp := filepath.Join(work, "emu.so")
 		cmd := exec.Command(gxx, "-std=c++17", "-O1", "-fPIC", "-shared", "-Wall", "-Wno-unused-function",
-			"-I", emuDir, "-o", tmp, all, filepath.Join(emuDir, "emu.cc"))
+			"-I", work, "-o", tmp, filepath.Join(work, "kernels.cc"), filepath.Join(work, "emu.cc"))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("compiling the emulator: %v\n%s", err, out)
 		}
@@ -207,6 +213,15 @@ func (e *emuDriver) eventElapsed() (float32, error) {
 }
 
 func (e *emuDriver) close() error { return nil }
+
+// OpenEmulator returns a Device that runs the embedded kernel sources on the
+// CPU: a small CUDA emulation (emu/) in which each block's threads are
+// fibers switching at barriers and warp shuffles, device memory starts as
+// NaN bytes, and a barrier or shuffle not every thread reaches is an error.
+// GEMMs are a plain loop. It is for tests on machines without a GPU: slow,
+// meant for tiny shapes. It needs g++ (the error says so when missing) and
+// compiles once per source version into the temporary folder.
+func OpenEmulator() (*Device, error) { return openEmu() }
 
 // openEmu returns a Device on the emulator, or why there is none.
 func openEmu() (*Device, error) {

@@ -20,7 +20,7 @@ import (
 // random inputs, for f32 and bf16 activations, on two devices:
 //
 //   - "emu": the kernel sources compiled with g++ against a CPU emulation
-//     of CUDA (testdata/emu), run when g++ is installed;
+//     of CUDA (emu/), run when g++ is installed;
 //   - "cuda": the real GPU through the driver, run when one is found.
 //
 // Each skips with the reason when unavailable. For bf16 the inputs are

@@ -1,0 +1,223 @@
+// Package gpu is the transformer's training step on a backend/cuda Device:
+// the forward pass, the loss, the backward pass, gradient clipping and
+// AdamW, written out op by op over device buffers as llm.c's
+// train_gpt2.cu does, for the dense families MAI's presets use: RMSNorm or
+// LayerNorm, RoPE or learned positions, grouped-query attention (optional
+// QK-norm and sliding window), SwiGLU or GELU MLPs, optional biases, a tied
+// or untied head.
+//
+// It is not a second model definition: the parameters keep model.Model's
+// flat layout (one f32 buffer for the weights, one for the gradients, at
+// the same offsets), so a checkpoint is a download into a model.Model and
+// the optimizer works on the same segments. The arithmetic is the CPU
+// path's (nn and backend/cpu), with the same fusions: each residual sum is
+// computed with the norm after it, and the classifier runs with the
+// cross-entropy a chunk of rows at a time, its gradient taken at once, so
+// the [B·T, V] logits are never held whole. Activations are f32.
+//
+// Not yet here: mixture-of-experts layers, RoPE scaling other than linear
+// and llama3, bf16 activations, and incremental decoding.
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mai-llm/mai/backend/cuda"
+	"github.com/mai-llm/mai/model"
+)
+
+// tensor is one parameter: views of the weight and gradient buffers.
+type tensor struct {
+	w, g *cuda.Buffer
+}
+
+// layer holds a block's parameters (nil views where the config has none).
+type layer struct {
+	attnNorm, attnNormB, mlpNorm, mlpNormB tensor
+	q, k, v, o, qb, kb, vb, ob             tensor
+	qNorm, kNorm                           tensor
+	gate, up, down, gateB, upB, downB      tensor
+}
+
+// Model is a model.Model's parameters and gradients on a device, with the
+// activations of the last forward pass.
+type Model struct {
+	Cfg model.Config
+	Dev *cuda.Device
+	// Params and Grads are f32 buffers in model.Model's flat layout.
+	Params, Grads *cuda.Buffer
+
+	segs   []cuda.Segment
+	embed  tensor
+	pos    tensor
+	fnorm  tensor // final norm
+	fnormB tensor
+	head   tensor
+	layers []layer
+
+	cos, sin *cuda.Buffer // RoPE tables [MaxSeq, rot/2]
+	acts     *acts        // sized for the last batch shape
+}
+
+// Supported reports why the cuda training step cannot run a config, or nil.
+func Supported(c *model.Config) error {
+	var why []string
+	if c.Experts > 0 {
+		why = append(why, "mixture-of-experts layers")
+	}
+	if c.Pos == "rope" && c.RopeScaling != nil {
+		switch c.RopeScaling.Type {
+		case "", "linear", "llama3":
+		default:
+			why = append(why, fmt.Sprintf("RoPE scaling %q", c.RopeScaling.Type))
+		}
+	}
+	if c.HeadDim > 256 {
+		why = append(why, fmt.Sprintf("head dimension %d (the attention kernels take up to 256)", c.HeadDim))
+	}
+	if len(why) > 0 {
+		return fmt.Errorf("gpu: the cuda training step does not support %s yet (family %q); train it with --device cpu", strings.Join(why, ", "), c.Family)
+	}
+	return nil
+}
+
+// Upload copies m's parameters to dev and allocates gradients there. m must
+// be a float32 model (not quantized).
+func Upload(dev *cuda.Device, m *model.Model) (*Model, error) {
+	if err := Supported(&m.Cfg); err != nil {
+		return nil, err
+	}
+	if m.Quantized() {
+		return nil, errors.New("gpu: the model is quantized; training needs float32 weights")
+	}
+	g := &Model{Cfg: m.Cfg, Dev: dev}
+	var err error
+	if g.Params, err = dev.FromHost(cuda.F32, m.Params); err != nil {
+		return nil, fmt.Errorf("gpu: upload parameters: %w", err)
+	}
+	if g.Grads, err = dev.Alloc(cuda.F32, len(m.Params)); err != nil {
+		g.Free()
+		return nil, fmt.Errorf("gpu: allocate gradients: %w", err)
+	}
+	if err := dev.Zero(g.Grads); err != nil {
+		g.Free()
+		return nil, err
+	}
+	if err := g.bind(m); err != nil {
+		g.Free()
+		return nil, err
+	}
+	if m.Cfg.Pos == "rope" {
+		cos, sin := ropeTables(&m.Cfg, m.Cfg.MaxSeq)
+		if g.cos, err = dev.FromHost(cuda.F32, cos); err == nil {
+			g.sin, err = dev.FromHost(cuda.F32, sin)
+		}
+		if err != nil {
+			g.Free()
+			return nil, fmt.Errorf("gpu: RoPE tables: %w", err)
+		}
+	}
+	return g, nil
+}
+
+// bind makes views of every named parameter, as model.Model's bind does.
+func (g *Model) bind(m *model.Model) error {
+	byName := map[string]tensor{}
+	for _, p := range m.Tensors {
+		w, err := g.Params.View(p.Off, p.V.Len())
+		if err != nil {
+			return err
+		}
+		gr, err := g.Grads.View(p.Off, p.V.Len())
+		if err != nil {
+			return err
+		}
+		byName[p.Name] = tensor{w: w, g: gr}
+		g.segs = append(g.segs, cuda.Segment{Off: p.Off, Len: p.V.Len(), Decay: p.Decay})
+	}
+	p := func(name string) tensor { return byName[name] }
+	c := &g.Cfg
+	g.embed = p("model.embed_tokens.weight")
+	g.pos = p("model.embed_positions.weight")
+	g.fnorm, g.fnormB = p("model.norm.weight"), p("model.norm.bias")
+	g.head = p("lm_head.weight")
+	if c.Tied {
+		g.head = g.embed
+	}
+	if g.embed.w == nil || g.fnorm.w == nil || g.head.w == nil {
+		return errors.New("gpu: the model lacks its embedding, final norm or head")
+	}
+	g.layers = make([]layer, c.Layers)
+	for l := range g.layers {
+		pre := fmt.Sprintf("model.layers.%d.", l)
+		L := &g.layers[l]
+		L.attnNorm, L.attnNormB = p(pre+"input_layernorm.weight"), p(pre+"input_layernorm.bias")
+		L.mlpNorm, L.mlpNormB = p(pre+"post_attention_layernorm.weight"), p(pre+"post_attention_layernorm.bias")
+		a := pre + "self_attn."
+		L.q, L.k, L.v, L.o = p(a+"q_proj.weight"), p(a+"k_proj.weight"), p(a+"v_proj.weight"), p(a+"o_proj.weight")
+		L.qb, L.kb, L.vb, L.ob = p(a+"q_proj.bias"), p(a+"k_proj.bias"), p(a+"v_proj.bias"), p(a+"o_proj.bias")
+		L.qNorm, L.kNorm = p(a+"q_norm.weight"), p(a+"k_norm.weight")
+		f := pre + "mlp."
+		L.gate, L.up, L.down = p(f+"gate_proj.weight"), p(f+"up_proj.weight"), p(f+"down_proj.weight")
+		L.gateB, L.upB, L.downB = p(f+"gate_proj.bias"), p(f+"up_proj.bias"), p(f+"down_proj.bias")
+		if L.q.w == nil || L.o.w == nil || L.up.w == nil || L.down.w == nil || (c.MLP == "swiglu" && L.gate.w == nil) {
+			return fmt.Errorf("gpu: layer %d lacks a projection", l)
+		}
+	}
+	return nil
+}
+
+// Segments describes the flat buffers for the optimizer (where weight
+// decay applies), as model.Model.Segments.
+func (g *Model) Segments() []cuda.Segment { return g.segs }
+
+// NewAdamW returns a device AdamW over the model's parameters.
+func (g *Model) NewAdamW(beta1, beta2, eps, wd float64) (*cuda.AdamW, error) {
+	return g.Dev.NewAdamW(g.Params.Len(), beta1, beta2, eps, wd, g.segs)
+}
+
+// ZeroGrad clears the gradients.
+func (g *Model) ZeroGrad() error { return g.Dev.Zero(g.Grads) }
+
+// ClipGrads scales the gradients so that their global norm is at most
+// maxNorm (nothing when maxNorm <= 0), as nn.ClipGrads, and returns the
+// norm before clipping.
+func (g *Model) ClipGrads(maxNorm float64) (float64, error) { return g.Dev.ClipGrads(g.Grads, maxNorm) }
+
+// UploadParams copies m's parameters (same config) to the device.
+func (g *Model) UploadParams(m *model.Model) error {
+	if len(m.Params) != g.Params.Len() {
+		return fmt.Errorf("gpu: upload: %d parameters into a device model of %d", len(m.Params), g.Params.Len())
+	}
+	return g.Dev.Upload(g.Params, m.Params)
+}
+
+// DownloadParams copies the device parameters into m (for checkpoints,
+// validation and evaluation on the CPU).
+func (g *Model) DownloadParams(m *model.Model) error {
+	if len(m.Params) != g.Params.Len() {
+		return fmt.Errorf("gpu: download: a device model of %d parameters into %d", g.Params.Len(), len(m.Params))
+	}
+	return g.Dev.Download(m.Params, g.Params)
+}
+
+// DownloadGrads copies the gradients into dst (len = parameter count).
+func (g *Model) DownloadGrads(dst []float32) error { return g.Dev.Download(dst, g.Grads) }
+
+// Free releases the model's device memory.
+func (g *Model) Free() error {
+	var errs []error
+	if g.acts != nil {
+		errs = append(errs, g.acts.free(g.Dev))
+		g.acts = nil
+	}
+	for _, b := range []**cuda.Buffer{&g.Params, &g.Grads, &g.cos, &g.sin} {
+		if *b != nil {
+			errs = append(errs, g.Dev.Free(*b))
+			*b = nil
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -6,6 +6,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"sort"
 )
 
@@ -140,26 +141,69 @@ func (c *Config) rotaryDim() int {
 // RotaryDim is the number of dimensions of each head that RoPE rotates.
 func (c *Config) RotaryDim() int { return c.rotaryDim() }
 
-// Params counts parameters: total, and active per token (MoE routes each token
-// through TopK of Experts).
-func (c *Config) Params() (total, active int64) {
-	d := int64(c.Dim)
-	hd := int64(c.HeadDim)
-	q := int64(c.Heads) * hd
-	kv := int64(c.KVHeads) * hd
-	emb := int64(c.Vocab) * d
-	total, active = emb, emb
-	if c.Pos == "learned" {
-		total += int64(c.MaxSeq) * d
-		active += int64(c.MaxSeq) * d
+// ParamCounts is a model's parameter count split the way parallel layouts
+// shard it. The counts are float64 so that any configuration, however large,
+// can be counted without wrapping (they are exact below 2^53).
+type ParamCounts struct {
+	// Embed is the input embedding, with learned positions.
+	Embed float64
+	// Head is the output projection, counted even when it is tied to the
+	// embedding (Tied: the embedding's values serve as the head).
+	Head float64
+	Tied bool
+	// FinalNorm is the norm before the head.
+	FinalNorm float64
+	// Dense is every non-expert parameter of the layers: attention, norms,
+	// dense MLPs, routers and shared experts.
+	Dense float64
+	// Expert is the routed experts of all layers; ExpertActive the part of
+	// them each token passes through (TopK of Experts).
+	Expert, ExpertActive float64
+	// MoELayers is the number of layers with routed experts.
+	MoELayers int
+}
+
+// Total is every parameter, counted once.
+func (p ParamCounts) Total() float64 {
+	t := p.Embed + p.FinalNorm + p.Dense + p.Expert
+	if !p.Tied {
+		t += p.Head
 	}
-	if !c.Tied {
-		total += emb
-		active += emb
+	return t
+}
+
+// Active is the parameters one token passes through.
+func (p ParamCounts) Active() float64 { return p.Total() - p.Expert + p.ExpertActive }
+
+// ParamCounts counts the parameters part by part.
+func (c *Config) ParamCounts() ParamCounts {
+	d := float64(c.Dim)
+	hd := float64(c.HeadDim)
+	q := float64(c.Heads) * hd
+	kv := float64(c.KVHeads) * hd
+	v := float64(c.Vocab)
+	p := ParamCounts{Embed: v * d, Head: v * d, Tied: c.Tied}
+	if c.Pos == "learned" {
+		p.Embed += float64(c.MaxSeq) * d
 	}
 	normP := d
 	if c.Norm == "layernorm" && c.NormBias {
 		normP = 2 * d
+	}
+	p.FinalNorm = normP
+	mlp := func(h float64) float64 {
+		if c.MLP == "swiglu" {
+			m := 3 * d * h
+			if c.MLPBias {
+				m += 2*h + d
+			}
+			return m
+		}
+		m := 2 * d * h
+		if c.MLPBias {
+			m += h + d
+		}
+		return m
 	}
 	for l := 0; l < c.Layers; l++ {
 		attn := d*q + 2*d*kv + q*d + 2*normP
@@ -172,50 +216,42 @@ func (c *Config) Params() (total, active int64) {
 		if c.QKNorm {
 			attn += 2 * hd
 		}
-		total += attn
-		active += attn
+		p.Dense += attn
 		if !c.IsMoE(l) {
-			m := mlpParams(c, int64(c.FFN))
-			total += m
-			active += m
+			p.Dense += mlp(float64(c.FFN))
 			continue
 		}
-		e := mlpParams(c, int64(c.ExpertHidden()))
-		router := d * int64(c.Experts)
-		total += router + int64(c.Experts)*e
-		active += router + int64(c.TopK)*e
+		p.MoELayers++
+		e := mlp(float64(c.ExpertHidden()))
+		p.Dense += d * float64(c.Experts) // router
+		p.Expert += float64(c.Experts) * e
+		p.ExpertActive += float64(c.TopK) * e
 		if c.SharedExperts > 0 {
 			sh := c.SharedFFN
 			if sh == 0 {
 				sh = c.SharedExperts * c.ExpertHidden()
 			}
-			s := mlpParams(c, int64(sh))
+			s := mlp(float64(sh))
 			if c.SharedGate {
 				s += d
 			}
-			total += s
-			active += s
+			p.Dense += s
 		}
-	}
-	total += normP
-	active += normP
-	return total, active
-}
-
-func mlpParams(c *Config, h int64) int64 {
-	d := int64(c.Dim)
-	if c.MLP == "swiglu" {
-		p := 3 * d * h
-		if c.MLPBias {
-			p += 2*h + d
-		}
-		return p
-	}
-	p := 2 * d * h
-	if c.MLPBias {
-		p += h + d
 	}
 	return p
+}
+
+// Params counts parameters: total, and active per token (MoE routes each token
+// through TopK of Experts). Counts beyond int64 saturate at math.MaxInt64.
+func (c *Config) Params() (total, active int64) {
+	p := c.ParamCounts()
+	toInt := func(x float64) int64 {
+		if x >= math.MaxInt64 {
+			return math.MaxInt64
+		}
+		return int64(x)
+	}
+	return toInt(p.Total()), toInt(p.Active())
 }
 
 // FLOPsPerToken is the training compute per token (forward + backward, 6N for the

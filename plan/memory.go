@@ -196,71 +196,16 @@ type paramSplit struct {
 	attnFLOPs    float64 // attention-score FLOPs per token, all layers (training)
 }
 
-// splitParams mirrors model.Config.Params, keeping the parts apart.
+// splitParams is model.Config.ParamCounts with the attention FLOPs of a
+// context of seq tokens.
 func splitParams(c *model.Config, seq int) paramSplit {
-	d := float64(c.Dim)
-	hd := float64(c.HeadDim)
-	q := float64(c.Heads) * hd
-	kv := float64(c.KVHeads) * hd
-	v := float64(c.Vocab)
-	p := paramSplit{embed: v * d, head: v * d, tiedHead: c.Tied, layers: c.Layers}
-	if c.Pos == "learned" {
-		p.embed += float64(c.MaxSeq) * d
+	pc := c.ParamCounts()
+	return paramSplit{
+		embed: pc.Embed, head: pc.Head, tiedHead: pc.Tied, finalNorm: pc.FinalNorm,
+		dense: pc.Dense, expert: pc.Expert, expertActive: pc.ExpertActive,
+		moeLayers: pc.MoELayers, layers: c.Layers,
+		attnFLOPs: 6 * float64(c.Layers) * float64(seq) * float64(c.Heads) * float64(c.HeadDim),
 	}
-	normP := d
-	if c.Norm == "layernorm" && c.NormBias {
-		normP = 2 * d
-	}
-	p.finalNorm = normP
-	mlp := func(h float64) float64 {
-		if c.MLP == "swiglu" {
-			m := 3 * d * h
-			if c.MLPBias {
-				m += 2*h + d
-			}
-			return m
-		}
-		m := 2 * d * h
-		if c.MLPBias {
-			m += h + d
-		}
-		return m
-	}
-	for l := 0; l < c.Layers; l++ {
-		attn := d*q + 2*d*kv + q*d + 2*normP
-		if c.QKVBias {
-			attn += q + 2*kv
-		}
-		if c.OutBias {
-			attn += d
-		}
-		if c.QKNorm {
-			attn += 2 * hd
-		}
-		p.dense += attn
-		if !c.IsMoE(l) {
-			p.dense += mlp(float64(c.FFN))
-			continue
-		}
-		p.moeLayers++
-		e := mlp(float64(c.ExpertHidden()))
-		p.dense += d * float64(c.Experts) // router
-		p.expert += float64(c.Experts) * e
-		p.expertActive += float64(c.TopK) * e
-		if c.SharedExperts > 0 {
-			sh := c.SharedFFN
-			if sh == 0 {
-				sh = c.SharedExperts * c.ExpertHidden()
-			}
-			s := mlp(float64(sh))
-			if c.SharedGate {
-				s += d
-			}
-			p.dense += s
-		}
-	}
-	p.attnFLOPs = 6 * float64(c.Layers) * float64(seq) * q
-	return p
 }
 
 // total is every parameter, counted once.

@@ -31,6 +31,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 	if err := s.samplingParams(&p, req.Temperature, req.TopP, req.TopK, req.MinP, req.RepetitionPenalty, req.Seed, req.N); err != nil {
 		return err
 	}
+	p.ignoreEOS = req.IgnoreEOS
 	mt, param := req.MaxCompletionTokens, "max_completion_tokens"
 	if mt == nil {
 		mt, param = req.MaxTokens, "max_tokens"

@@ -30,6 +30,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) error
 	if err := s.samplingParams(&p, req.Temperature, req.TopP, req.TopK, req.MinP, req.RepetitionPenalty, req.Seed, req.N); err != nil {
 		return err
 	}
+	p.ignoreEOS = req.IgnoreEOS
 	if err := s.maxTokensParam(&p, req.MaxTokens, 16, 0, "max_tokens"); err != nil {
 		return err
 	}

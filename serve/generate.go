@@ -23,6 +23,7 @@ type params struct {
 	logprobs       bool
 	topLogprobs    int
 	promptLogprobs bool
+	ignoreEOS      bool
 	constraint     func() (infer.Constraint, error)
 }
 
@@ -146,6 +147,9 @@ func (s *Server) submit(ctx context.Context, m *Model, p *params, prompt []int32
 		if req.Constraint, err = p.constraint(); err != nil {
 			return nil, err
 		}
+	}
+	if p.ignoreEOS {
+		req.EOS = nil
 	}
 	h, err := m.Engine.Submit(ctx, req)
 	if err != nil {

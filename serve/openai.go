@@ -21,6 +21,7 @@ type ChatRequest struct {
 	TopK                int             `json:"top_k"`
 	MinP                float64         `json:"min_p"`
 	RepetitionPenalty   float64         `json:"repetition_penalty"`
+	IgnoreEOS           bool            `json:"ignore_eos"` // extension (vLLM, llama.cpp): generate past end-of-text
 	N                   *int            `json:"n"`
 	Stop                StringList      `json:"stop"`
 	Seed                *int64          `json:"seed"`
@@ -295,6 +296,7 @@ type CompletionRequest struct {
 	TopK              int             `json:"top_k"`
 	MinP              float64         `json:"min_p"`
 	RepetitionPenalty float64         `json:"repetition_penalty"`
+	IgnoreEOS         bool            `json:"ignore_eos"` // extension (vLLM, llama.cpp): generate past end-of-text
 	N                 *int            `json:"n"`
 	Stop              StringList      `json:"stop"`
 	Seed              *int64          `json:"seed"`

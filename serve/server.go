@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mai-llm/mai/format/gguf"
 	"github.com/mai-llm/mai/infer"
 	"github.com/mai-llm/mai/model"
 )
@@ -81,34 +82,40 @@ type Model struct {
 }
 
 // LoadModel loads a model folder (a Hugging Face folder or a MAI
-// checkpoint or training run directory) with its tokenizer and starts its
-// engine. draftDir, if not empty, is a smaller model for speculative
+// checkpoint or training run directory) or a GGUF file with its tokenizer
+// and starts its engine. draftDir, if not empty, is a smaller model for speculative
 // decoding.
 func LoadModel(name, dir, draftDir string, cfg infer.EngineConfig) (*Model, error) {
-	d, err := model.ResolveDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	m, err := model.Load(d, false)
-	if err != nil {
-		return nil, err
-	}
-	c, err := infer.OpenCodec(d)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", name, err)
+	var (
+		m       *model.Model
+		c       infer.Codec
+		created = time.Now().Unix()
+	)
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() && model.IsGGUF(dir) {
+		if m, c, err = loadGGUF(dir); err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+		created = st.ModTime().Unix()
+	} else {
+		d, err := model.ResolveDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		if m, err = model.Load(d, false); err != nil {
+			return nil, err
+		}
+		if c, err = infer.OpenCodec(d); err != nil {
+			return nil, fmt.Errorf("model %s: %w", name, err)
+		}
+		if st, err := os.Stat(filepath.Join(d, "config.json")); err == nil {
+			created = st.ModTime().Unix()
+		}
 	}
 	if draftDir != "" {
-		dd, err := model.ResolveDir(draftDir)
-		if err != nil {
+		var err error
+		if cfg.Draft, err = model.LoadAny(draftDir); err != nil {
 			return nil, fmt.Errorf("draft model: %w", err)
 		}
-		if cfg.Draft, err = model.Load(dd, false); err != nil {
-			return nil, fmt.Errorf("draft model: %w", err)
-		}
-	}
-	created := time.Now().Unix()
-	if st, err := os.Stat(filepath.Join(d, "config.json")); err == nil {
-		created = st.ModTime().Unix()
 	}
 	mm, err := NewModel(name, m, c, cfg)
 	if err != nil {
@@ -508,4 +515,38 @@ func newID(prefix string) string {
 	var b [12]byte
 	rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
+}
+
+// loadGGUF loads a GGUF model and the tokenizer stored in its metadata (a
+// MAI tokenizer name, or llama.cpp's byte-level BPE), which is written out
+// as tokenizer files into a temporary folder and read from there.
+func loadGGUF(path string) (*model.Model, infer.Codec, error) {
+	m, err := model.LoadGGUF(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmp, err := os.MkdirTemp("", "mai-gguf-tokenizer-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = model.WriteGGUFTokenizer(f, tmp)
+	f.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "mai_tokenizer.json")); err != nil {
+		if _, err := os.Stat(filepath.Join(tmp, "tokenizer.json")); err != nil {
+			return nil, nil, fmt.Errorf("%s holds no tokenizer MAI can read (only byte-level BPE and MAI tokenizers are)", path)
+		}
+	}
+	c, err := infer.OpenCodec(tmp)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, c, nil
 }

@@ -58,6 +58,9 @@ type Config struct {
 	ExpertParallel int     `json:"expert_parallel,omitempty"` // ranks that share one copy of the experts (0: the most that divide ranks and experts)
 	CapacityFactor float64 `json:"capacity_factor,omitempty"` // MoE expert capacity per rank (0: no cap, no dropped tokens)
 	BucketMB       float64 `json:"bucket_mb,omitempty"`       // gradient all-reduce bucket size in MiB (0: 25)
+
+	// Distillation from the teacher's logprobs in the SFT data (train/distill.go).
+	DistillConfig
 }
 
 // Defaults returns the default configuration.

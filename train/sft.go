@@ -28,29 +28,40 @@ type SFTSet struct {
 	Examples, Truncated, Skipped int
 	// Trained is the number of tokens that carry loss.
 	Trained int
+	// Teacher holds the teacher's next-token distributions (distillation,
+	// see LoadSFTDistill); nil without them.
+	Teacher *TeacherSet
 }
 
 // SFTRow is one packed training row.
 type SFTRow struct {
 	X, Y, Pos, Start []int32 // inputs, targets (-1: no loss), positions, first visible key
-}
-
-type sftLine struct {
-	Messages []tokenizer.Message `json:"messages"`
+	// SoftPos are the positions whose target has a teacher distribution,
+	// SoftIdx its index in SFTSet.Teacher (distillation only).
+	SoftPos, SoftIdx []int32
 }
 
 // LoadSFT reads chat JSONL ({"messages": [{"role", "content"}...]}) and packs
 // it for sequences of seq tokens.
 func LoadSFT(path string, tok *tokenizer.Tokenizer, seq int) (*SFTSet, error) {
+	return loadSFT(path, tok, seq, nil)
+}
+
+// loadSFT is LoadSFT, also reading the teacher's log-probabilities of
+// assistant messages when teach is not nil.
+func loadSFT(path string, tok *tokenizer.Tokenizer, seq int, teach *teacherReader) (*SFTSet, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("sft data: %w", err)
 	}
 	defer f.Close()
 	set := &SFTSet{Seq: seq}
-	var ids []int32
+	var ids, soft []int32
 	var mask []bool
 	var docs [][2]int // [start, end) in ids of each conversation
+	if teach != nil {
+		set.Teacher = teach.set
+	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	line := 0
@@ -63,9 +74,19 @@ func LoadSFT(path string, tok *tokenizer.Tokenizer, seq int) (*SFTSet, error) {
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return nil, fmt.Errorf("sft data %s:%d: %w", path, line, err)
 		}
-		cid, cmask, err := EncodeChat(tok, l.Messages)
+		msgs := make([]tokenizer.Message, len(l.Messages))
+		for i, m := range l.Messages {
+			msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
+		}
+		cid, cmask, segs, err := encodeChat(tok, msgs)
 		if err != nil {
 			return nil, fmt.Errorf("sft data %s:%d: %w", path, line, err)
+		}
+		var csoft []int32
+		if teach != nil {
+			if csoft, err = teach.conversation(l.Messages, cid, segs); err != nil {
+				return nil, fmt.Errorf("sft data %s:%d: %w", path, line, err)
+			}
 		}
 		set.Examples++
 		if !anyTrue(cmask) {
@@ -74,11 +95,17 @@ func LoadSFT(path string, tok *tokenizer.Tokenizer, seq int) (*SFTSet, error) {
 		}
 		if len(cid) > seq+1 {
 			cid, cmask = cid[:seq+1], cmask[:seq+1]
+			if csoft != nil {
+				csoft = csoft[:seq+1]
+			}
 			set.Truncated++
 		}
 		docs = append(docs, [2]int{len(ids), len(ids) + len(cid)})
 		ids = append(ids, cid...)
 		mask = append(mask, cmask...)
+		if teach != nil {
+			soft = append(soft, csoft...)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("sft data %s: %w", path, err)
@@ -86,18 +113,20 @@ func LoadSFT(path string, tok *tokenizer.Tokenizer, seq int) (*SFTSet, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("sft data %s: no conversation with an assistant turn", path)
 	}
-	set.pack(ids, mask, docs, tok.EOT())
+	set.pack(ids, mask, soft, docs, tok.EOT())
 	return set, nil
 }
 
 // pack fills rows of seq+1 tokens greedily, conversation by conversation,
-// padding a row's tail with end-of-text tokens that carry no loss.
-func (s *SFTSet) pack(ids []int32, mask []bool, docs [][2]int, pad int) {
+// padding a row's tail with end-of-text tokens that carry no loss. soft
+// (nil without a teacher) gives each token's teacher distribution index, -1
+// for none.
+func (s *SFTSet) pack(ids []int32, mask []bool, soft []int32, docs [][2]int, pad int) {
 	if pad < 0 {
 		pad = 0
 	}
 	n := s.Seq + 1
-	var row []int32
+	var row, rsoft []int32
 	var rmask []bool
 	var rstart []int32
 	flush := func() {
@@ -106,7 +135,7 @@ func (s *SFTSet) pack(ids []int32, mask []bool, docs [][2]int, pad int) {
 		}
 		for len(row) < n {
 			rstart = append(rstart, int32(len(row)))
-			row, rmask = append(row, int32(pad)), append(rmask, false)
+			row, rmask, rsoft = append(row, int32(pad)), append(rmask, false), append(rsoft, -1)
 		}
 		r := SFTRow{X: row[:s.Seq], Y: make([]int32, s.Seq), Pos: make([]int32, s.Seq), Start: rstart[:s.Seq]}
 		for i := 0; i < s.Seq; i++ {
@@ -115,10 +144,13 @@ func (s *SFTSet) pack(ids []int32, mask []bool, docs [][2]int, pad int) {
 			if rmask[i+1] && rstart[i+1] == rstart[i] {
 				r.Y[i] = row[i+1]
 				s.Trained++
+				if soft != nil && rsoft[i+1] >= 0 {
+					r.SoftPos, r.SoftIdx = append(r.SoftPos, int32(i)), append(r.SoftIdx, rsoft[i+1])
+				}
 			}
 		}
 		s.Rows = append(s.Rows, r)
-		row, rmask, rstart = nil, nil, nil
+		row, rmask, rstart, rsoft = nil, nil, nil, nil
 	}
 	for _, d := range docs {
 		if len(row)+d[1]-d[0] > n {
@@ -127,6 +159,11 @@ func (s *SFTSet) pack(ids []int32, mask []bool, docs [][2]int, pad int) {
 		st := int32(len(row))
 		for i := d[0]; i < d[1]; i++ {
 			row, rmask, rstart = append(row, ids[i]), append(rmask, mask[i]), append(rstart, st)
+			if soft != nil {
+				rsoft = append(rsoft, soft[i])
+			} else {
+				rsoft = append(rsoft, -1)
+			}
 		}
 	}
 	flush()
@@ -136,6 +173,21 @@ func (s *SFTSet) pack(ids []int32, mask []bool, docs [][2]int, pad int) {
 // (MAI's default template as plain text when it has none) and marks the
 // tokens of assistant turns, which are the only ones trained on.
 func EncodeChat(tok *tokenizer.Tokenizer, msgs []tokenizer.Message) ([]int32, []bool, error) {
+	ids, mask, _, err := encodeChat(tok, msgs)
+	return ids, mask, err
+}
+
+// chatSeg is the rendered text of one message (from the end of the text
+// before it) and its tokens [lo, hi) in the conversation's ids. An
+// assistant message's header belongs to the text before it.
+type chatSeg struct {
+	text   string
+	lo, hi int
+}
+
+// encodeChat is EncodeChat, also returning each message's segment.
+func encodeChat(tok *tokenizer.Tokenizer, msgs []tokenizer.Message) ([]int32, []bool, []chatSeg, error) {
+	segs := make([]chatSeg, len(msgs))
 	render := func(m []tokenizer.Message, gen bool) (string, error) {
 		s, err := tok.ApplyChatTemplate(m, gen)
 		if errors.Is(err, tokenizer.ErrNoChatTemplate) {
@@ -151,17 +203,17 @@ func EncodeChat(tok *tokenizer.Tokenizer, msgs []tokenizer.Message) ([]int32, []
 		switch m.Role {
 		case "system", "user", "assistant", "tool":
 		default:
-			return nil, nil, fmt.Errorf("message %d: unknown role %q", i, m.Role)
+			return nil, nil, nil, fmt.Errorf("message %d: unknown role %q", i, m.Role)
 		}
 		// The assistant's header belongs to the prompt, its content and end
 		// marker to the target.
 		if m.Role == "assistant" {
 			head, err := render(msgs[:i], true)
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			if len(head) < len(prev) || head[:len(prev)] != prev {
-				return nil, nil, fmt.Errorf("chat template is not prefix-stable at message %d", i)
+				return nil, nil, nil, fmt.Errorf("chat template is not prefix-stable at message %d", i)
 			}
 			for _, id := range enc(head[len(prev):]) {
 				ids, mask = append(ids, int32(id)), append(mask, false)
@@ -170,17 +222,19 @@ func EncodeChat(tok *tokenizer.Tokenizer, msgs []tokenizer.Message) ([]int32, []
 		}
 		full, err := render(msgs[:i+1], false)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if len(full) < len(prev) || full[:len(prev)] != prev {
-			return nil, nil, fmt.Errorf("chat template is not prefix-stable at message %d", i)
+			return nil, nil, nil, fmt.Errorf("chat template is not prefix-stable at message %d", i)
 		}
+		segs[i] = chatSeg{text: full[len(prev):], lo: len(ids)}
 		for _, id := range enc(full[len(prev):]) {
 			ids, mask = append(ids, int32(id)), append(mask, m.Role == "assistant")
 		}
+		segs[i].hi = len(ids)
 		prev = full
 	}
-	return ids, mask, nil
+	return ids, mask, segs, nil
 }
 
 func anyTrue(b []bool) bool {
@@ -199,6 +253,7 @@ type SFTLoader struct {
 	seed         uint64
 	epoch, index int
 	order        []int
+	last         []int // rows of the last batch, in batch order
 }
 
 // SFTState is the SFT loader's resume cursor.
@@ -229,7 +284,9 @@ func (l *SFTLoader) Next(x, y, pos, start []int32) {
 		l.shuffle()
 	}
 	T := l.set.Seq
+	l.last = l.last[:0]
 	for b := 0; b < l.batch; b++ {
+		l.last = append(l.last, l.order[l.index+b])
 		r := l.set.Rows[l.order[l.index+b]]
 		copy(x[b*T:], r.X)
 		copy(y[b*T:], r.Y)
@@ -294,7 +351,18 @@ func (t *Trainer) openSFT() error {
 	if err != nil {
 		return fmt.Errorf("train --sft: %w", err)
 	}
-	set, err := LoadSFT(t.Cfg.SFT, tok, t.Cfg.Seq)
+	var set *SFTSet
+	if t.Cfg.DistillWeight > 0 {
+		if t.Comm.Size() > 1 {
+			return fmt.Errorf("train: --distill-weight runs in one process for now (this job has %d ranks)", t.Comm.Size())
+		}
+		set, err = openDistill(&t.Cfg, tok)
+		if err == nil {
+			t.distill = &distiller{alpha: float32(t.Cfg.DistillWeight), set: set}
+		}
+	} else {
+		set, err = LoadSFT(t.Cfg.SFT, tok, t.Cfg.Seq)
+	}
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}

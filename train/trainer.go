@@ -81,6 +81,7 @@ type Trainer struct {
 	sftVal     *SFTSet
 	par        *model.Parallel // nil for one process without a capacity factor
 	dp         *dataParallel   // nil for one process
+	distill    *distiller      // nil without --distill-weight
 }
 
 // New prepares a trainer: opens the data, builds or resumes the model.
@@ -92,6 +93,9 @@ func New(cfg Config, log io.Writer) (*Trainer, error) {
 // dist.Local()). Every rank of comm must call it.
 func NewWithComm(cfg Config, log io.Writer, comm dist.Comm) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.DistillConfig.validate(cfg.SFT != ""); err != nil {
 		return nil, err
 	}
 	if comm == nil {
@@ -217,6 +221,9 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			}
 			tp.Reset()
 			loss, ce, out, err := t.Model.LossParallel(tp, t.par, x, y, B, T, pk)
+			if err == nil && t.distill != nil {
+				loss, err = t.distill.mix(tp, loss, ce, t.sft.last, T)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
 			}

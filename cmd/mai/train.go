@@ -21,6 +21,7 @@ func init() {
 		Example: `  mai train --preset tiny --data shards/ --out runs/tiny --steps 2000
   mai train --config run.yaml
   mai train --init runs/base --sft chats.jsonl --out runs/sft --steps 300 --lr 3e-4
+  mai train --init runs/base --sft teacher.jsonl --distill-weight 0.5 --out runs/distilled --steps 300
   mpirun --bind-to none -np 4 mai train --preset tiny-moe --data shards/ --out runs/moe --batch 2`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sum, err := train.Launch(cmd.Context(), c, os.Stderr, func(tr *train.Trainer) (err error) {
@@ -47,6 +48,8 @@ func init() {
 	f.StringVar(&c.Data, "data", c.Data, "shard directory (mai data prepare) or a folder of text/source files")
 	f.StringVar(&c.SFT, "sft", c.SFT, "supervised fine-tuning on chat JSONL ({\"messages\": [...]}); loss on assistant turns only")
 	f.StringVar(&c.Tokenizer, "tokenizer", c.Tokenizer, "tokenizer for --sft data (default: the --init model's)")
+	f.Float64Var(&c.DistillWeight, "distill-weight", c.DistillWeight, "with --sft: weight α of the KL to the teacher's top-k logprobs stored in the data (mai synth --logprobs K); the loss on the teacher's tokens gets 1−α (0: plain SFT)")
+	f.BoolVar(&c.DistillRenorm, "distill-renorm", c.DistillRenorm, "with --distill-weight: renormalize the teacher's top-k to 1 instead of keeping the mass outside it as one bucket")
 	f.StringVar(&c.Out, "out", c.Out, "run directory: checkpoints, metrics.jsonl; an existing run resumes")
 	f.IntVar(&c.Batch, "batch", c.Batch, "sequences per micro-batch")
 	f.IntVar(&c.Seq, "seq", c.Seq, "tokens per sequence")
@@ -73,6 +76,7 @@ func init() {
 	f.IntVar(&c.LogEvery, "log-every", c.LogEvery, "progress line every N steps")
 	f.Uint64Var(&c.Seed, "seed", c.Seed, "seed for initialization and data order")
 	f.IntVar(&c.Threads, "threads", c.Threads, "CPU threads (0: all cores)")
+	f.StringVar(&c.Device, "device", "auto", "where the step runs: cpu, cuda, or auto (cuda when a GPU opens and the model is supported, else cpu; the choice is logged)")
 	f.StringVar(&c.Dist, "dist", "auto", "communicator: auto (MPI when started by mpirun or srun), local or mpi")
 	f.IntVar(&c.Zero, "zero", c.Zero, "0: every rank keeps the optimizer state; 1: shard optimizer state and gradients over ranks (ZeRO-1/2)")
 	f.IntVar(&c.ExpertParallel, "expert-parallel", c.ExpertParallel, "ranks sharing one copy of the MoE experts (0: the most that divide ranks and experts)")

@@ -9,6 +9,7 @@ import (
 	"github.com/mai-llm/mai/backend/cpu"
 	"github.com/mai-llm/mai/internal/cputime"
 	"github.com/mai-llm/mai/model"
+	"github.com/mai-llm/mai/model/gpu"
 	"github.com/mai-llm/mai/nn"
 )
 
@@ -19,6 +20,8 @@ type BenchConfig struct {
 	Seq     int
 	Steps   int // timed steps (after one warm-up step)
 	Threads int
+	// Device is cpu (also when empty), cuda or auto (see Config.Device).
+	Device string
 }
 
 // BenchResult is what BenchTrain measured. Times are medians over steps.
@@ -28,6 +31,7 @@ type BenchResult struct {
 	Batch          int     `json:"batch"`
 	Seq            int     `json:"seq"`
 	Threads        int     `json:"threads"`
+	Device         string  `json:"device,omitempty"` // the GPU, when the step ran on one
 	MsPerStep      float64 `json:"ms_per_step"`
 	CPUMsPerStep   float64 `json:"cpu_ms_per_step"`
 	TokensPerS     float64 `json:"tokens_per_s"`
@@ -61,6 +65,16 @@ func BenchTrain(bc BenchConfig) (*BenchResult, error) {
 	x, y := make([]int32, bc.Batch*bc.Seq), make([]int32, bc.Batch*bc.Seq)
 	for i := range x {
 		x[i], y[i] = int32(rng.IntN(c.Vocab)), int32(rng.IntN(c.Vocab))
+	}
+	if bc.Device != "" && bc.Device != "cpu" {
+		dev, err := gpu.OpenDevice(bc.Device, &c)
+		if err != nil {
+			return nil, fmt.Errorf("bench train: %w", err)
+		}
+		if dev != nil {
+			defer dev.Close()
+			return benchDevice(bc, c, m, dev, x, y) // device.go
+		}
 	}
 	opt := nn.NewAdamW(len(m.Params), 0.9, 0.95, 1e-8, 0.1)
 	segs := m.Segments()

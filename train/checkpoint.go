@@ -37,6 +37,9 @@ type State struct {
 // rename) and points Out/latest at it. It returns the checkpoint path. In a
 // distributed job every rank must call it; rank 0 writes.
 func (t *Trainer) Save() (string, error) {
+	if err := t.pullDevice(); err != nil {
+		return "", err
+	}
 	if t.dp != nil {
 		return t.saveDist()
 	}

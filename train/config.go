@@ -47,6 +47,9 @@ type Config struct {
 	LogEvery   int    `json:"log_every"`
 	Seed       uint64 `json:"seed"`
 	Threads    int    `json:"threads"`
+	// Device runs the step on cpu, cuda, or auto (cuda when a GPU opens
+	// and the model is supported, else cpu); empty means cpu.
+	Device string `json:"device,omitempty"`
 	// StopAfter ends the process after this step without a final
 	// checkpoint, as if it had been killed (for resume tests).
 	StopAfter int `json:"stop_after"`

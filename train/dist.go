@@ -110,6 +110,9 @@ func (t *Trainer) partitionData() error {
 // step and wait for it there), after gathering the experts other ranks
 // hold.
 func (t *Trainer) runTasks(ctx context.Context) (map[string]float64, error) {
+	if err := t.pullDevice(); err != nil {
+		return nil, err
+	}
 	if t.dp != nil {
 		if e := t.par.Experts; e != nil && e.Size() > 1 {
 			if err := t.dp.gatherParams(); err != nil {
@@ -126,6 +129,9 @@ func (t *Trainer) runTasks(ctx context.Context) (map[string]float64, error) {
 // Close releases the communicators the trainer split from its Comm (not
 // the Comm itself) and stops its background reducer.
 func (t *Trainer) Close() error {
+	if err := t.closeDevice(); err != nil {
+		return err
+	}
 	if t.dp == nil {
 		return nil
 	}

@@ -81,6 +81,7 @@ type Trainer struct {
 	sftVal     *SFTSet
 	par        *model.Parallel // nil for one process without a capacity factor
 	dp         *dataParallel   // nil for one process
+	gpu        *deviceState    // nil: the step runs on the CPU (device.go)
 	distill    *distiller      // nil without --distill-weight
 }
 
@@ -136,6 +137,9 @@ func NewWithComm(cfg Config, log io.Writer, comm dist.Comm) (*Trainer, error) {
 	}
 	t.Model.Pool = t.pool
 	if err := t.setupParallel(); err != nil {
+		return nil, err
+	}
+	if err := t.openDevice(); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -219,6 +223,14 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			} else if err := t.loader.Next(x, y); err != nil {
 				return nil, fmt.Errorf("train: %w", err)
 			}
+			if t.gpu != nil { // the step runs on the device (device.go)
+				l, err := t.gpu.microBatch(k, x, y, B, T, pk, cfg.Accum)
+				if err != nil {
+					return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+				}
+				lossSum, ceSum = lossSum+l, ceSum+l
+				continue
+			}
 			tp.Reset()
 			loss, ce, out, err := t.Model.LossParallel(tp, t.par, x, y, B, T, pk)
 			if err == nil && t.distill != nil {
@@ -254,7 +266,11 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			return nil, fmt.Errorf("train: loss is %v at step %d; lower --lr or check the data (the last checkpoint is intact)", loss, t.step)
 		}
 		var gnorm float64
-		if t.dp == nil {
+		if t.gpu != nil {
+			if gnorm, err = t.gpu.model.ClipGrads(cfg.Clip); err != nil {
+				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+			}
+		} else if t.dp == nil {
 			gnorm = nn.ClipGrads(t.Model.Grads, cfg.Clip)
 		} else if gnorm, err = t.dp.reduce(); err != nil {
 			return nil, fmt.Errorf("train: step %d: %w", t.step, err)
@@ -263,7 +279,11 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 			return nil, fmt.Errorf("train: gradient norm is %v at step %d; lower --lr (the last checkpoint is intact)", gnorm, t.step)
 		}
 		lr := cfg.LRAt(t.step)
-		if t.dp == nil {
+		if t.gpu != nil {
+			if err := t.gpu.update(lr); err != nil {
+				return nil, fmt.Errorf("train: step %d: %w", t.step, err)
+			}
+		} else if t.dp == nil {
 			t.Opt.Update(t.pool, t.Model.Params, t.Model.Grads, t.Model.Segments(), lr)
 		} else if err := t.dp.update(lr); err != nil {
 			return nil, fmt.Errorf("train: step %d: %w", t.step, err)
@@ -321,6 +341,9 @@ var ErrStopped = errors.New("train: stopped by --stop-after")
 
 // Validate returns the mean validation loss over n batches read in order.
 func (t *Trainer) Validate(n int) (float64, error) {
+	if err := t.pullDevice(); err != nil {
+		return 0, err
+	}
 	if t.sftVal != nil {
 		return t.validateSFT(n)
 	}

@@ -30,6 +30,11 @@ func init() {
 			if asJSON {
 				return json.NewEncoder(os.Stdout).Encode(r)
 			}
+			if r.Device != "" {
+				fmt.Printf("preset %s (%s params), batch %d × seq %d, %s\n", r.Preset, human(float64(r.Params)), r.Batch, r.Seq, r.Device)
+				fmt.Printf("step %.1f ms, %.0f tokens/s, %.1f GFLOP/s\n", r.MsPerStep, r.TokensPerS, r.GFLOPS)
+				return nil
+			}
 			fmt.Printf("preset %s (%s params), batch %d × seq %d, %d threads\n", r.Preset, human(float64(r.Params)), r.Batch, r.Seq, r.Threads)
 			fmt.Printf("step %.1f ms (CPU %.1f ms), %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the measured %.1f GFLOP/s FMA peak\n",
 				r.MsPerStep, r.CPUMsPerStep, r.TokensPerS, r.GFLOPS, 100*r.FractionOfPeak, r.PeakGFLOPS)
@@ -42,6 +47,7 @@ func init() {
 	f.IntVar(&bc.Seq, "seq", 64, "tokens per sequence")
 	f.IntVar(&bc.Steps, "steps", 10, "timed steps (after one warm-up step)")
 	f.IntVar(&bc.Threads, "threads", 0, "CPU threads (0: all cores)")
+	f.StringVar(&bc.Device, "device", "auto", "where the step runs: cpu, cuda, or auto (cuda when a GPU opens, else cpu)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	benchCmd.AddCommand(tr)
 

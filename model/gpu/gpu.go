@@ -22,6 +22,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/mai-llm/mai/backend/cuda"
@@ -220,4 +221,38 @@ func (g *Model) Free() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// OpenDevice opens the device a --device flag names, for training cfg:
+// "cpu" gives nil; "cuda" the first GPU, or an error naming what is
+// missing (as `mai gpu info` reports it) or what cfg needs that the cuda
+// step lacks; "auto" the GPU when one opens and cfg is supported, else nil.
+// It logs the choice and, for auto, why the CPU was chosen.
+func OpenDevice(name string, cfg *model.Config) (*cuda.Device, error) {
+	switch name {
+	case "cpu":
+		slog.Info("device", "train", "cpu")
+		return nil, nil
+	case "cuda", "auto":
+	default:
+		return nil, fmt.Errorf("unknown device %q (want cpu, cuda or auto)", name)
+	}
+	if err := Supported(cfg); err != nil {
+		if name == "auto" {
+			slog.Info("device", "train", "cpu", "why", err.Error())
+			return nil, nil
+		}
+		return nil, err
+	}
+	dev, err := cuda.Open(cuda.Options{})
+	if err != nil {
+		if name == "auto" {
+			slog.Info("device", "train", "cpu", "why", "no CUDA device opened (`mai gpu info` says why)")
+			return nil, nil
+		}
+		return nil, fmt.Errorf("--device cuda: %w (`mai gpu info` lists what was looked for)", err)
+	}
+	i := dev.Info()
+	slog.Info("device", "train", "cuda", "gpu", i.Name, "sm", i.SM, "memory_gib", float64(i.Memory)/(1<<30), "blas", i.BLAS)
+	return dev, nil
 }

@@ -139,7 +139,10 @@ func (ir *itemRun) assistantMessage(resp *Response, start int) Message {
 
 // alignLogprobs keeps the tokens from the last token boundary at or before start,
 // returns that boundary, and reports whether the kept tokens' text (their bytes
-// where given) is exactly content from there.
+// where given) is exactly content from there. Tokens past the end of content
+// are cut when the content ends at a token boundary: some servers (mai serve)
+// report the tokens of the stop sequence that ended the answer, which the
+// content leaves out.
 func alignLogprobs(lps []TokenLogprob, content string, start int) ([]TokenLogprob, int, bool) {
 	off, i := 0, 0
 	for i < len(lps) {
@@ -153,6 +156,10 @@ func alignLogprobs(lps []TokenLogprob, content string, start int) ([]TokenLogpro
 	kept := lps[i:]
 	var b bytes.Buffer
 	for j := range kept {
+		if off+b.Len() == len(content) && j > 0 {
+			kept = kept[:j] // the rest lies past the content
+			break
+		}
 		b.Write(tokenBytes(&kept[j]))
 	}
 	if off > len(content) {

@@ -385,6 +385,15 @@ func TestAlignLogprobs(t *testing.T) {
 	if _, _, ok := alignLogprobs(toks, "Hi there", 0); ok {
 		t.Fatal("misaligned tokens reported aligned")
 	}
+	// Tokens of a stop sequence after the content (mai serve reports them)
+	// are cut at the content's end; a token across the end is misaligned.
+	stop := append(toks[:len(toks):len(toks)], TokenLogprob{Token: "<|im_"}, TokenLogprob{Token: "end|>"})
+	if kept, start, ok := alignLogprobs(stop, content, 0); !ok || start != 0 || len(kept) != len(toks) {
+		t.Fatalf("with stop tokens: kept %d from %d, aligned %v", len(kept), start, ok)
+	}
+	if _, _, ok := alignLogprobs(stop, content[:len(content)-1], 0); ok {
+		t.Fatal("content ending inside a token reported aligned")
+	}
 }
 
 func TestDedup(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 // evaluation and checkpoints.
 type deviceState struct {
 	dev   *cuda.Device
+	owned bool // closed with the trainer
 	model *gpu.Model
 	opt   *cuda.AdamW
 	stale bool // the host copies are older than the device's
@@ -37,15 +38,24 @@ func (t *Trainer) openDevice() error {
 		}
 	}
 	dev, err := gpu.OpenDevice(name, &t.Model.Cfg)
-	if err != nil || dev == nil {
-		if err != nil {
-			err = fmt.Errorf("train: %w", err)
-		}
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if dev == nil {
+		return nil
+	}
+	if err := t.attachDevice(dev); err != nil {
+		dev.Close()
 		return err
 	}
+	t.gpu.owned = true
+	return nil
+}
+
+// attachDevice moves the step to dev (the caller keeps it open).
+func (t *Trainer) attachDevice(dev *cuda.Device) error {
 	g, err := gpu.Upload(dev, t.Model)
 	if err != nil {
-		dev.Close()
 		return fmt.Errorf("train: %w", err)
 	}
 	opt, err := g.NewAdamW(t.Opt.Beta1, t.Opt.Beta2, t.Opt.Eps, t.Opt.WeightDecay)
@@ -57,7 +67,6 @@ func (t *Trainer) openDevice() error {
 	}
 	if err != nil {
 		g.Free()
-		dev.Close()
 		return fmt.Errorf("train: device optimizer: %w", err)
 	}
 	// The host gradients are not used: clearing them every step would cost
@@ -113,7 +122,11 @@ func (t *Trainer) closeDevice() error {
 	}
 	err := t.pullDevice()
 	t.gpu = nil
-	return errors.Join(err, s.opt.Free(), s.model.Free(), s.dev.Close())
+	err = errors.Join(err, s.opt.Free(), s.model.Free())
+	if s.owned {
+		err = errors.Join(err, s.dev.Close())
+	}
+	return err
 }
 
 // benchDevice is BenchTrain on a GPU: the same steps (forward, backward,

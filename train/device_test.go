@@ -1,0 +1,103 @@
+package train
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mai-llm/mai/backend/cuda"
+	"github.com/mai-llm/mai/model"
+)
+
+// TestDeviceRunMatchesCPU trains the tiny preset for a few steps on the CPU
+// and on the cuda kernel emulator (backend/cuda's kernels compiled with
+// g++), with a checkpoint and a validation mid-run, and compares the
+// losses and the final checkpoint (model/gpu's tests hold the per-step
+// tolerances; here: losses within 1e-4 relative, parameters within 1e-4).
+func TestDeviceRunMatchesCPU(t *testing.T) {
+	if os.Getenv("MAI_CUDA_EMU") == "off" {
+		t.Skip("MAI_CUDA_EMU=off")
+	}
+	dev, err := cuda.OpenEmulator()
+	if err != nil {
+		t.Skipf("no cuda emulator: %v", err)
+	}
+	defer dev.Close()
+	dataDir := corpus(t, 60_000)
+	run := func(name string, attach bool) (string, []float64) {
+		cfg := tinyConfig(dataDir, filepath.Join(t.TempDir(), name))
+		cfg.Batch, cfg.Seq, cfg.Steps, cfg.Warmup = 2, 16, 3, 1
+		cfg.EvalEvery, cfg.EvalBatches, cfg.SaveEvery = 2, 1, 2
+		tr, err := New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		if attach {
+			if err := tr.attachDevice(dev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sum, err := tr.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum.ModelDir, readLosses(t, cfg.Out)
+	}
+	cpuDir, cpuLoss := run("cpu", false)
+	devDir, devLoss := run("emu", true)
+	for i := range cpuLoss {
+		if math.Abs(devLoss[i]-cpuLoss[i]) > 1e-4*cpuLoss[i] {
+			t.Errorf("step %d: loss %.6f on the device, %.6f on the CPU", i+1, devLoss[i], cpuLoss[i])
+		}
+	}
+	a, err := model.Load(cpuDir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := model.Load(devDir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worst := 0.0
+	for i := range a.Params {
+		worst = max(worst, math.Abs(float64(a.Params[i])-float64(b.Params[i])))
+	}
+	if worst > 1e-4 {
+		t.Errorf("checkpoints differ by up to %.3g", worst)
+	}
+	t.Logf("losses CPU %.5f, device %.5f; checkpoints within %.2g", cpuLoss, devLoss, worst)
+}
+
+// TestDeviceFlag: cpu and auto train without a GPU; cuda without one says
+// what is missing.
+func TestDeviceFlag(t *testing.T) {
+	dataDir := corpus(t, 60_000)
+	for _, name := range []string{"cpu", "auto", "cuda", "tpu"} {
+		cfg := tinyConfig(dataDir, filepath.Join(t.TempDir(), name))
+		cfg.Device = name
+		tr, err := New(cfg, nil)
+		switch {
+		case name == "tpu":
+			if err == nil || !strings.Contains(err.Error(), "unknown device") {
+				t.Errorf("--device tpu: %v", err)
+			}
+		case name == "cuda" && err != nil:
+			if _, gpuErr := cuda.Open(cuda.Options{}); gpuErr == nil {
+				t.Errorf("--device cuda: %v, though a GPU opens", err)
+			}
+			t.Logf("--device cuda without a GPU: %v", err)
+		case err != nil:
+			t.Errorf("--device %s: %v", name, err)
+		}
+		if tr != nil {
+			if name == "cpu" && tr.gpu != nil {
+				t.Error("--device cpu runs on the device")
+			}
+			tr.Close()
+		}
+	}
+}

@@ -44,7 +44,9 @@ var byteToUnicode = func() [256]rune {
 // (see GGUFOptions.TokenizerDir).
 func ggufTokenizerFor(c *Config, dir string) (ggufTok, error) {
 	special := func(t *gguf.Tokenizer) {
-		t.Special = map[string]int{}
+		if t.Special == nil {
+			t.Special = map[string]int{}
+		}
 		if c.BOS >= 0 && c.BOS < len(t.Tokens) {
 			t.Special["bos"] = c.BOS
 		}
@@ -152,16 +154,21 @@ var ggufPreNames = map[string]string{
 	tokenizer.PatternO200K:        "gpt-4o",
 }
 
-// ggufTokenizerFromHF converts a byte-level BPE tokenizer.json (and its
-// tokenizer_config.json, which may be nil) into llama.cpp's "gpt2"
-// tokenizer of vocab tokens (padded as convert_hf_to_gguf.py pads).
+// ggufTokenizerFromHF converts a tokenizer.json (and its
+// tokenizer_config.json, which may be nil) into llama.cpp's tokenizer of
+// vocab tokens (padded as convert_hf_to_gguf.py pads): byte-level BPE into
+// "gpt2", SentencePiece-style BPE with byte fallback into "llama" (see
+// ggufSentencePieceFromHF).
 func ggufTokenizerFromHF(tj, tc []byte, vocab int) (gguf.Tokenizer, error) {
 	var h hfTokenizerJSON
 	if err := json.Unmarshal(tj, &h); err != nil {
 		return gguf.Tokenizer{}, fmt.Errorf("tokenizer.json: %w", err)
 	}
-	if h.Model.Type != "BPE" || h.Model.ByteFallback {
-		return gguf.Tokenizer{}, fmt.Errorf("tokenizer.json: only byte-level BPE tokenizers convert to GGUF here (model type %q, byte_fallback %v)", h.Model.Type, h.Model.ByteFallback)
+	if h.Model.Type == "BPE" && h.Model.ByteFallback {
+		return ggufSentencePieceFromHF(tj, tc, vocab)
+	}
+	if h.Model.Type != "BPE" {
+		return gguf.Tokenizer{}, fmt.Errorf("tokenizer.json: only BPE tokenizers (byte-level, or SentencePiece-style with byte_fallback) convert to GGUF here, not model type %q", h.Model.Type)
 	}
 	n := vocab
 	for _, id := range h.Model.Vocab {
@@ -242,6 +249,36 @@ func ggufTokenizerFromHF(tj, tc []byte, vocab int) (gguf.Tokenizer, error) {
 	return t, nil
 }
 
+// ggufSentencePieceFromHF converts a SentencePiece-style tokenizer.json
+// into llama.cpp's "llama" tokenizer: tokens by id with types (control,
+// user-defined, unknown, byte) and scores that make llama.cpp's
+// best-score-first merging apply the BPE merges in their order (see
+// tokenizer.SentencePieceFromHF), and tokenizer.ggml.add_space_prefix from
+// the normalizer or Metaspace pre-tokenizer.
+func ggufSentencePieceFromHF(tj, tc []byte, vocab int) (gguf.Tokenizer, error) {
+	v, err := tokenizer.SentencePieceFromHF(tj, tc)
+	if err != nil {
+		return gguf.Tokenizer{}, err
+	}
+	if len(v.Tokens) > vocab {
+		return gguf.Tokenizer{}, fmt.Errorf("tokenizer.json has ids up to %d, the model's vocabulary is %d", len(v.Tokens)-1, vocab)
+	}
+	t := gguf.Tokenizer{Model: "llama", Tokens: v.Tokens, Scores: v.Scores, Types: v.Types,
+		AddBOS: v.AddBOS, AddEOS: v.AddEOS, AddSpacePrefix: new(v.AddSpacePrefix), ChatTemplate: v.ChatTemplate,
+		Special: map[string]int{}}
+	for i := len(t.Tokens); i < vocab; i++ {
+		t.Tokens = append(t.Tokens, fmt.Sprintf("[PAD%d]", i))
+		t.Scores = append(t.Scores, 0)
+		t.Types = append(t.Types, gguf.TokenUnused)
+	}
+	for role, id := range map[string]int{"unknown": v.Unknown, "bos": v.BOS, "eos": v.EOS} {
+		if id >= 0 {
+			t.Special[role] = id
+		}
+	}
+	return t, nil
+}
+
 // ggufPrePatterns maps llama.cpp's pre-tokenizer names to split patterns.
 var ggufPrePatterns = map[string]string{
 	"gpt-2": tokenizer.PatternGPT2, "default": tokenizer.PatternGPT2,
@@ -252,7 +289,9 @@ var ggufPrePatterns = map[string]string{
 // WriteGGUFTokenizer writes the tokenizer of a GGUF file into the model
 // folder dir: mai_tokenizer.json for a MAI byte-level model, or
 // tokenizer.json and tokenizer_config.json for llama.cpp's byte-level BPE
-// ("gpt2") tokenizers. Other tokenizer kinds are skipped with a warning.
+// ("gpt2") and SentencePiece ("llama") tokenizers, the latter as
+// transformers converts them (see writeSentencePieceHF). Other tokenizer
+// kinds are skipped with a warning.
 func WriteGGUFTokenizer(f *gguf.File, dir string) error {
 	if name, ok := f.String(keyMAITokenizer); ok && name != "" {
 		b, _ := json.Marshal(map[string]string{"tokenizer": name})
@@ -268,8 +307,11 @@ func WriteGGUFTokenizer(f *gguf.File, dir string) error {
 		slog.Warn("gguf has no tokenizer; the folder gets none", "file", f.Path())
 		return nil
 	}
+	if t.Model == "llama" {
+		return writeSentencePieceHF(t, dir)
+	}
 	if t.Model != "gpt2" {
-		slog.Warn("gguf tokenizer kind is not converted to tokenizer.json (only byte-level BPE is)", "kind", t.Model)
+		slog.Warn("gguf tokenizer kind is not converted to tokenizer.json (only byte-level BPE and SentencePiece BPE are)", "kind", t.Model)
 		return nil
 	}
 	if t.Types != nil && len(t.Types) != len(t.Tokens) {
@@ -337,6 +379,37 @@ func WriteGGUFTokenizer(f *gguf.File, dir string) error {
 	}
 	b, _ = json.MarshalIndent(cfg, "", "  ")
 	return atomicfile.WriteFile(filepath.Join(dir, "tokenizer_config.json"), append(b, '\n'), 0o644)
+}
+
+// writeSentencePieceHF writes llama.cpp's SentencePiece tokenizer t as
+// tokenizer.json and tokenizer_config.json: BPE with byte fallback over
+// merges derived from the scores as transformers derives them (the GGUF's
+// own tokenizer.ggml.merges when it has them, as transformers does too),
+// "▁" for spaces, and a leading "▁" unless add_space_prefix is false.
+func writeSentencePieceHF(t gguf.Tokenizer, dir string) error {
+	n := len(t.Tokens)
+	if t.Types != nil && len(t.Types) != n || t.Scores != nil && len(t.Scores) != n {
+		return fmt.Errorf("gguf tokenizer: %d tokens, %d scores and %d types", n, len(t.Scores), len(t.Types))
+	}
+	if t.Scores == nil && t.Merges == nil {
+		return fmt.Errorf("gguf tokenizer: a SentencePiece tokenizer without scores or merges")
+	}
+	v := &tokenizer.SentencePieceVocab{Tokens: t.Tokens, Scores: t.Scores, Types: t.Types, Merges: t.Merges,
+		AddSpacePrefix: t.AddSpacePrefix == nil || *t.AddSpacePrefix, Unknown: -1, BOS: -1, EOS: -1,
+		AddBOS: t.AddBOS, AddEOS: t.AddEOS, ChatTemplate: t.ChatTemplate}
+	for role, p := range map[string]*int{"unknown": &v.Unknown, "bos": &v.BOS, "eos": &v.EOS} {
+		if id, ok := t.Special[role]; ok && id >= 0 && id < n {
+			*p = id
+		}
+	}
+	tj, tc, err := v.MarshalHF()
+	if err != nil {
+		return fmt.Errorf("gguf tokenizer: %w", err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "tokenizer.json"), tj, 0o644); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, "tokenizer_config.json"), tc, 0o644)
 }
 
 func nonNil(s []string) []string {

@@ -25,6 +25,7 @@ const (
 	KeyMerges          = "tokenizer.ggml.merges"
 	KeyAddBOS          = "tokenizer.ggml.add_bos_token"
 	KeyAddEOS          = "tokenizer.ggml.add_eos_token"
+	KeyAddSpacePrefix  = "tokenizer.ggml.add_space_prefix"
 	KeyChatTemplate    = "tokenizer.chat_template"
 	keySpecialTokenFmt = "tokenizer.ggml.%s_token_id"
 )
@@ -284,6 +285,10 @@ type Tokenizer struct {
 	// AddBOS and AddEOS tell llama.cpp whether to add BOS/EOS when
 	// tokenizing.
 	AddBOS, AddEOS bool
+	// AddSpacePrefix, when not nil, tells a "llama" tokenizer whether to
+	// put a space before the text (llama.cpp's default, when absent, is
+	// true).
+	AddSpacePrefix *bool
 	// ChatTemplate is a Jinja chat template; optional.
 	ChatTemplate string
 }
@@ -321,6 +326,9 @@ func (w *Writer) SetTokenizer(t Tokenizer) error {
 		kvs = append(kvs, KV{fmt.Sprintf(keySpecialTokenFmt, role), uint32(id)})
 	}
 	kvs = append(kvs, KV{KeyAddBOS, t.AddBOS}, KV{KeyAddEOS, t.AddEOS})
+	if t.AddSpacePrefix != nil {
+		kvs = append(kvs, KV{KeyAddSpacePrefix, *t.AddSpacePrefix})
+	}
 	if t.ChatTemplate != "" {
 		kvs = append(kvs, KV{KeyChatTemplate, t.ChatTemplate})
 	}
@@ -363,6 +371,9 @@ func ReadTokenizer(f *File) (Tokenizer, error) {
 	}
 	t.AddBOS, _ = f.Bool(KeyAddBOS)
 	t.AddEOS, _ = f.Bool(KeyAddEOS)
+	if v, ok := f.Bool(KeyAddSpacePrefix); ok {
+		t.AddSpacePrefix = &v
+	}
 	t.ChatTemplate, _ = f.String(KeyChatTemplate)
 	return t, nil
 }

@@ -125,6 +125,7 @@ func TestTokenizerRoundTrip(t *testing.T) {
 		Merges:  []string{"a b"},
 		Special: map[string]int{"bos": 0, "eos": 1, "padding": 1},
 		AddBOS:  true, ChatTemplate: "{{ messages }}",
+		AddSpacePrefix: new(false),
 	}
 	w := NewWriter()
 	if err := w.SetTokenizer(tok); err != nil {

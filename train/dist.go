@@ -114,14 +114,14 @@ func (t *Trainer) runTasks(ctx context.Context) (map[string]float64, error) {
 		return nil, err
 	}
 	if t.dp != nil {
-		if e := t.par.Experts; e != nil && e.Size() > 1 {
-			if err := t.dp.gatherParams(); err != nil {
-				return nil, err
-			}
+		m, err := t.dp.fullModel()
+		if err != nil {
+			return nil, err
 		}
 		if t.Comm.Rank() != 0 {
 			return nil, nil
 		}
+		return t.Tasks(ctx, t.step, m)
 	}
 	return t.Tasks(ctx, t.step, t.Model)
 }
@@ -154,8 +154,8 @@ func (c *Config) validateDist() error {
 		return fmt.Errorf("train: unknown --dist %q (want auto, local or mpi)", c.Dist)
 	}
 	switch {
-	case c.Zero < 0 || c.Zero > 1:
-		return fmt.Errorf("train: --zero %d: want 0 (replicated optimizer state) or 1 (sharded optimizer state and gradients)", c.Zero)
+	case c.Zero < 0 || c.Zero > 2:
+		return fmt.Errorf("train: --zero %d: want 0 (replicated optimizer state), 1 (sharded optimizer state) or 2 (sharded optimizer state and gradients)", c.Zero)
 	case c.ExpertParallel < 0:
 		return fmt.Errorf("train: --expert-parallel %d must not be negative", c.ExpertParallel)
 	case c.CapacityFactor < 0 || math.IsNaN(c.CapacityFactor):
@@ -197,6 +197,9 @@ func (t *Trainer) setupParallel() error {
 		if t.Cfg.CapacityFactor > 0 {
 			t.par = &model.Parallel{CapacityFactor: t.Cfg.CapacityFactor}
 		}
+		t.mem = Memory{Params: 4 * int64(len(t.Model.Params)), Grads: 4 * int64(len(t.Model.Grads)),
+			Optimizer: 4 * int64(len(t.Opt.M)+len(t.Opt.V))}
+		slog.Info("training memory", "params_bytes", t.mem.Params, "grads_bytes", t.mem.Grads, "optimizer_bytes", t.mem.Optimizer)
 		return nil
 	}
 	m := t.Model
@@ -232,14 +235,23 @@ func (t *Trainer) setupParallel() error {
 	if mb == 0 {
 		mb = DefaultBucketMB
 	}
-	dp.plan(m, t.par, grads, edp, max(1, int(mb*(1<<20)/4)))
-	dp.initState(t.Opt)
-	// The bucket states now hold the optimizer moments; the full copies are
-	// rebuilt only to write a checkpoint.
+	held := dp.plan(m, t.par, grads, edp, max(1, int(mb*(1<<20)/4)))
+	// This rank's buffers replace the model's full ones (and the full
+	// optimizer moments of a resumed run), which are dropped.
+	dp.allocate(m, held, t.Opt)
+	m.Params, m.Grads = dp.params, dp.grads
 	t.Opt.M, t.Opt.V = nil, nil
 	dp.queue = make(chan *bucket, len(dp.buckets))
 	go dp.worker()
 	t.dp = dp
+	mx := []float64{float64(dp.mem.Params), float64(dp.mem.Grads), float64(dp.mem.Optimizer)}
+	slog.Info("training memory", "rank", rank, "params_bytes", dp.mem.Params, "grads_bytes", dp.mem.Grads, "optimizer_bytes", dp.mem.Optimizer,
+		"held_params", dp.local, "model_params", dp.full, "zero", dp.zero, "expert_ranks", g)
+	if err := world.AllReduceFloat64(mx, dist.Max); err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	// The metrics report the largest rank's figures.
+	t.mem = Memory{Params: int64(mx[0]), Grads: int64(mx[1]), Optimizer: int64(mx[2])}
 	slog.Debug("data parallel", "ranks", w, "expert_ranks", g, "zero", dp.zero, "buckets", len(dp.buckets))
 	return nil
 }
@@ -428,13 +440,21 @@ func (t *Trainer) validateDist(n int) (float64, error) {
 // other ranks, writes the checkpoint on rank 0 (the same files one process
 // writes) and waits until it is complete.
 func (t *Trainer) saveDist() (string, error) {
-	expAvg, expAvgSq, err := t.dp.gather()
+	full, err := t.dp.fullModel()
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	expAvg, expAvgSq, err := t.dp.gatherMoments()
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	dir := filepath.Join(t.Cfg.Out, "checkpoints", fmt.Sprintf("step-%07d", t.step))
 	if t.Comm.Rank() == 0 {
-		if dir, err = t.save(expAvg, expAvgSq); err != nil {
+		mine := t.Model
+		t.Model = full
+		dir, err = t.save(expAvg, expAvgSq)
+		t.Model = mine
+		if err != nil {
 			return "", err
 		}
 	}
@@ -449,23 +469,50 @@ func (t *Trainer) saveDist() (string, error) {
 //
 // Parameters fall into two groups: those every rank holds (reduced over
 // all ranks), and, with expert parallelism, the experts this rank holds
-// (reduced over the ranks holding the same experts). Each group's tensors
-// are packed into buckets in the order their gradients become final
-// (last block first); a bucket is reduced by a background goroutine as soon
-// as its last block's gradients are final. With Zero 0 a bucket is
-// all-reduced and every rank updates all of it; with Zero 1 it is
-// reduce-scattered, each rank updates its chunk with optimizer state for
-// that chunk only, and the updated chunks are all-gathered.
+// (reduced over the ranks holding the same experts). A rank allocates
+// parameters only for what it holds: its Model.Params is a compact buffer
+// without the experts of other ranks. Each group's tensors are packed into
+// buckets in the order their gradients become final (last block first); a
+// bucket is reduced by a background goroutine as soon as its last block's
+// gradients are final.
+//
+//   - Zero 0: a bucket is all-reduced; every rank keeps all gradients and
+//     moments and updates everything it holds.
+//   - Zero 1: a bucket is reduce-scattered (the reduced chunk goes back
+//     into the gradient buffer); each rank keeps moments for its chunk
+//     only, updates that chunk and the updated chunks are all-gathered. The
+//     full gradient buffer remains.
+//   - Zero 2: as Zero 1, but there is no full gradient buffer: the backward
+//     pass writes a bucket's gradients into one of two slots (per group)
+//     that are reused from bucket to bucket, every micro-batch's buckets are
+//     reduce-scattered and added into this rank's chunk, and the slot is
+//     released. The embeddings' bucket (tied to the output head, so written
+//     at the start and the end of the backward pass) has its own slot; a
+//     bucket no other rank shares is written directly into its chunk.
 type dataParallel struct {
 	t       *Trainer
 	world   dist.Comm
 	comms   []dist.Comm // split from world; closed by Trainer.Close
 	zero    int
+	layers  int
+	full    int // parameters of the whole model (the one-process flat layout)
+	local   int // parameters this rank holds
 	buckets []*bucket
 	byUnit  map[int][]*bucket // buckets to reduce when a unit's gradients are final
-	armed   bool              // the current backward pass is the step's last
+	byFirst map[int][]*bucket // Zero 2: slotted buckets whose gradients start being written in a unit
+	always  []*bucket         // Zero 2: slotted buckets written from the start of the backward pass
+	armed   bool              // the current backward pass reduces its buckets
+	micro   int               // micro-batches run in this step
 	queue   chan *bucket
 	pending sync.WaitGroup
+
+	params  []float32    // this rank's parameters (Model.Params)
+	grads   []float32    // Zero 0 and 1: this rank's gradients (Model.Grads)
+	segs    []nn.Segment // Zero 0: weight decay runs of params
+	m, v    []float32    // Zero 0: moments of params
+	send    []float32    // Zero 0 and 1: the worker's packing buffer; Zero 1: the update's gradients and all-gather buffer
+	scratch []float32    // Zero 1 and 2: the parameter chunk being updated; the worker's reduce-scatter result
+	mem     Memory
 
 	mu  sync.Mutex
 	err error
@@ -473,23 +520,43 @@ type dataParallel struct {
 	lossAcc, ceAcc float64 // this rank's weighted share of the step's loss
 }
 
-// span is a run [off, off+n) of the flat parameter buffer.
-type span struct{ off, n int }
+// Memory is what one rank holds for training, in bytes: parameters (with
+// the update's scratch chunk), gradients (with the buffers gradients are
+// written, packed and reduced in) and optimizer moments.
+type Memory struct {
+	Params    int64 `json:"params"`
+	Grads     int64 `json:"grads"`
+	Optimizer int64 `json:"optimizer"`
+}
+
+// span is a run of parameters: off in this rank's buffers, full in the
+// one-process flat layout.
+type span struct{ off, full, n int }
+
+// slot is gradient memory the backward pass writes buckets into, one bucket
+// at a time (Zero 2).
+type slot struct {
+	buf  []float32
+	free chan struct{} // holds a token while no bucket uses buf
+}
 
 // bucket is a set of spans packed into one buffer for one collective.
 type bucket struct {
-	comm   dist.Comm // nil: no other rank holds these parameters
-	size   int       // ranks of comm
-	rank   int       // this rank in comm
-	spans  []span
-	segs   []nn.Segment // weight-decay runs in packed coordinates
-	n      int          // packed length
-	chunk  int          // ceil(n / size)
-	buf    []float32    // size*chunk: packed gradients, then gathered parameters
-	shard  []float32    // Zero 1: this rank's chunk of the reduced gradients
-	param  []float32    // parameters being updated (n, or chunk with Zero 1)
-	m, v   []float32    // AdamW moments of the updated range
-	lo, hi int          // the packed range this rank owns (updates with Zero 1, counts in the norm)
+	comm        dist.Comm // nil: no other rank holds these parameters
+	size        int       // ranks of comm
+	rank        int       // this rank in comm
+	spans       []span
+	segs        []nn.Segment // weight-decay runs in packed coordinates
+	n           int          // packed length
+	chunk       int          // ceil(n / size)
+	first, last int          // units: gradients are written from the start of first's backward to the end of last's
+	lo, hi      int          // the packed range this rank owns (updates with Zero 1 and 2, counts in the norm)
+	shard       []float32    // Zero 2: reduced gradients of [lo, hi)
+	m, v        []float32    // Zero 1 and 2: AdamW moments of [lo, hi)
+	slot        *slot        // Zero 2, size > 1: where the backward pass writes the bucket's gradients
+	vars        []*nn.Var    // the bucket's parameters, at packed positions pos
+	pos         []int
+	fresh       bool // Zero 2: no micro-batch of this step has been added into shard yet
 }
 
 // unitOf returns the block a parameter belongs to: its layer, Layers for
@@ -523,17 +590,30 @@ func expertOf(name string) (int, bool) {
 	return e, err == nil
 }
 
-// plan lays the parameters out in buckets of about elems values.
-func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts dist.Comm, elems int) {
+// localParam is a parameter this rank holds, at off in its buffers.
+type localParam struct {
+	model.Param
+	off int
+}
+
+// plan decides which parameters this rank holds (all but the experts of
+// other ranks), where they go in its compact buffers, and lays them out in
+// buckets of about elems values. It allocates nothing.
+func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts dist.Comm, elems int) []localParam {
 	layers := m.Cfg.Layers
+	dp.layers = layers
 	lo, hi := par.LocalExperts(m.Cfg.Experts)
 	sharded := par.Experts != nil && par.Experts.Size() > 1
 	type group struct {
 		comm  dist.Comm
-		units map[int][]model.Param
+		units map[int][]localParam
 	}
-	groups := []*group{{comm: grads, units: map[int][]model.Param{}}, {comm: experts, units: map[int][]model.Param{}}}
+	groups := []*group{{comm: grads, units: map[int][]localParam{}}, {comm: experts, units: map[int][]localParam{}}}
+	var held []localParam
+	dp.full, dp.local = 0, 0
 	for _, p := range m.Tensors {
+		n := p.V.Len()
+		dp.full += n
 		g := groups[0]
 		if e, ok := expertOf(p.Name); ok && sharded {
 			if e < lo || e >= hi {
@@ -541,34 +621,47 @@ func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts
 			}
 			g = groups[1]
 		}
+		lp := localParam{Param: p, off: dp.local}
+		dp.local += n
+		held = append(held, lp)
 		u := unitOf(p.Name, layers)
-		g.units[u] = append(g.units[u], p)
+		g.units[u] = append(g.units[u], lp)
 	}
+	dp.buckets = nil
 	dp.byUnit = map[int][]*bucket{}
 	cur := make([]*bucket, len(groups))
 	for u := layers; u >= -1; u-- {
 		for gi, g := range groups {
 			for _, p := range g.units[u] {
 				if cur[gi] == nil {
-					cur[gi] = &bucket{comm: g.comm}
+					cur[gi] = &bucket{comm: g.comm, first: u}
 				}
-				cur[gi].add(p.Off, p.V.Len(), p.Decay)
+				cur[gi].add(p)
 			}
 			if b := cur[gi]; b != nil && (b.n >= elems || u == -1) {
-				b.finish(dp.zero)
+				b.last = u
+				b.size, b.rank = 1, 0
+				if b.comm != nil {
+					b.size, b.rank = b.comm.Size(), b.comm.Rank()
+				}
+				b.chunk = (b.n + b.size - 1) / b.size
+				b.lo, b.hi = min(b.rank*b.chunk, b.n), min((b.rank+1)*b.chunk, b.n)
 				dp.buckets = append(dp.buckets, b)
 				dp.byUnit[u] = append(dp.byUnit[u], b)
 				cur[gi] = nil
 			}
 		}
 	}
+	return held
 }
 
-func (b *bucket) add(off, n int, decay bool) {
-	if k := len(b.spans) - 1; k >= 0 && b.spans[k].off+b.spans[k].n == off {
+func (b *bucket) add(p localParam) {
+	off, full, n, decay := p.off, p.Off, p.V.Len(), p.Decay
+	b.vars, b.pos = append(b.vars, p.V), append(b.pos, b.n)
+	if k := len(b.spans) - 1; k >= 0 && b.spans[k].off+b.spans[k].n == off && b.spans[k].full+b.spans[k].n == full {
 		b.spans[k].n += n
 	} else {
-		b.spans = append(b.spans, span{off, n})
+		b.spans = append(b.spans, span{off, full, n})
 	}
 	if k := len(b.segs) - 1; k >= 0 && b.segs[k].Decay == decay && b.segs[k].Off+b.segs[k].Len == b.n {
 		b.segs[k].Len += n
@@ -578,29 +671,156 @@ func (b *bucket) add(off, n int, decay bool) {
 	b.n += n
 }
 
-func (b *bucket) finish(zero int) {
-	b.size, b.rank = 1, 0
-	if b.comm != nil {
-		b.size, b.rank = b.comm.Size(), b.comm.Rank()
+// slotted reports whether the backward pass writes the bucket into a slot
+// (Zero 2, shared with other ranks).
+func (b *bucket) slotted(zero int) bool { return zero == 2 && b.size > 1 }
+
+// allocate builds this rank's buffers for the planned layout, moves the
+// parameters of m (in the full layout) into them, points every parameter's
+// data and gradient at them, and loads the optimizer moments from opt's
+// full ones (nil: zero).
+func (dp *dataParallel) allocate(m *model.Model, held []localParam, opt *nn.AdamW) {
+	zero := dp.zero
+	var mem Memory
+	dp.params = make([]float32, dp.local)
+	mem.Params += int64(dp.local)
+	if zero < 2 {
+		dp.grads = make([]float32, dp.local)
+		mem.Grads += int64(dp.local)
 	}
-	b.chunk = (b.n + b.size - 1) / b.size
-	b.buf = make([]float32, b.size*b.chunk)
-	b.lo, b.hi = min(b.rank*b.chunk, b.n), min((b.rank+1)*b.chunk, b.n)
+	for _, p := range held {
+		n := p.V.Len()
+		copy(dp.params[p.off:p.off+n], p.V.Data)
+		p.V.Data = dp.params[p.off : p.off+n]
+		p.V.Grad = nil
+		if dp.grads != nil {
+			p.V.Grad = dp.grads[p.off : p.off+n]
+		}
+	}
+	// The experts of other ranks: no memory at all.
+	mine := make(map[*nn.Var]bool, len(held))
+	for _, p := range held {
+		mine[p.V] = true
+	}
+	for _, p := range m.Tensors {
+		if !mine[p.V] {
+			p.V.Data, p.V.Grad = nil, nil
+		}
+	}
+	maxSend, maxChunk := 0, 0
+	for _, b := range dp.buckets {
+		if b.size > 1 {
+			maxSend = max(maxSend, b.size*b.chunk)
+			maxChunk = max(maxChunk, b.chunk)
+		}
+	}
 	if zero == 0 {
-		b.param = make([]float32, b.n)
-		b.m, b.v = make([]float32, b.n), make([]float32, b.n)
+		dp.m, dp.v = make([]float32, dp.local), make([]float32, dp.local)
+		mem.Optimizer += 2 * int64(dp.local)
+		for _, p := range held {
+			dp.segs = append(dp.segs, nn.Segment{Off: p.off, Len: p.V.Len(), Decay: p.Decay})
+		}
+		if len(opt.M) > 0 {
+			for _, b := range dp.buckets {
+				for _, s := range b.spans {
+					copy(dp.m[s.off:s.off+s.n], opt.M[s.full:s.full+s.n])
+					copy(dp.v[s.off:s.off+s.n], opt.V[s.full:s.full+s.n])
+				}
+			}
+		}
+		dp.send = make([]float32, maxSend)
+		mem.Grads += int64(maxSend)
+		dp.mem = mem.bytes()
 		return
 	}
-	b.shard = b.buf[:b.chunk]
-	if b.size > 1 {
-		b.shard = make([]float32, b.chunk)
+	dp.scratch = make([]float32, maxChunk)
+	mem.Params += int64(maxChunk)
+	if zero == 1 {
+		dp.send = make([]float32, maxSend)
+		mem.Grads += int64(maxSend)
 	}
-	b.param = make([]float32, b.chunk)
-	b.m, b.v = make([]float32, b.chunk), make([]float32, b.chunk)
+	// Zero 2: two slots per group, sized for the group's largest bucket;
+	// the embeddings' bucket has its own.
+	type ring struct {
+		slots [2]*slot
+		next  int
+	}
+	rings := map[dist.Comm]*ring{}
+	if zero == 2 {
+		sizes := map[dist.Comm]int{}
+		for _, b := range dp.buckets {
+			if b.slotted(zero) && b.last != -1 {
+				sizes[b.comm] = max(sizes[b.comm], b.size*b.chunk)
+			}
+		}
+		for c, n := range sizes {
+			r := &ring{}
+			for i := range r.slots {
+				r.slots[i] = newSlot(n)
+				mem.Grads += int64(n)
+			}
+			rings[c] = r
+		}
+		dp.byFirst = map[int][]*bucket{}
+	}
+	for _, b := range dp.buckets {
+		k := b.hi - b.lo
+		switch {
+		case zero == 2 && b.size == 1:
+			// Written by the backward pass directly, accumulated over
+			// micro-batches, never reduced.
+			b.shard = make([]float32, b.n)
+			mem.Grads += int64(b.n)
+			b.point(b.shard)
+		case zero == 2:
+			b.shard = make([]float32, k)
+			mem.Grads += int64(k)
+			if b.last == -1 {
+				b.slot = newSlot(b.size * b.chunk)
+				mem.Grads += int64(b.size * b.chunk)
+				dp.always = append(dp.always, b)
+			} else {
+				r := rings[b.comm]
+				b.slot = r.slots[r.next%2]
+				r.next++
+				if b.first == dp.layers {
+					dp.always = append(dp.always, b)
+				} else {
+					dp.byFirst[b.first] = append(dp.byFirst[b.first], b)
+				}
+			}
+			b.point(b.slot.buf)
+		}
+		b.m, b.v = make([]float32, k), make([]float32, k)
+		mem.Optimizer += 2 * int64(k)
+		if len(opt.M) > 0 {
+			b.packFull(b.m, opt.M, b.lo, b.hi)
+			b.packFull(b.v, opt.V, b.lo, b.hi)
+		}
+	}
+	dp.mem = mem.bytes()
 }
 
-// pack copies packed positions [from, to) of the bucket from the flat
-// buffer into dst[0 : to-from].
+func (m Memory) bytes() Memory {
+	return Memory{Params: 4 * m.Params, Grads: 4 * m.Grads, Optimizer: 4 * m.Optimizer}
+}
+
+func newSlot(n int) *slot {
+	s := &slot{buf: make([]float32, n), free: make(chan struct{}, 1)}
+	s.free <- struct{}{}
+	return s
+}
+
+// point makes the gradients of the bucket's parameters views of buf in
+// packed order.
+func (b *bucket) point(buf []float32) {
+	for i, v := range b.vars {
+		v.Grad = buf[b.pos[i] : b.pos[i]+v.Len()]
+	}
+}
+
+// pack copies packed positions [from, to) of the bucket from flat (this
+// rank's layout) into dst[0 : to-from].
 func (b *bucket) pack(dst, flat []float32, from, to int) {
 	pos := 0
 	for _, s := range b.spans {
@@ -622,31 +842,47 @@ func (b *bucket) unpack(flat, src []float32, from, to int) {
 	}
 }
 
-// updated returns the packed range this rank updates.
-func (b *bucket) updated(zero int) (from, to int) {
-	if zero == 0 {
-		return 0, b.n
+// packFull is pack from the one-process flat layout.
+func (b *bucket) packFull(dst, full []float32, from, to int) {
+	pos := 0
+	for _, s := range b.spans {
+		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
+			copy(dst[lo-from:hi-from], full[s.full+lo-pos:s.full+hi-pos])
+		}
+		pos += s.n
 	}
-	return b.lo, b.hi
 }
 
-// grad returns the reduced gradients of the range this rank updates.
-func (b *bucket) grad(zero int) []float32 {
-	if zero == 0 {
-		return b.buf[:b.n]
+// unpackFull is unpack into the one-process flat layout.
+func (b *bucket) unpackFull(full, src []float32, from, to int) {
+	pos := 0
+	for _, s := range b.spans {
+		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
+			copy(full[s.full+lo-pos:s.full+hi-pos], src[lo-from:hi-from])
+		}
+		pos += s.n
 	}
-	return b.shard[:b.hi-b.lo]
 }
 
-// initState loads the optimizer moments of this rank's ranges from the
-// full (flat) state of a fresh or resumed optimizer.
-func (dp *dataParallel) initState(opt *nn.AdamW) {
-	for _, b := range dp.buckets {
-		from, to := b.updated(dp.zero)
-		b.pack(b.m, opt.M, from, to)
-		b.pack(b.v, opt.V, from, to)
+// sumSquares returns the sum of squares of packed positions [from, to) of
+// flat (this rank's layout).
+func (b *bucket) sumSquares(flat []float32, from, to int) float64 {
+	var sq float64
+	pos := 0
+	for _, s := range b.spans {
+		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
+			for _, v := range flat[s.off+lo-pos : s.off+hi-pos] {
+				sq += float64(v) * float64(v)
+			}
+		}
+		pos += s.n
 	}
+	return sq
 }
+
+// grad returns the reduced gradients of the range this rank updates (Zero
+// 2).
+func (b *bucket) grad() []float32 { return b.shard[:b.hi-b.lo] }
 
 func (dp *dataParallel) setErr(err error) {
 	dp.mu.Lock()
@@ -666,7 +902,8 @@ func (dp *dataParallel) firstErr() error {
 // micro-batches is the step's loss: cross-entropy by this rank's share of
 // the global micro-batch's counted targets (over accum micro-batches), the
 // auxiliary MoE losses (means over rows) by 1/(accum·ranks). last arms the
-// gradient reduction for this micro-batch's backward pass.
+// gradient reduction for this micro-batch's backward pass (with Zero 2
+// every backward pass reduces).
 func (dp *dataParallel) scale(tp *nn.Tape, targets []int32, ce, aux *nn.Var, last bool) (*nn.Var, error) {
 	var n int
 	for _, y := range targets {
@@ -692,17 +929,46 @@ func (dp *dataParallel) scale(tp *nn.Tape, targets []int32, ce, aux *nn.Var, las
 		dp.lossAcc += float64(waux) * float64(aux.Data[0])
 	}
 	dp.armed = last
+	if dp.zero == 2 {
+		if dp.micro == 0 {
+			for _, b := range dp.buckets {
+				b.fresh = true
+				if b.size == 1 {
+					clear(b.shard)
+				}
+			}
+		}
+		dp.armed = true
+		dp.acquire(dp.always)
+	}
+	dp.micro++
 	return tp.WeightedSum(xs, ws), nil
 }
 
-// unitDone starts reducing the buckets whose gradients became final.
+// acquire waits until the buckets' slots are free, and clears them for the
+// backward pass to accumulate into.
+func (dp *dataParallel) acquire(bs []*bucket) {
+	for _, b := range bs {
+		<-b.slot.free
+		clear(b.slot.buf[:b.size*b.chunk])
+	}
+}
+
+// unitDone starts reducing the buckets whose gradients became final (and,
+// with Zero 2, readies the slots of the buckets the next block writes).
 func (dp *dataParallel) unitDone(u int) {
 	if !dp.armed {
 		return
 	}
 	for _, b := range dp.byUnit[u] {
+		if dp.zero == 2 && b.size == 1 {
+			continue
+		}
 		dp.pending.Add(1)
 		dp.queue <- b
+	}
+	if dp.zero == 2 && u >= 0 {
+		dp.acquire(dp.byFirst[u-1])
 	}
 }
 
@@ -718,40 +984,71 @@ func (dp *dataParallel) backwardDone() error {
 
 func (dp *dataParallel) worker() {
 	for b := range dp.queue {
-		if err := b.reduce(dp.zero, dp.t.Model.Grads); err != nil {
+		if err := dp.reduceBucket(b); err != nil {
 			dp.t.fatal(fmt.Errorf("gradient reduction: %w", err))
 		}
 		dp.pending.Done()
 	}
 }
 
-func (b *bucket) reduce(zero int, grads []float32) error {
-	b.pack(b.buf, grads, 0, b.n)
-	clear(b.buf[b.n:])
-	if b.size == 1 {
+func (dp *dataParallel) reduceBucket(b *bucket) error {
+	switch dp.zero {
+	case 0:
+		if b.size == 1 {
+			return nil
+		}
+		buf := dp.send[:b.n]
+		b.pack(buf, dp.grads, 0, b.n)
+		if err := b.comm.AllReduce(buf, dist.Sum); err != nil {
+			return err
+		}
+		b.unpack(dp.grads, buf, 0, b.n)
+		return nil
+	case 1:
+		if b.size == 1 {
+			return nil
+		}
+		buf, recv := dp.send[:b.size*b.chunk], dp.scratch[:b.chunk]
+		b.pack(buf, dp.grads, 0, b.n)
+		clear(buf[b.n:])
+		if err := b.comm.ReduceScatter(buf, recv, dist.Sum); err != nil {
+			return err
+		}
+		b.unpack(dp.grads, recv, b.lo, b.hi)
 		return nil
 	}
-	if zero == 0 {
-		return b.comm.AllReduce(b.buf, dist.Sum)
+	defer func() { b.slot.free <- struct{}{} }()
+	send := b.slot.buf[:b.size*b.chunk]
+	if b.fresh {
+		b.fresh = false
+		return b.comm.ReduceScatter(send, b.shard[:b.chunk], dist.Sum)
 	}
-	return b.comm.ReduceScatter(b.buf, b.shard, dist.Sum)
+	recv := dp.scratch[:b.chunk]
+	if err := b.comm.ReduceScatter(send, recv, dist.Sum); err != nil {
+		return err
+	}
+	for i := range b.shard {
+		b.shard[i] += recv[i]
+	}
+	return nil
 }
 
 // reduce waits for every bucket, then returns the global gradient norm
 // and clips the reduced gradients to Cfg.Clip, as nn.ClipGrads does.
 func (dp *dataParallel) reduce() (float64, error) {
 	dp.pending.Wait()
+	dp.micro = 0
 	if err := dp.firstErr(); err != nil {
 		return 0, err
 	}
 	// Each value is counted on exactly one rank: the one owning its chunk.
 	var sq float64
 	for _, b := range dp.buckets {
-		g := b.grad(dp.zero)
-		if dp.zero == 0 {
-			g = g[b.lo:b.hi]
+		if dp.zero < 2 {
+			sq += b.sumSquares(dp.grads, b.lo, b.hi)
+			continue
 		}
-		for _, v := range g {
+		for _, v := range b.grad() {
 			sq += float64(v) * float64(v)
 		}
 	}
@@ -762,8 +1059,14 @@ func (dp *dataParallel) reduce() (float64, error) {
 	norm := math.Sqrt(s[0])
 	if maxNorm := dp.t.Cfg.Clip; maxNorm > 0 && norm > maxNorm {
 		c := float32(maxNorm / (norm + 1e-6))
+		for i := range dp.grads { // Zero 0 and 1
+			dp.grads[i] *= c
+		}
 		for _, b := range dp.buckets {
-			g := b.grad(dp.zero)
+			if dp.zero < 2 {
+				break
+			}
+			g := b.grad()
 			for i := range g {
 				g[i] *= c
 			}
@@ -776,27 +1079,61 @@ func (dp *dataParallel) reduce() (float64, error) {
 // brings every rank's parameters up to date.
 func (dp *dataParallel) update(lr float64) error {
 	t := dp.t
-	params := t.Model.Params
 	step := t.Opt.Step
+	hp := func(m, v []float32) *nn.AdamW {
+		return &nn.AdamW{Beta1: t.Opt.Beta1, Beta2: t.Opt.Beta2, Eps: t.Opt.Eps, WeightDecay: t.Opt.WeightDecay,
+			M: m, V: v, Step: step}
+	}
+	if dp.zero == 0 {
+		hp(dp.m, dp.v).Update(t.pool, dp.params, dp.grads, dp.segs, lr)
+		t.Opt.Step = step + 1
+		return nil
+	}
 	for _, b := range dp.buckets {
-		from, to := b.updated(dp.zero)
-		p := b.param[:to-from]
-		b.pack(p, params, from, to)
-		o := nn.AdamW{Beta1: t.Opt.Beta1, Beta2: t.Opt.Beta2, Eps: t.Opt.Eps, WeightDecay: t.Opt.WeightDecay,
-			M: b.m, V: b.v, Step: step}
-		o.Update(t.pool, p, b.grad(dp.zero), clipSegs(b.segs, from, to), lr)
-		if dp.zero == 0 || b.size == 1 {
-			b.unpack(params, p, from, to)
+		if b.size == 1 {
+			dp.updateLocal(b, hp(b.m, b.v), lr)
 			continue
 		}
-		clear(b.param[to-from:])
-		if err := b.comm.AllGather(b.param, b.buf); err != nil {
+		k := b.hi - b.lo
+		p := dp.scratch[:k]
+		b.pack(p, dp.params, b.lo, b.hi)
+		g := b.shard
+		if dp.zero == 1 {
+			g = dp.send[:k]
+			b.pack(g, dp.grads, b.lo, b.hi)
+		}
+		hp(b.m, b.v).Update(t.pool, p, g[:k], clipSegs(b.segs, b.lo, b.hi), lr)
+		clear(dp.scratch[k:b.chunk])
+		all := dp.send
+		if dp.zero == 2 {
+			all = b.slot.buf // free: every reduction is done
+		}
+		all = all[:b.size*b.chunk]
+		if err := b.comm.AllGather(dp.scratch[:b.chunk], all); err != nil {
 			return fmt.Errorf("parameter all-gather: %w", err)
 		}
-		b.unpack(params, b.buf, 0, b.n)
+		b.unpack(dp.params, all, 0, b.n)
 	}
 	t.Opt.Step = step + 1
 	return nil
+}
+
+// updateLocal applies AdamW to a bucket no other rank shares, span by span
+// in place.
+func (dp *dataParallel) updateLocal(b *bucket, o *nn.AdamW, lr float64) {
+	step := o.Step
+	pos := 0
+	for _, s := range b.spans {
+		var g []float32
+		if dp.zero == 1 {
+			g = dp.grads[s.off : s.off+s.n]
+		} else {
+			g = b.shard[pos : pos+s.n] // written by the backward pass in packed order
+		}
+		o.M, o.V, o.Step = b.m[pos:pos+s.n], b.v[pos:pos+s.n], step
+		o.Update(dp.t.pool, dp.params[s.off:s.off+s.n], g, clipSegs(b.segs, pos, pos+s.n), lr)
+		pos += s.n
+	}
 }
 
 // clipSegs returns the segments' parts inside [from, to), shifted to start
@@ -812,26 +1149,49 @@ func clipSegs(segs []nn.Segment, from, to int) []nn.Segment {
 	return out
 }
 
-// gather assembles the full parameters (into Model.Params on every rank)
-// and the full optimizer moments, in the flat layout one process uses: each
-// value comes from the one rank that owns it, by a sum over all ranks in
-// which the others contribute zeros.
-func (dp *dataParallel) gather() (expAvg, expAvgSq []float32, err error) {
-	if err := dp.gatherParams(); err != nil {
-		return nil, nil, err
-	}
-	n := len(dp.t.Model.Params)
-	expAvg, expAvgSq = make([]float32, n), make([]float32, n)
+// gatherParams returns the current value of every parameter of the model,
+// including the experts other ranks hold, in the one-process flat layout
+// (on every rank: each value comes from the one rank that owns it, by a sum
+// over all ranks in which the others contribute zeros).
+func (dp *dataParallel) gatherParams() ([]float32, error) {
+	full := make([]float32, dp.full)
 	for _, b := range dp.buckets {
 		if b.lo >= b.hi {
 			continue
 		}
-		off := 0
-		if dp.zero == 0 {
-			off = b.lo
+		p := dp.tmpChunk(b)
+		b.pack(p, dp.params, b.lo, b.hi)
+		b.unpackFull(full, p, b.lo, b.hi)
+	}
+	if err := dp.world.AllReduce(full, dist.Sum); err != nil {
+		return nil, err
+	}
+	return full, nil
+}
+
+func (dp *dataParallel) tmpChunk(b *bucket) []float32 {
+	if k := b.hi - b.lo; len(dp.scratch) >= k {
+		return dp.scratch[:k]
+	}
+	return make([]float32, b.hi-b.lo)
+}
+
+// gatherMoments returns the full AdamW moments in the one-process flat
+// layout, assembled as gatherParams does.
+func (dp *dataParallel) gatherMoments() (expAvg, expAvgSq []float32, err error) {
+	expAvg, expAvgSq = make([]float32, dp.full), make([]float32, dp.full)
+	for _, b := range dp.buckets {
+		if b.lo >= b.hi {
+			continue
 		}
-		b.unpack(expAvg, b.m[off:], b.lo, b.hi)
-		b.unpack(expAvgSq, b.v[off:], b.lo, b.hi)
+		m, v := b.m, b.v
+		if dp.zero == 0 {
+			m, v = dp.tmpChunk(b), make([]float32, b.hi-b.lo)
+			b.pack(m, dp.m, b.lo, b.hi)
+			b.pack(v, dp.v, b.lo, b.hi)
+		}
+		b.unpackFull(expAvg, m, b.lo, b.hi)
+		b.unpackFull(expAvgSq, v, b.lo, b.hi)
 	}
 	for _, buf := range [][]float32{expAvg, expAvgSq} {
 		if err := dp.world.AllReduce(buf, dist.Sum); err != nil {
@@ -841,21 +1201,18 @@ func (dp *dataParallel) gather() (expAvg, expAvgSq []float32, err error) {
 	return expAvg, expAvgSq, nil
 }
 
-// gatherParams fills every rank's Model.Params with the current value of
-// every parameter, including the experts other ranks hold.
-func (dp *dataParallel) gatherParams() error {
-	t := dp.t
-	params := make([]float32, len(t.Model.Params))
-	for _, b := range dp.buckets {
-		if b.lo >= b.hi {
-			continue
-		}
-		b.pack(b.param[:b.hi-b.lo], t.Model.Params, b.lo, b.hi)
-		b.unpack(params, b.param, b.lo, b.hi)
+// fullModel returns a model with every parameter (this rank holds only its
+// own experts and writes checkpoints and runs evaluations from this one).
+func (dp *dataParallel) fullModel() (*model.Model, error) {
+	params, err := dp.gatherParams()
+	if err != nil {
+		return nil, err
 	}
-	if err := dp.world.AllReduce(params, dist.Sum); err != nil {
-		return err
+	m, err := model.New(dp.t.Model.Cfg, false)
+	if err != nil {
+		return nil, err
 	}
-	copy(t.Model.Params, params)
-	return nil
+	copy(m.Params, params)
+	m.Pool = dp.t.pool
+	return m, nil
 }

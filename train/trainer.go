@@ -39,6 +39,9 @@ type Metrics struct {
 	// by the expert capacity (reported when a capacity factor is set or the
 	// job has several ranks).
 	MoEDropped []float64 `json:"moe_dropped,omitempty"`
+	// Memory is what one rank holds for training (the largest rank's
+	// figures in a distributed job).
+	Memory *Memory `json:"memory,omitempty"`
 }
 
 // Summary is what a finished run reports.
@@ -81,6 +84,7 @@ type Trainer struct {
 	sftVal     *SFTSet
 	par        *model.Parallel // nil for one process without a capacity factor
 	dp         *dataParallel   // nil for one process
+	mem        Memory          // training memory per rank
 	gpu        *deviceState    // nil: the step runs on the CPU (device.go)
 	distill    *distiller      // nil without --distill-weight
 }
@@ -173,7 +177,11 @@ func (t *Trainer) fresh() error {
 		return fmt.Errorf("train: %w", err)
 	}
 	t.Model = m
-	t.Opt = nn.NewAdamW(len(m.Params), t.Cfg.Beta1, t.Cfg.Beta2, t.Cfg.Eps, t.Cfg.WeightDecay)
+	n := len(m.Params)
+	if t.Comm.Size() > 1 {
+		n = 0 // the ranks allocate the moments of their own shards
+	}
+	t.Opt = nn.NewAdamW(n, t.Cfg.Beta1, t.Cfg.Beta2, t.Cfg.Eps, t.Cfg.WeightDecay)
 	return nil
 }
 
@@ -292,7 +300,7 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 		t.tokens += int64(B * T * cfg.Accum * t.Comm.Size())
 		t.elapsed = base + time.Since(start).Seconds()
 
-		m := Metrics{Step: t.step, Loss: loss, CE: ceMean, LR: lr, GradNorm: gnorm, MoEDropped: dropped,
+		m := Metrics{Step: t.step, Loss: loss, CE: ceMean, LR: lr, GradNorm: gnorm, MoEDropped: dropped, Memory: &t.mem,
 			Tokens: t.tokens, Elapsed: t.elapsed, MoELoad: load, Timestamp: time.Now().UTC().Format(time.RFC3339)}
 		if dt := time.Since(lastLog).Seconds(); dt > 0 {
 			m.TokensPS = float64(t.tokens-lastTokens) / dt

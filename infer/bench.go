@@ -17,6 +17,14 @@ type BenchResult struct {
 	PromptTokensPS float64 `json:"prompt_tokens_per_s"`
 	TokensPerS     float64 `json:"tokens_per_s"` // decode, batch 1
 	Threads        int     `json:"threads"`
+	// PromptCPUMs and GenCPUMsPerToken are process CPU time (all threads):
+	// of the whole prefill, and per decoded token. On a machine shared with
+	// other work they move much less than the wall-clock rates.
+	PromptCPUMs      float64 `json:"prompt_cpu_ms"`
+	GenCPUMsPerToken float64 `json:"gen_cpu_ms_per_token"`
+	// PeakRSS is the process's peak resident memory in bytes (0 where
+	// not measured).
+	PeakRSS int64 `json:"peak_rss_bytes"`
 }
 
 // BenchGenerate times a prefill of promptTokens random tokens and then
@@ -39,14 +47,14 @@ func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, e
 		return nil, err
 	}
 	cache := m.NewCache(1, promptTokens+genTokens)
-	t0 := time.Now()
+	c0, t0 := processCPU(), time.Now()
 	out, err := m.Forward(tp, prompt, 1, promptTokens, cache, true)
 	if err != nil {
 		return nil, err
 	}
-	pp := time.Since(t0).Seconds()
+	pp, ppCPU := time.Since(t0).Seconds(), processCPU()-c0
 	next := Argmax(out.Logits.Data)
-	t1 := time.Now()
+	c1, t1 := processCPU(), time.Now()
 	for range genTokens {
 		out, err = m.Forward(tp, []int32{next}, 1, 1, cache, true)
 		if err != nil {
@@ -54,7 +62,8 @@ func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, e
 		}
 		next = Argmax(out.Logits.Data)
 	}
-	tg := time.Since(t1).Seconds()
+	tg, tgCPU := time.Since(t1).Seconds(), processCPU()-c1
 	return &BenchResult{PromptTokens: promptTokens, GenTokens: genTokens, PromptTokensPS: float64(promptTokens) / pp,
-		TokensPerS: float64(genTokens) / tg, Threads: m.Pool.Threads()}, nil
+		TokensPerS: float64(genTokens) / tg, Threads: m.Pool.Threads(),
+		PromptCPUMs: float64(ppCPU) / 1e6, GenCPUMsPerToken: float64(tgCPU) / 1e6 / float64(genTokens), PeakRSS: peakRSS()}, nil
 }

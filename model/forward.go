@@ -98,7 +98,13 @@ func (m *Model) run(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly
 		}
 		pos, attnStart = pk.Pos, pk.Start
 	}
-	x := tp.Embedding(m.Embed, ids)
+	if tp.Grad {
+		// Training reads the float32 weights (LoadOptions.NoFloat32Copy).
+		if err := m.Materialize(); err != nil {
+			return nil, err
+		}
+	}
+	x := m.embedding(tp, ids)
 	if c.Pos == "learned" {
 		x = tp.Add(x, tp.Embedding(m.Pos, pos))
 	}

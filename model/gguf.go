@@ -425,7 +425,22 @@ func ropeFactorTensors(c *Config, arch string) []gguf.Tensor {
 // the CPU kernels run (Q8_0, Q4_0, Q4_K, F16, BF16) are kept in that type
 // for inference; other types are decoded to float32 (and kept as they are
 // for SaveGGUF).
-func LoadGGUF(path string) (*Model, error) {
+func LoadGGUF(path string) (*Model, error) { return LoadGGUFWith(path, LoadOptions{}) }
+
+// LoadOptions controls how a model is loaded.
+type LoadOptions struct {
+	// NoFloat32Copy keeps the weights that the CPU kernels run (Q8_0, Q4_0,
+	// Q4_K, F16, BF16 matrices) only in their stored form: the model takes
+	// their stored size in memory instead of that plus four bytes per
+	// weight. Forward without gradients runs as usual; anything that reads
+	// parameters as float32 — training, ForwardPaged, saving as float32,
+	// the GPU upload — needs Model.Materialize first (Forward with a
+	// gradient tape calls it).
+	NoFloat32Copy bool
+}
+
+// LoadGGUFWith is LoadGGUF with options.
+func LoadGGUFWith(path string, opts LoadOptions) (*Model, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
@@ -470,7 +485,7 @@ func LoadGGUF(path string) (*Model, error) {
 		return nil, fmt.Errorf("load model %s: %w", path, err)
 	}
 	for _, t := range ts {
-		if err := m.readGGUFTensor(f, t); err != nil {
+		if err := m.readGGUFTensor(f, t, opts.NoFloat32Copy); err != nil {
 			return nil, fmt.Errorf("load model %s: tensor %q: %w", path, t.Name, err)
 		}
 	}
@@ -497,7 +512,7 @@ func ggufWantShape(c *Config, t ggufTensor) []int {
 	return slices.Clone(first)
 }
 
-func (m *Model) readGGUFTensor(f *gguf.File, t ggufTensor) error {
+func (m *Model) readGGUFTensor(f *gguf.File, t ggufTensor, noF32 bool) error {
 	info, _ := f.Tensor(t.Name)
 	raw, err := f.Bytes(t.Name)
 	if err != nil {
@@ -530,7 +545,7 @@ func (m *Model) readGGUFTensor(f *gguf.File, t ggufTensor) error {
 		if !info.Type.CanDequantize() {
 			return fmt.Errorf("type %v is not supported", info.Type)
 		}
-		if err := m.setStored(p, info.Type, slices.Clone(part)); err != nil {
+		if err := m.setStored(p, info.Type, part, !noF32); err != nil {
 			return err
 		}
 	}

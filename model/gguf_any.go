@@ -30,10 +30,14 @@ func IsGGUF(path string) bool {
 // LoadAny loads a model for inference from what a user names: a .gguf file
 // (quantized weights stay quantized), a Hugging Face model folder, or a
 // training run directory (through its latest checkpoint; see ResolveDir).
-func LoadAny(path string) (*Model, error) {
+func LoadAny(path string) (*Model, error) { return LoadAnyWith(path, LoadOptions{}) }
+
+// LoadAnyWith is LoadAny with options (they apply to GGUF files: folders
+// hold float32 or 16-bit weights that load as float32).
+func LoadAnyWith(path string, opts LoadOptions) (*Model, error) {
 	if st, err := os.Stat(path); err == nil && !st.IsDir() {
 		if IsGGUF(path) {
-			return LoadGGUF(path)
+			return LoadGGUFWith(path, opts)
 		}
 		return nil, fmt.Errorf("load model: %s is a file but not GGUF (want a .gguf file, a model folder or a run directory)", path)
 	}

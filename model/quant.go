@@ -2,8 +2,10 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/mai-llm/mai/backend/cpu"
 	"github.com/mai-llm/mai/format/quant"
@@ -16,10 +18,17 @@ import (
 // Q4_0, Q4_K, F16, BF16), the kernels' form, used by the forward pass
 // whenever it does not record gradients. The float32 parameters keep the
 // dequantized values, so training, the embedding lookup and tensors without
-// a kernel (Q6_K, Q5_0, ...) see exactly what the file holds.
+// a kernel (Q6_K, Q5_0, ...) see exactly what the file holds — except for
+// the tensors in lazy: a model loaded with LoadOptions.NoFloat32Copy never
+// writes their float32 values (the pages of the flat buffer stay untouched,
+// so they cost no resident memory); the forward pass looks their embedding
+// rows up in the stored form, and Materialize writes the values when
+// something needs them (a forward pass that records gradients does).
 type quantState struct {
 	stored map[string]*storedTensor
 	lin    map[*nn.Var]*cpu.QWeight
+	mu     sync.Mutex // guards lazy
+	lazy   map[*nn.Var]*cpu.QWeight
 }
 
 // storedTensor is one parameter in its storage type.
@@ -139,7 +148,7 @@ func (m *Model) Quantize(opts QuantizeOptions) error {
 		if err := quant.Quantize(t, raw, p.V.Data); err != nil {
 			return fmt.Errorf("quantize %s: %w", p.Name, err)
 		}
-		if err := m.setStored(p.Name, t, raw); err != nil {
+		if err := m.setStored(p.Name, t, raw, true); err != nil {
 			return err
 		}
 	}
@@ -147,17 +156,22 @@ func (m *Model) Quantize(opts QuantizeOptions) error {
 }
 
 // setStored records that parameter name is stored as ggml type t with bytes
-// raw, sets the float32 values to the decoded ones and, where a kernel runs
-// t, makes the forward pass use it.
-func (m *Model) setStored(name string, t quant.Type, raw []byte) error {
+// raw (copied, so they may be a mapped file's), sets the float32 values to
+// the decoded ones and, where a kernel runs t, makes the forward pass use
+// it. Without f32, a tensor that a kernel runs keeps no float32 values
+// (see quantState.lazy).
+func (m *Model) setStored(name string, t quant.Type, raw []byte, f32 bool) error {
 	v, ok := m.byName[name]
 	if !ok {
 		return fmt.Errorf("no parameter %q", name)
 	}
-	if err := quant.Dequantize(t, v.Data, raw); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	if m.q != nil {
+		delete(m.q.lazy, v)
 	}
 	if t == quant.F32 {
+		if err := quant.Dequantize(t, v.Data, raw); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 		if m.q != nil {
 			delete(m.q.stored, name)
 			delete(m.q.lin, v)
@@ -165,7 +179,7 @@ func (m *Model) setStored(name string, t quant.Type, raw []byte) error {
 		return nil
 	}
 	if m.q == nil {
-		m.q = &quantState{stored: map[string]*storedTensor{}, lin: map[*nn.Var]*cpu.QWeight{}}
+		m.q = &quantState{stored: map[string]*storedTensor{}, lin: map[*nn.Var]*cpu.QWeight{}, lazy: map[*nn.Var]*cpu.QWeight{}}
 	}
 	st := &storedTensor{Type: t}
 	if _, has := cpu.QTypeOf(t); has && len(v.Shape) == 2 && v.Shape[1]%t.BlockSize() == 0 {
@@ -175,12 +189,94 @@ func (m *Model) setStored(name string, t quant.Type, raw []byte) error {
 		}
 		st.QW = qw
 		m.q.lin[v] = qw
+		if !f32 {
+			m.q.stored[name] = st
+			m.q.lazy[v] = qw
+			return nil
+		}
 	} else {
-		st.Raw = raw
+		st.Raw = slices.Clone(raw)
 		delete(m.q.lin, v)
+	}
+	if err := quant.Dequantize(t, v.Data, raw); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	m.q.stored[name] = st
 	return nil
+}
+
+// Materialize writes the float32 values of every quantized tensor that a
+// model loaded with LoadOptions.NoFloat32Copy left out, so that code that
+// reads parameters as float32 (training, the batched paged forward, saving
+// as float32, the GPU upload) sees them. It is safe to call more than once
+// and from several goroutines; it does nothing for other models.
+func (m *Model) Materialize() error {
+	if m.q == nil {
+		return nil
+	}
+	m.q.mu.Lock()
+	defer m.q.mu.Unlock()
+	for v, qw := range m.q.lazy {
+		if err := qw.Dequantize(v.Data); err != nil {
+			return fmt.Errorf("materialize: %w", err)
+		}
+		delete(m.q.lazy, v)
+	}
+	return nil
+}
+
+// lazyWeight returns the stored form of v when its float32 values are
+// not written (see quantState.lazy).
+func (m *Model) lazyWeight(v *nn.Var) *cpu.QWeight {
+	if m.q == nil {
+		return nil
+	}
+	m.q.mu.Lock()
+	defer m.q.mu.Unlock()
+	return m.q.lazy[v]
+}
+
+// embedding looks up the token embedding rows of ids; a table without
+// float32 values is dequantized row by row (inference only: a tape that
+// records gradients materializes the model first).
+func (m *Model) embedding(tp *nn.Tape, ids []int32) *nn.Var {
+	qw := m.lazyWeight(m.Embed)
+	if qw == nil {
+		return tp.Embedding(m.Embed, ids)
+	}
+	d := qw.Cols
+	y := nn.Const(make([]float32, len(ids)*d), len(ids), d)
+	for i, id := range ids {
+		qw.DequantizeRows(y.Data[i*d:(i+1)*d], int(id), int(id)+1)
+	}
+	return y
+}
+
+// ResidentWeightBytes is the memory the weights take as this model holds
+// them: the stored bytes of quantized tensors, plus their float32 values
+// unless they were left out (LoadOptions.NoFloat32Copy), plus the float32
+// tensors.
+func (m *Model) ResidentWeightBytes() int64 {
+	var n int64
+	for _, p := range m.Tensors {
+		n += 4 * int64(p.V.Len())
+		if m.q == nil {
+			continue
+		}
+		st, ok := m.q.stored[p.Name]
+		if !ok {
+			continue
+		}
+		if st.QW != nil {
+			n += int64(st.QW.Bytes())
+		} else {
+			n += int64(len(st.Raw))
+		}
+		if _, lazy := m.q.lazy[p.V]; lazy {
+			n -= 4 * int64(p.V.Len())
+		}
+	}
+	return n
 }
 
 // StorageType returns the type parameter name is stored in (F32 unless the

@@ -231,6 +231,21 @@ type qAct struct {
 	q    []int8
 	d    []float32
 	sums []int16
+	nsum []int32 // -Σq per block of 32 (setNegSums)
+	xr   []float32 // q·d: the rounded activations (prefill, qgemm)
+}
+
+// setNegSums fills a.nsum for activations quantized in blocks of 32.
+func (a *qAct) setNegSums() {
+	nb := len(a.q) / 32
+	a.nsum = grow(a.nsum, nb)
+	for b := range nb {
+		s := int32(0)
+		for _, v := range a.q[b*32 : (b+1)*32] {
+			s += int32(v)
+		}
+		a.nsum[b] = -s
+	}
 }
 
 var qActPool = sync.Pool{New: func() any { return new(qAct) }}
@@ -294,6 +309,14 @@ func QMatMul(p *Pool, y, x []float32, n int, w *QWeight) {
 }
 
 func qmatmul(k *dotSet, p *Pool, y, x []float32, n int, w *QWeight) {
+	switch {
+	case n >= qGemmMinRows:
+		qgemm(k, p, y, x, n, w)
+		return
+	case n == 1 && hasRowsKernel(w):
+		qmatvec(k, p, y, x, w)
+		return
+	}
 	rb := w.RowBytes()
 	var a *qAct
 	switch w.Type {
@@ -344,10 +367,21 @@ type dotSet struct {
 	q8_0 func(w []byte, xq []int8, xd []float32) float32
 	q4_0 func(w []byte, xq []int8, xd []float32) float32
 	q4K  func(w []byte, xq []int8, xd []float32, xs []int16) float32
+
+	// Multi-row kernels (decode): y[r] = row r of w · x for rows
+	// consecutive stored rows.
+	rowsQ8_0 func(w []byte, rows int, a *qAct, y []float32)
+	rowsQ4_0 func(w []byte, rows int, a *qAct, y []float32)
+	// negSums: rowsQ4_0 reads qAct.nsum (the negated block sums).
+	negSums bool
+	rowsF16 func(w []byte, rows int, x []float32, y []float32)
+	// dequant expands whole stored rows of type t to float32 (prefill).
+	dequant func(t QType, src []byte, dst []float32)
 }
 
 // goDots are the portable kernels.
-var goDots = dotSet{name: "go", f16: dotF16Go, bf16: dotBF16Go, q8_0: dotQ8_0Go, q4_0: dotQ4_0Go, q4K: dotQ4KGo}
+var goDots = dotSet{name: "go", f16: dotF16Go, bf16: dotBF16Go, q8_0: dotQ8_0Go, q4_0: dotQ4_0Go, q4K: dotQ4KGo,
+	rowsQ8_0: rowsQ8_0Go, rowsQ4_0: rowsQ4_0Go, rowsF16: rowsF16Go, dequant: dequantGo}
 
 func f16at(b []byte) float32 { return quant.F16ToF32(binary.LittleEndian.Uint16(b)) }
 

@@ -25,10 +25,14 @@ var hasF16C = func() bool {
 }()
 
 // avx2Dots are the assembly kernels.
-var avx2Dots = dotSet{name: "avx2", f16: dotF16Asm, bf16: dotBF16Asm, q8_0: dotQ8_0Asm, q4_0: dotQ4_0Asm, q4K: dotQ4KAsm}
+var avx2Dots = dotSet{name: "avx2", f16: dotF16Asm, bf16: dotBF16Asm, q8_0: dotQ8_0Asm, q4_0: dotQ4_0Asm, q4K: dotQ4KAsm,
+	rowsQ8_0: rowsQ8_0Asm, rowsQ4_0: rowsQ4_0Asm, rowsF16: rowsF16Asm, dequant: dequantAsm}
 
 // dotKernels returns the row-dot kernels for this CPU.
 func dotKernels() *dotSet {
+	if hostCPU.AVX2FMA && hasF16C && hasVNNI {
+		return &vnniDots
+	}
 	if hostCPU.AVX2FMA && hasF16C {
 		return &avx2Dots
 	}
@@ -37,6 +41,9 @@ func dotKernels() *dotSet {
 
 // availableDots lists every kernel set this CPU can run.
 func availableDots() []*dotSet {
+	if hostCPU.AVX2FMA && hasF16C && hasVNNI {
+		return []*dotSet{&goDots, &avx2Dots, &vnniDots}
+	}
 	if hostCPU.AVX2FMA && hasF16C {
 		return []*dotSet{&goDots, &avx2Dots}
 	}

@@ -157,7 +157,7 @@ func BenchmarkQMatMul(b *testing.B) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	w := qRandVec(rng, rows*cols, 0.02)
 	p := Default()
-	for _, n := range []int{1, 16} {
+	for _, n := range []int{1, 16, 128} {
 		x := qRandVec(rng, n*cols, 1)
 		y := make([]float32, n*rows)
 		b.Run(fmt.Sprintf("f32/n=%d", n), func(b *testing.B) {

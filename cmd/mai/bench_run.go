@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -56,6 +57,8 @@ func init() {
 		prompt, gen  int
 		threads      int
 		genJSON      bool
+		cpuProfile   string
+		keepF32      bool
 	)
 	g := &cobra.Command{
 		Use:   "generate",
@@ -70,7 +73,7 @@ func init() {
 			case path != "" && preset != "":
 				return fmt.Errorf("give --model or --preset, not both")
 			case path != "":
-				m, err = model.LoadAny(path)
+				m, err = model.LoadAnyWith(path, model.LoadOptions{NoFloat32Copy: !keepF32})
 			case preset != "":
 				var c model.Config
 				if c, err = model.Preset(preset); err == nil {
@@ -85,6 +88,17 @@ func init() {
 				return err
 			}
 			m.Pool = cpu.NewPool(threads)
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return fmt.Errorf("cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			r, err := infer.BenchGenerate(m, prompt, gen)
 			if err != nil {
 				return err
@@ -92,7 +106,9 @@ func init() {
 			if genJSON {
 				return json.NewEncoder(os.Stdout).Encode(r)
 			}
-			fmt.Printf("pp%d %.1f tokens/s, tg%d %.1f tokens/s (%d threads)\n", r.PromptTokens, r.PromptTokensPS, r.GenTokens, r.TokensPerS, r.Threads)
+			fmt.Printf("weights %s (%s resident), peak RSS %s\n", model.FormatMix(m.DTypeMix()), humanBytes(m.ResidentWeightBytes()), humanBytes(r.PeakRSS))
+			fmt.Printf("pp%d %.1f tokens/s, tg%d %.1f tokens/s (%d threads; CPU: prefill %.0f ms, decode %.2f ms/token)\n",
+				r.PromptTokens, r.PromptTokensPS, r.GenTokens, r.TokensPerS, r.Threads, r.PromptCPUMs, r.GenCPUMsPerToken)
 			return nil
 		},
 	}
@@ -103,5 +119,15 @@ func init() {
 	f.IntVar(&gen, "gen-tokens", 64, "generated tokens (decode, batch 1)")
 	f.IntVar(&threads, "threads", 0, "CPU threads (0: all cores)")
 	f.BoolVar(&genJSON, "json", false, "print JSON")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
+	f.BoolVar(&keepF32, "keep-f32", false, "also keep float32 copies of quantized weights (as training and the serving engine need)")
 	benchCmd.AddCommand(g)
+}
+
+// humanBytes renders a byte count in MiB or GiB.
+func humanBytes(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }

@@ -1,0 +1,208 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"math"
+	"sync"
+
+	"github.com/mai-llm/mai/format/quant"
+)
+
+// The two shapes of a quantized matmul, beside the row-at-a-time loop of
+// qmatmul:
+//
+//   - decode (one activation row): the activation is quantized once and the
+//     threads split the weight rows; each thread runs one multi-row kernel
+//     call over its rows (rowsQ8_0, rowsQ4_0, rowsF16), so the per-row cost
+//     is a few instructions, not a Go call;
+//   - prefill (qGemmMinRows or more activation rows): each thread expands a
+//     panel of weight rows to float32 at a time (it stays in L2) and runs the
+//     packed float32 GEMM on it with float32 activations. The expansion is
+//     paid once per weight for all activation rows, so the product runs at
+//     GEMM speed whatever the storage type.
+
+// qGemmMinRows is the fewest activation rows that take the dequantize-and-
+// GEMM path. Below it each weight row is dotted with each activation row.
+const qGemmMinRows = 32
+
+// qPanelFloats bounds one dequantized weight panel (256 KiB of float32).
+const qPanelFloats = 1 << 16
+
+// qPanels recycles the per-thread dequantized panels.
+var qPanels = sync.Pool{New: func() any { s := make([]float32, 0, qPanelFloats); return &s }}
+
+// qmmArgs are the arguments of one parallel quantized matmul.
+type qmmArgs struct {
+	k     *dotSet
+	w     *QWeight
+	a     *qAct
+	x, y  []float32
+	n     int
+	chunk int // weight rows per panel (prefill)
+}
+
+var qmvJobs, qgemmJobs jobs[qmmArgs]
+
+// hasRowsKernel reports whether decode of w runs a multi-row kernel.
+func hasRowsKernel(w *QWeight) bool {
+	switch w.Type {
+	case QQ8_0, QQ4_0:
+		return true
+	case QF16:
+		return w.Cols%32 == 0
+	}
+	return false
+}
+
+// qmatvec is decode: y [w.Rows] = w · x for one activation row x.
+func qmatvec(k *dotSet, p *Pool, y, x []float32, w *QWeight) {
+	var a *qAct
+	if w.Type != QF16 {
+		a = qActPool.Get().(*qAct)
+		quantizeAct(a, x, quant.QK, false)
+		if k.negSums && w.Type == QQ4_0 {
+			a.setNegSums()
+		}
+		defer qActPool.Put(a)
+	}
+	// About 32 KiB of weights per chunk at least: several µs of work.
+	grain := max(1, (1<<15)/max(1, w.RowBytes()))
+	parallel(p, &qmvJobs, w.Rows, grain, qmmArgs{k: k, w: w, a: a, x: x, y: y, n: 1}, qmatvecRows)
+}
+
+func qmatvecRows(g *qmmArgs, lo, hi int) {
+	w := g.w
+	rb := w.RowBytes()
+	data := w.Data[lo*rb : hi*rb]
+	switch w.Type {
+	case QQ8_0:
+		g.k.rowsQ8_0(data, hi-lo, g.a, g.y[lo:hi])
+	case QQ4_0:
+		g.k.rowsQ4_0(data, hi-lo, g.a, g.y[lo:hi])
+	case QF16:
+		g.k.rowsF16(data, hi-lo, g.x, g.y[lo:hi])
+	}
+}
+
+// qgemm is prefill: y [n, w.Rows] = x [n, w.Cols] · wᵀ through float32
+// panels of w.
+//
+// For the 8-bit integer types the activations are first rounded as the
+// integer kernels (and llama.cpp) see them: quantized per block to int8 and
+// scaled back, so that a prompt gives what decoding it token by token gives,
+// up to the order of float32 additions.
+func qgemm(k *dotSet, p *Pool, y, x []float32, n int, w *QWeight) {
+	if blk := actBlock(w.Type); blk > 0 {
+		a := qActPool.Get().(*qAct)
+		defer qActPool.Put(a)
+		quantizeAct(a, x, blk, false)
+		a.xr = grow(a.xr, len(x))
+		for i, q := range a.q {
+			a.xr[i] = float32(q) * a.d[i/blk]
+		}
+		x = a.xr
+	}
+	chunk := max(32, qPanelFloats/w.Cols) &^ 31
+	chunk = min(chunk, w.Rows)
+	panels := (w.Rows + chunk - 1) / chunk
+	parallel(p, &qgemmJobs, panels, 1, qmmArgs{k: k, w: w, x: x, y: y, n: n, chunk: chunk}, qgemmPanels)
+}
+
+func qgemmPanels(g *qmmArgs, lo, hi int) {
+	w, cols := g.w, g.w.Cols
+	rb := w.RowBytes()
+	bp := qPanels.Get().(*[]float32)
+	buf := grow(*bp, g.chunk*cols)
+	for c := lo; c < hi; c++ {
+		r0 := c * g.chunk
+		r1 := min(r0+g.chunk, w.Rows)
+		panel := buf[:(r1-r0)*cols]
+		g.k.dequant(w.Type, w.Data[r0*rb:r1*rb], panel)
+		// serialPool (attention.go): the panels are already spread over the
+		// caller's pool, so each panel's GEMM runs on its own thread.
+		Gemm(serialPool, false, true, g.n, r1-r0, cols, 1, g.x, cols, panel, cols, 0, g.y[r0:], w.Rows)
+	}
+	*bp = buf
+	qPanels.Put(bp)
+}
+
+// actBlock is the block size the activations of w's integer kernels are
+// quantized in, or 0 for the 16-bit types (float32 activations).
+func actBlock(t QType) int {
+	switch t {
+	case QQ8_0, QQ4_0:
+		return quant.QK
+	case QQ4K:
+		return quant.QKK
+	}
+	return 0
+}
+
+// DequantizeRows expands rows [lo, hi) of w into dst [(hi-lo)·w.Cols] (an
+// embedding lookup of a quantized table).
+func (w *QWeight) DequantizeRows(dst []float32, lo, hi int) {
+	if lo < 0 || hi > w.Rows || lo > hi || len(dst) != (hi-lo)*w.Cols {
+		panic("cpu.QWeight.DequantizeRows: rows or destination out of range")
+	}
+	rb := w.RowBytes()
+	dotKernels().dequant(w.Type, w.Data[lo*rb:hi*rb], dst)
+}
+
+// Portable multi-row kernels: one row-dot call per row.
+
+func rowsQ8_0Go(w []byte, rows int, a *qAct, y []float32) {
+	rb := len(w) / rows
+	for r := range rows {
+		y[r] = dotQ8_0Go(w[r*rb:(r+1)*rb], a.q, a.d)
+	}
+}
+
+func rowsQ4_0Go(w []byte, rows int, a *qAct, y []float32) {
+	rb := len(w) / rows
+	for r := range rows {
+		y[r] = dotQ4_0Go(w[r*rb:(r+1)*rb], a.q, a.d)
+	}
+}
+
+func rowsF16Go(w []byte, rows int, x []float32, y []float32) {
+	rb := len(w) / rows
+	for r := range rows {
+		y[r] = dotF16Go(w[r*rb:(r+1)*rb], x)
+	}
+}
+
+// dequantGo expands whole rows of stored weights of type t into dst.
+func dequantGo(t QType, src []byte, dst []float32) {
+	switch t {
+	case QQ4K:
+		dequantQ4KGo(src, dst)
+	case QBF16:
+		for i := range dst {
+			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
+		}
+	default:
+		if err := quant.Dequantize(t.GGML(), dst, src); err != nil {
+			panic("cpu: dequantize: " + err.Error())
+		}
+	}
+}
+
+// dequantQ4KGo expands Q4_K super-blocks in the kernels' unpacked layout
+// (q4KBytes).
+func dequantQ4KGo(src []byte, dst []float32) {
+	for b := 0; b < len(src)/q4KBytes; b++ {
+		blk := src[b*q4KBytes : (b+1)*q4KBytes]
+		out := dst[b*quant.QKK : (b+1)*quant.QKK]
+		d := math.Float32frombits(binary.LittleEndian.Uint32(blk[0:]))
+		dmin := math.Float32frombits(binary.LittleEndian.Uint32(blk[4:]))
+		nib := blk[24:]
+		for j := range 4 {
+			d1, m1 := d*float32(blk[8+2*j]), dmin*float32(blk[16+2*j])
+			d2, m2 := d*float32(blk[8+2*j+1]), dmin*float32(blk[16+2*j+1])
+			for l := range 32 {
+				out[64*j+l] = d1*float32(nib[32*j+l]&0xf) - m1
+				out[64*j+32+l] = d2*float32(nib[32*j+l]>>4) - m2
+			}
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package cpu
+
+// Wrappers of the multi-row and dequantizing kernels (qmatvec_amd64.s).
+// They check the lengths the assembly relies on.
+
+//go:noescape
+func q4_0RowsAVX2(rows, nb int, w *byte, xq *int8, xd *float32, y *float32)
+
+//go:noescape
+func q8_0RowsAVX2(rows, nb int, w *byte, xq *int8, xd *float32, y *float32)
+
+//go:noescape
+func f16RowsAVX2(rows, n int, w *byte, x *float32, y *float32)
+
+//go:noescape
+func dequantQ4_0AVX2(nb int, w *byte, dst *float32)
+
+//go:noescape
+func dequantQ8_0AVX2(nb int, w *byte, dst *float32)
+
+//go:noescape
+func f16ToF32AVX2(n int, w *byte, dst *float32)
+
+//go:noescape
+func q4_0RowsVNNI(rows, nb int, w *byte, xq *int8, xd *float32, y *float32, nsum *int32)
+
+// hasVNNI reports AVX-512 VNNI with 256-bit EVEX forms (AVX512VL), with
+// the AVX-512 state enabled by the OS.
+var hasVNNI = func() bool {
+	if !hostCPU.AVX512F {
+		return false
+	}
+	_, ebx, ecx, _ := cpuid(7, 0)
+	return ebx&(1<<31) != 0 && ecx&(1<<11) != 0
+}()
+
+// vnniDots are avx2Dots with the AVX-512 VNNI Q4_0 decode kernel.
+var vnniDots = func() dotSet {
+	d := avx2Dots
+	d.name, d.rowsQ4_0, d.negSums = "vnni", rowsQ4_0VNNI, true
+	return d
+}()
+
+func rowsQ4_0VNNI(w []byte, rows int, a *qAct, y []float32) {
+	nb := len(a.d)
+	if rows <= 0 || nb == 0 {
+		return
+	}
+	_ = w[rows*nb*18-1]
+	_ = a.q[nb*32-1]
+	_ = a.nsum[nb-1]
+	_ = y[rows-1]
+	q4_0RowsVNNI(rows, nb, &w[0], &a.q[0], &a.d[0], &y[0], &a.nsum[0])
+}
+
+func rowsQ8_0Asm(w []byte, rows int, a *qAct, y []float32) {
+	xq, xd := a.q, a.d
+	nb := len(xd)
+	if rows <= 0 || nb == 0 {
+		return
+	}
+	_ = w[rows*nb*34-1]
+	_ = xq[nb*32-1]
+	_ = y[rows-1]
+	q8_0RowsAVX2(rows, nb, &w[0], &xq[0], &xd[0], &y[0])
+}
+
+func rowsQ4_0Asm(w []byte, rows int, a *qAct, y []float32) {
+	xq, xd := a.q, a.d
+	nb := len(xd)
+	if rows <= 0 || nb == 0 {
+		return
+	}
+	_ = w[rows*nb*18-1]
+	_ = xq[nb*32-1]
+	_ = y[rows-1]
+	q4_0RowsAVX2(rows, nb, &w[0], &xq[0], &xd[0], &y[0])
+}
+
+func rowsF16Asm(w []byte, rows int, x []float32, y []float32) {
+	n := len(x)
+	if rows <= 0 || n == 0 {
+		return
+	}
+	if n%32 != 0 {
+		rowsF16Go(w, rows, x, y)
+		return
+	}
+	_ = w[rows*n*2-1]
+	_ = y[rows-1]
+	f16RowsAVX2(rows, n, &w[0], &x[0], &y[0])
+}
+
+func dequantAsm(t QType, src []byte, dst []float32) {
+	if len(dst) == 0 {
+		return
+	}
+	switch t {
+	case QQ4_0:
+		nb := len(dst) / 32
+		_ = src[nb*18-1]
+		_ = dst[nb*32-1]
+		dequantQ4_0AVX2(nb, &src[0], &dst[0])
+	case QQ8_0:
+		nb := len(dst) / 32
+		_ = src[nb*34-1]
+		_ = dst[nb*32-1]
+		dequantQ8_0AVX2(nb, &src[0], &dst[0])
+	case QF16:
+		n := len(dst) &^ 15
+		_ = src[2*len(dst)-1]
+		if n > 0 {
+			f16ToF32AVX2(n, &src[0], &dst[0])
+		}
+		if n < len(dst) {
+			dequantGo(t, src[2*n:], dst[n:])
+		}
+	default:
+		dequantGo(t, src, dst)
+	}
+}

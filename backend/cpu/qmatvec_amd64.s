@@ -1,0 +1,362 @@
+#include "textflag.h"
+
+// Multi-row kernels of the quantized matmul (qmatvec.go), AVX2 + FMA +
+// F16C: one call dots a run of consecutive weight rows with one activation
+// row (decode), keeping the loop, the constants and the activation pointer
+// setup out of Go; two or four independent accumulators per row keep the
+// FMA latency off the critical path. The dequantizers expand whole rows to
+// float32 for the prefill GEMM.
+
+#define HSUM \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS       X1, X0, X0; \
+	VHADDPS      X0, X0, X0; \
+	VHADDPS      X0, X0, X0
+
+// One Q4_0 block at woff(SI) times 32 int8 at xoff(DI), scaled by the
+// block's f16 scale and the activation scale at doff(R8), added to acc.
+#define Q4BLK(woff, xoff, doff, acc) \
+	VMOVDQU      woff+2(SI), X1; \
+	VPSRLW       $4, X1, X2; \
+	VINSERTI128  $1, X2, Y1, Y1; \
+	VPAND        Y14, Y1, Y1; \
+	VPSUBB       Y13, Y1, Y1; \
+	VMOVDQU      xoff(DI), Y2; \
+	VPSIGNB      Y1, Y1, Y3; \
+	VPSIGNB      Y1, Y2, Y4; \
+	VPMADDUBSW   Y4, Y3, Y5; \
+	VPMADDWD     Y15, Y5, Y5; \
+	VCVTDQ2PS    Y5, Y5; \
+	MOVWLZX      woff(SI), AX; \
+	VMOVD        AX, X6; \
+	VCVTPH2PS    X6, X6; \
+	VMULSS       doff(R8), X6, X6; \
+	VBROADCASTSS X6, Y6; \
+	VFMADD231PS  Y6, Y5, acc
+
+// One Q8_0 block, as Q4BLK.
+#define Q8BLK(woff, xoff, doff, acc) \
+	VMOVDQU      woff+2(SI), Y1; \
+	VMOVDQU      xoff(DI), Y2; \
+	VPSIGNB      Y1, Y1, Y3; \
+	VPSIGNB      Y1, Y2, Y4; \
+	VPMADDUBSW   Y4, Y3, Y5; \
+	VPMADDWD     Y15, Y5, Y5; \
+	VCVTDQ2PS    Y5, Y5; \
+	MOVWLZX      woff(SI), AX; \
+	VMOVD        AX, X6; \
+	VCVTPH2PS    X6, X6; \
+	VMULSS       doff(R8), X6, X6; \
+	VBROADCASTSS X6, Y6; \
+	VFMADD231PS  Y6, Y5, acc
+
+#define QCONSTS \
+	MOVL $0x00010001, AX; \
+	VMOVD AX, X15; \
+	VPBROADCASTD X15, Y15; \
+	MOVL $0x0F0F0F0F, AX; \
+	VMOVD AX, X14; \
+	VPBROADCASTD X14, Y14; \
+	MOVL $0x08080808, AX; \
+	VMOVD AX, X13; \
+	VPBROADCASTD X13, Y13
+
+// func q4_0RowsAVX2(rows, nb int, w *byte, xq *int8, xd *float32, y *float32)
+// y[r] = row r of w (nb Q4_0 blocks, rows back to back) · (xq, xd).
+TEXT ·q4_0RowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ rows+0(FP), R10
+	MOVQ nb+8(FP), R11
+	MOVQ w+16(FP), SI
+	MOVQ xq+24(FP), R12
+	MOVQ xd+32(FP), R13
+	MOVQ y+40(FP), R9
+	QCONSTS
+
+q4row:
+	MOVQ   R12, DI
+	MOVQ   R13, R8
+	MOVQ   R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y7, Y7, Y7
+	CMPQ   CX, $2
+	JLT    q4tail
+
+q4pair:
+	Q4BLK(0, 0, 0, Y0)
+	Q4BLK(18, 32, 4, Y7)
+	ADDQ $36, SI
+	ADDQ $64, DI
+	ADDQ $8, R8
+	SUBQ $2, CX
+	CMPQ CX, $2
+	JGE  q4pair
+
+q4tail:
+	TESTQ CX, CX
+	JZ    q4done
+	Q4BLK(0, 0, 0, Y0)
+	ADDQ  $18, SI
+
+q4done:
+	VADDPS Y7, Y0, Y0
+	HSUM
+	VMOVSS X0, (R9)
+	ADDQ   $4, R9
+	DECQ   R10
+	JNZ    q4row
+	VZEROUPPER
+	RET
+
+// func q8_0RowsAVX2(rows, nb int, w *byte, xq *int8, xd *float32, y *float32)
+TEXT ·q8_0RowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ rows+0(FP), R10
+	MOVQ nb+8(FP), R11
+	MOVQ w+16(FP), SI
+	MOVQ xq+24(FP), R12
+	MOVQ xd+32(FP), R13
+	MOVQ y+40(FP), R9
+	QCONSTS
+
+q8row:
+	MOVQ   R12, DI
+	MOVQ   R13, R8
+	MOVQ   R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y7, Y7, Y7
+	CMPQ   CX, $2
+	JLT    q8tail
+
+q8pair:
+	Q8BLK(0, 0, 0, Y0)
+	Q8BLK(34, 32, 4, Y7)
+	ADDQ $68, SI
+	ADDQ $64, DI
+	ADDQ $8, R8
+	SUBQ $2, CX
+	CMPQ CX, $2
+	JGE  q8pair
+
+q8tail:
+	TESTQ CX, CX
+	JZ    q8done
+	Q8BLK(0, 0, 0, Y0)
+	ADDQ  $34, SI
+
+q8done:
+	VADDPS Y7, Y0, Y0
+	HSUM
+	VMOVSS X0, (R9)
+	ADDQ   $4, R9
+	DECQ   R10
+	JNZ    q8row
+	VZEROUPPER
+	RET
+
+// func f16RowsAVX2(rows, n int, w *byte, x *float32, y *float32)
+// n is a positive multiple of 32; rows of n halves back to back.
+TEXT ·f16RowsAVX2(SB), NOSPLIT, $0-40
+	MOVQ rows+0(FP), R10
+	MOVQ n+8(FP), R11
+	MOVQ w+16(FP), SI
+	MOVQ x+24(FP), R12
+	MOVQ y+32(FP), R9
+
+f16row:
+	MOVQ   R12, DI
+	MOVQ   R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+f16loop:
+	VCVTPH2PS   (SI), Y1
+	VCVTPH2PS   16(SI), Y2
+	VCVTPH2PS   32(SI), Y3
+	VCVTPH2PS   48(SI), Y4
+	VFMADD231PS (DI), Y1, Y0
+	VFMADD231PS 32(DI), Y2, Y5
+	VFMADD231PS 64(DI), Y3, Y6
+	VFMADD231PS 96(DI), Y4, Y7
+	ADDQ        $64, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JNZ         f16loop
+
+	VADDPS Y5, Y0, Y0
+	VADDPS Y7, Y6, Y6
+	VADDPS Y6, Y0, Y0
+	HSUM
+	VMOVSS X0, (R9)
+	ADDQ   $4, R9
+	DECQ   R10
+	JNZ    f16row
+	VZEROUPPER
+	RET
+
+// func dequantQ4_0AVX2(nb int, w *byte, dst *float32)
+TEXT ·dequantQ4_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ nb+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ dst+16(FP), DI
+	MOVL $0x0F0F0F0F, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, X14
+	MOVL $0x08080808, AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, X13
+
+dq4loop:
+	MOVWLZX      (SI), AX
+	VMOVD        AX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      2(SI), X1
+	VPSRLW       $4, X1, X2
+	VPAND        X14, X1, X1
+	VPAND        X14, X2, X2
+	VPSUBB       X13, X1, X1
+	VPSUBB       X13, X2, X2
+	VPMOVSXBD    X1, Y3
+	VPSRLDQ      $8, X1, X1
+	VPMOVSXBD    X1, Y4
+	VPMOVSXBD    X2, Y5
+	VPSRLDQ      $8, X2, X2
+	VPMOVSXBD    X2, Y7
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y6, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y6, Y7, Y7
+	VMOVUPS      Y3, (DI)
+	VMOVUPS      Y4, 32(DI)
+	VMOVUPS      Y5, 64(DI)
+	VMOVUPS      Y7, 96(DI)
+	ADDQ         $18, SI
+	ADDQ         $128, DI
+	DECQ         CX
+	JNZ          dq4loop
+	VZEROUPPER
+	RET
+
+// func dequantQ8_0AVX2(nb int, w *byte, dst *float32)
+TEXT ·dequantQ8_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ nb+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ dst+16(FP), DI
+
+dq8loop:
+	MOVWLZX      (SI), AX
+	VMOVD        AX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	VPMOVSXBD    2(SI), Y3
+	VPMOVSXBD    10(SI), Y4
+	VPMOVSXBD    18(SI), Y5
+	VPMOVSXBD    26(SI), Y7
+	VCVTDQ2PS    Y3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VCVTDQ2PS    Y7, Y7
+	VMULPS       Y6, Y3, Y3
+	VMULPS       Y6, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y6, Y7, Y7
+	VMOVUPS      Y3, (DI)
+	VMOVUPS      Y4, 32(DI)
+	VMOVUPS      Y5, 64(DI)
+	VMOVUPS      Y7, 96(DI)
+	ADDQ         $34, SI
+	ADDQ         $128, DI
+	DECQ         CX
+	JNZ          dq8loop
+	VZEROUPPER
+	RET
+
+// func f16ToF32AVX2(n int, w *byte, dst *float32)
+// n is a positive multiple of 16.
+TEXT ·f16ToF32AVX2(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ dst+16(FP), DI
+
+cvtloop:
+	VCVTPH2PS (SI), Y1
+	VCVTPH2PS 16(SI), Y2
+	VMOVUPS   Y1, (DI)
+	VMOVUPS   Y2, 32(DI)
+	ADDQ      $32, SI
+	ADDQ      $64, DI
+	SUBQ      $16, CX
+	JNZ       cvtloop
+	VZEROUPPER
+	RET
+
+// One Q4_0 block with AVX-512 VNNI (EVEX-encoded YMM): the unsigned
+// nibbles times the int8 activations with VPDPBUSD, started from the
+// block's -Σx in every dword lane (so that the lanes sum to Σ(q-8)·x).
+#define Q4VNNI(woff, xoff, boff, acc) \
+	VMOVDQU      woff+2(SI), X1; \
+	VPSRLW       $4, X1, X2; \
+	VINSERTI128  $1, X2, Y1, Y1; \
+	VPAND        Y14, Y1, Y1; \
+	VPBROADCASTD boff(BX), Y5; \
+	VPDPBUSD     xoff(DI), Y1, Y5; \
+	VCVTDQ2PS    Y5, Y5; \
+	VPBROADCASTW woff(SI), X6; \
+	VCVTPH2PS    X6, Y6; \
+	VMULPS.BCST  boff(R8), Y6, Y6; \
+	VFMADD231PS  Y6, Y5, acc
+
+// func q4_0RowsVNNI(rows, nb int, w *byte, xq *int8, xd *float32, y *float32, nsum *int32)
+TEXT ·q4_0RowsVNNI(SB), NOSPLIT, $0-56
+	MOVQ rows+0(FP), R10
+	MOVQ nb+8(FP), R11
+	MOVQ w+16(FP), SI
+	MOVQ xq+24(FP), R12
+	MOVQ xd+32(FP), R13
+	MOVQ y+40(FP), R9
+	MOVQ nsum+48(FP), DX
+	MOVL $0x0F0F0F0F, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+
+v4row:
+	MOVQ   R12, DI
+	MOVQ   R13, R8
+	MOVQ   DX, BX
+	MOVQ   R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y7, Y7, Y7
+	CMPQ   CX, $2
+	JLT    v4tail
+
+v4pair:
+	Q4VNNI(0, 0, 0, Y0)
+	Q4VNNI(18, 32, 4, Y7)
+	ADDQ $36, SI
+	ADDQ $64, DI
+	ADDQ $8, R8
+	ADDQ $8, BX
+	SUBQ $2, CX
+	CMPQ CX, $2
+	JGE  v4pair
+
+v4tail:
+	TESTQ CX, CX
+	JZ    v4done
+	Q4VNNI(0, 0, 0, Y0)
+	ADDQ  $18, SI
+
+v4done:
+	VADDPS Y7, Y0, Y0
+	HSUM
+	VMOVSS X0, (R9)
+	ADDQ   $4, R9
+	DECQ   R10
+	JNZ    v4row
+	VZEROUPPER
+	RET

@@ -1,0 +1,171 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/mai-llm/mai/format/quant"
+)
+
+// TestQMatVecDecodeMatchesFloat64 checks the multi-row decode kernels (one
+// activation row; odd and even block counts, row counts that split unevenly
+// over the threads) against a float64 dot product of the dequantized
+// weights and the activations the kernel sees.
+func TestQMatVecDecodeMatchesFloat64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, typ := range qTypes {
+		for _, cols := range []int{32, 96, 768, 2048} {
+			if typ == quant.Q4_K && cols%256 != 0 {
+				continue
+			}
+			rows := 37
+			w := qRandVec(rng, rows*cols, 0.05)
+			qw, err := QuantizeWeight(typ, rows, cols, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deq := make([]float32, len(w))
+			if err := qw.Dequantize(deq); err != nil {
+				t.Fatal(err)
+			}
+			x := qRandVec(rng, cols, 1)
+			xa := refActivations(typ, x)
+			for _, ks := range availableDots() {
+				for _, threads := range []int{1, 3} {
+					t.Run(fmt.Sprintf("%v/%d/%s/%d", typ, cols, ks.name, threads), func(t *testing.T) {
+						y := make([]float32, rows)
+						qmatmulWith(ks, NewPool(threads), y, x, 1, qw)
+						for r := range rows {
+							var ref, mag float64
+							for c := range cols {
+								p := float64(deq[r*cols+c]) * xa[c]
+								ref += p
+								mag += math.Abs(p)
+							}
+							if d := math.Abs(float64(y[r]) - ref); d > 2e-6*mag+1e-30 {
+								t.Fatalf("row %d: kernel %.9g, float64 reference %.9g (|diff| %.3g, scale %.3g)", r, y[r], ref, d, mag)
+							}
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestQGemmMatchesFloat64 checks the prefill path (dequantized panels and
+// the float32 GEMM, on the activations as the integer kernels round them)
+// against float64, with row counts that leave a partial last panel.
+func TestQGemmMatchesFloat64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, typ := range qTypes {
+		for _, cols := range []int{256, 768, 2048 + 256} {
+			rows, n := 157, qGemmMinRows+3
+			w := qRandVec(rng, rows*cols, 0.05)
+			qw, err := QuantizeWeight(typ, rows, cols, w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deq := make([]float32, len(w))
+			if err := qw.Dequantize(deq); err != nil {
+				t.Fatal(err)
+			}
+			x := qRandVec(rng, n*cols, 1)
+			xa := refActivations(typ, x)
+			for _, ks := range availableDots() {
+				t.Run(fmt.Sprintf("%v/%d/%s", typ, cols, ks.name), func(t *testing.T) {
+					y := make([]float32, n*rows)
+					for i := range y {
+						y[i] = float32(math.NaN()) // must be overwritten
+					}
+					qmatmulWith(ks, NewPool(3), y, x, n, qw)
+					for i := range n {
+						for r := range rows {
+							var ref, mag float64
+							for c := range cols {
+								p := float64(deq[r*cols+c]) * xa[i*cols+c]
+								ref += p
+								mag += math.Abs(p)
+							}
+							got := float64(y[i*rows+r])
+							if d := math.Abs(got - ref); !(d <= 1e-5*mag+1e-30) {
+								t.Fatalf("row %d·x%d: %.9g, float64 reference %.9g (|diff| %.3g, scale %.3g)", r, i, got, ref, d, mag)
+							}
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestDequantizeRows checks the row expansion of every type against the
+// reference dequantizer.
+func TestDequantizeRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, typ := range qTypes {
+		rows, cols := 9, 512+16*3
+		if typ != quant.F16 && typ != quant.BF16 {
+			cols = 768
+		}
+		w := qRandVec(rng, rows*cols, 0.1)
+		qw, err := QuantizeWeight(typ, rows, cols, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]float32, len(w))
+		if err := qw.Dequantize(want); err != nil {
+			t.Fatal(err)
+		}
+		for _, ks := range availableDots() {
+			got := make([]float32, 4*cols)
+			rb := qw.RowBytes()
+			ks.dequant(qw.Type, qw.Data[3*rb:7*rb], got)
+			for i, v := range got {
+				if v != want[3*cols+i] {
+					t.Fatalf("%v %s: value %d: %v, want %v", typ, ks.name, i, v, want[3*cols+i])
+				}
+			}
+		}
+		got := make([]float32, 2*cols)
+		qw.DequantizeRows(got, 7, 9)
+		for i, v := range got {
+			if v != want[7*cols+i] {
+				t.Fatalf("%v DequantizeRows: value %d: %v, want %v", typ, i, v, want[7*cols+i])
+			}
+		}
+	}
+}
+
+// BenchmarkQMatMulCPU is BenchmarkQMatMul on one thread, reporting process
+// CPU time per product (cpu-µs/op), which a loaded machine hardly moves,
+// and the weight bytes read per CPU second (cpu-GB/s).
+//
+//	go test -run XXX -bench QMatMulCPU -benchtime 50x ./backend/cpu
+func BenchmarkQMatMulCPU(b *testing.B) {
+	const rows, cols = 2048, 2048
+	rng := rand.New(rand.NewPCG(5, 6))
+	w := qRandVec(rng, rows*cols, 0.02)
+	p := NewPool(1)
+	for _, n := range []int{1, 128} {
+		x := qRandVec(rng, n*cols, 1)
+		y := make([]float32, n*rows)
+		for _, typ := range qTypes {
+			qw, _ := QuantizeWeight(typ, rows, cols, w)
+			b.Run(fmt.Sprintf("%v/n=%d", typ, n), func(b *testing.B) {
+				QMatMul(p, y, x, n, qw)
+				c0, _ := processCPUTime()
+				for b.Loop() {
+					QMatMul(p, y, x, n, qw)
+				}
+				c1, _ := processCPUTime()
+				cpu := (c1 - c0).Seconds() / float64(b.N)
+				b.ReportMetric(cpu*1e6, "cpu-µs/op")
+				b.ReportMetric(float64(qw.Bytes())/cpu/1e9, "cpu-GB/s")
+				b.ReportMetric(2*float64(n*rows*cols)/cpu/1e9, "cpu-GFLOP/s")
+			})
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package model
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/mai-llm/mai/format/quant"
+	"github.com/mai-llm/mai/nn"
+)
+
+// TestLoadNoFloat32Copy: a quantized GGUF loaded without float32 copies
+// gives the same logits as with them (the embedding rows come from the
+// stored form), holds less memory, and Materialize restores the float32
+// values exactly, after which a gradient tape runs.
+func TestLoadNoFloat32Copy(t *testing.T) {
+	cfg := familyConfigs()["llama"]
+	cfg.Dim, cfg.HeadDim, cfg.FFN = 256, 64, 512
+	ids := testIDs(2*40, 97) // 40 tokens a row: the prefill GEMM path
+	for _, typ := range []quant.Type{quant.Q8_0, quant.Q4_0, quant.Q4_K, quant.F16, quant.BF16} {
+		t.Run(typ.String(), func(t *testing.T) {
+			m, err := New(cfg, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Init(9)
+			if err := m.Quantize(QuantizeOptions{Type: typ, OutputType: typ}); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "q.gguf")
+			if err := m.SaveGGUF(path, GGUFOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			full, err := LoadGGUF(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lazy, err := LoadGGUFWith(path, LoadOptions{NoFloat32Copy: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if lazy.lazyWeight(lazy.Embed) == nil {
+				t.Fatal("the embedding kept its float32 copy")
+			}
+			if a, b := lazy.ResidentWeightBytes(), full.ResidentWeightBytes(); a >= b/2 {
+				t.Errorf("resident weights %d bytes without float32 copies, %d with: want less than half", a, b)
+			}
+			want := logits(t, full, ids)
+			got := logits(t, lazy, ids)
+			if !slices.Equal(got, want) {
+				t.Fatalf("logits differ without float32 copies (relative error %.3g)", relErr(got, want))
+			}
+			// Decode, one token at a time through the cache.
+			cf, cl := full.NewCache(1, 8), lazy.NewCache(1, 8)
+			for _, id := range ids[:4] {
+				of, err := full.Forward(nn.NewTape(nil, false), []int32{id}, 1, 1, cf, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ol, err := lazy.Forward(nn.NewTape(nil, false), []int32{id}, 1, 1, cl, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(ol.Logits.Data, of.Logits.Data) {
+					t.Fatalf("decode logits differ without float32 copies (relative error %.3g)", relErr(ol.Logits.Data, of.Logits.Data))
+				}
+			}
+			if err := lazy.Materialize(); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(lazy.Params, full.Params) {
+				t.Fatal("materialized float32 values differ from a full load's")
+			}
+			tp := nn.NewTape(nil, true)
+			if _, _, _, err := lazy.Loss(tp, ids[:8], ids[1:9], 1, 8); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

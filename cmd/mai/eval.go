@@ -25,6 +25,7 @@ func init() {
 		timeout                 time.Duration
 		stride, maxDocs         int
 		ids, shards, split      string
+		quantTypes              string
 		texts                   []string
 		plotPath, title, metric string
 	)
@@ -134,16 +135,48 @@ func init() {
 		Short: "Perplexity of token ids, or perplexity and bits per byte of held-out text or shards",
 		Example: `  mai eval ppl --model model/testdata/hf/llama --ids 1,2,3,4 --json
   mai eval ppl --model runs/tiny --text held-out/ --stride 128
-  mai eval ppl --model runs/tiny --shards runs/tiny/data --split val --docs 200`,
+  mai eval ppl --model runs/tiny --shards runs/tiny/data --split val --docs 200
+  mai eval ppl --model runs/tiny --quant f32,q8_0,q4_0,q4_K --text held-out.txt`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ids != "" && (len(texts) > 0 || shards != "") || len(texts) > 0 && shards != "" {
+				return fmt.Errorf("give one of --ids, --text and --shards")
+			}
+			if quantTypes != "" {
+				if spec.Model == "" || spec.Server != "" {
+					return fmt.Errorf("--quant needs --model (a local model to quantize), not --server")
+				}
+				in := eval.QuantInput{Stride: stride}
+				var err error
+				switch {
+				case ids != "":
+					if in.IDs, err = eval.ParseIDs(ids); err != nil {
+						return fmt.Errorf("--ids: %w", err)
+					}
+				case shards != "":
+					in.Texts, err = eval.ShardTexts(shards, split, maxDocs)
+				case len(texts) > 0:
+					in.Texts, err = eval.ReadTexts(texts)
+				default:
+					return fmt.Errorf("nothing to score: give --ids 1,2,3, --text FILE|DIR or --shards DIR")
+				}
+				if err != nil {
+					return err
+				}
+				rows, err := eval.PerplexityByQuant(cmd.Context(), spec.Model, strings.Split(quantTypes, ","), in)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return json.NewEncoder(cmd.OutOrStdout()).Encode(rows)
+				}
+				return eval.WriteQuantTable(cmd.OutOrStdout(), rows)
+			}
 			b, err := eval.OpenBackend(cmd.Context(), spec)
 			if err != nil {
 				return err
 			}
 			var p *eval.Perplexity
 			switch {
-			case ids != "" && (len(texts) > 0 || shards != ""), len(texts) > 0 && shards != "":
-				return fmt.Errorf("give one of --ids, --text and --shards")
 			case ids != "":
 				seq, err := eval.ParseIDs(ids)
 				if err != nil {
@@ -188,6 +221,7 @@ func init() {
 	pf.IntVar(&maxDocs, "docs", 0, "score at most this many shard documents (0: all)")
 	pf.IntVar(&stride, "stride", 0, "sliding-window step in tokens (0: half the context)")
 	pf.BoolVar(&asJSON, "json", false, `print {"tokens", "nll", "ppl", ...} as JSON`)
+	pf.StringVar(&quantTypes, "quant", "", "compare weight types: comma-separated, e.g. f32,q8_0,q4_0,q4_K (f32: the model as loaded; the first is the reference of the deltas); one row each")
 	cmd.AddCommand(ppl)
 
 	compare := &cobra.Command{

@@ -138,6 +138,65 @@ func distConfig(dataDir, out, preset string, b int) Config {
 type metricsLine struct {
 	Loss    float64  `json:"loss"`
 	ValLoss *float64 `json:"val_loss"`
+	Memory  *Memory  `json:"memory"`
+}
+
+// readMemory returns the per-rank training memory the run reported.
+func readMemory(t *testing.T, out string) Memory {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var m metricsLine
+	if err := json.Unmarshal([]byte(line), &m); err != nil || m.Memory == nil {
+		t.Fatalf("no memory in the first line of %s/metrics.jsonl (%v): %s", out, err, line)
+	}
+	return *m.Memory
+}
+
+// checkMemory requires each per-rank figure of the distributed run at most
+// its limit times the one-process figure (and the optimizer state at least
+// 0.45 of it: sharded, not missing).
+func checkMemory(t *testing.T, what string, got, one Memory, params, grads, opt float64) {
+	t.Helper()
+	for _, c := range []struct {
+		name     string
+		got, one int64
+		limit    float64
+	}{{"parameters", got.Params, one.Params, params}, {"gradients", got.Grads, one.Grads, grads}, {"optimizer state", got.Optimizer, one.Optimizer, opt}} {
+		r := float64(c.got) / float64(c.one)
+		t.Logf("%s: %s per rank %d bytes, one process %d (%.3f)", what, c.name, c.got, c.one, r)
+		if r > c.limit {
+			t.Errorf("%s: %s per rank %d bytes = %.3f of one process's %d, want at most %.2f", what, c.name, c.got, r, c.one, c.limit)
+		}
+	}
+	if r := float64(got.Optimizer) / float64(one.Optimizer); r < 0.45 {
+		t.Errorf("%s: optimizer state per rank only %.3f of one process's", what, r)
+	}
+}
+
+// deepInit writes a dense model like the tiny preset but with 16 narrower
+// layers: ZeRO-2's gradient working set is about two blocks, so the
+// gradient memory per rank approaches 1/ranks only with many blocks.
+func deepInit(t *testing.T) string {
+	t.Helper()
+	c, err := model.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Dim, c.Layers, c.Heads, c.KVHeads, c.HeadDim, c.FFN = 64, 16, 4, 2, 16, 176
+	m, err := model.New(c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(7)
+	dir := filepath.Join(t.TempDir(), "deep")
+	if err := m.Save(dir, "f32", 0); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func readMetrics(t *testing.T, out string) (losses []float64, val float64) {
@@ -214,32 +273,41 @@ func resumeLocal(t *testing.T, cfg Config, dir string, want int) {
 // (and the validation loss) equals the one-process run with the same global
 // batch within 1e-5 relative:
 //
-//   - dense, with ZeRO-1, gradient accumulation and small gradient buckets;
+//   - dense (16 blocks), with ZeRO-2, gradient accumulation and small
+//     gradient buckets; per rank, the optimizer state is half and the
+//     gradients less than two thirds of one process's;
 //     then rank 1 is killed (SIGKILL) right after the checkpoint at step 10:
 //     the job must end with an error within the time limit, not hang, and
 //     one process resuming from that checkpoint continues as if the run had
 //     not been interrupted;
-//   - MoE with the experts split over the two ranks (all-to-all dispatch);
-//     stopped at step 15 and resumed by one process from the checkpoint at
-//     step 10 that the two ranks wrote.
+//   - MoE with the experts split over the two ranks (all-to-all dispatch)
+//     and ZeRO-2: each rank holds half the experts (parameters, gradients,
+//     optimizer state) and half the optimizer state of the rest; stopped
+//     at step 15 and resumed from the checkpoint at step 10 that the two
+//     ranks wrote, by one process and by four ranks.
 func TestDistributed(t *testing.T) {
 	if _, err := exec.LookPath("mpirun"); err != nil {
 		t.Skip("mpirun is not on PATH (install openmpi-bin and libopenmpi-dev, or run scripts/deps.sh)")
 	}
 	dataDir := corpus(t, 300_000)
 	t.Run("dense", func(t *testing.T) {
+		init := deepInit(t)
 		one := distConfig(dataDir, filepath.Join(t.TempDir(), "one"), "tiny", 4)
-		one.Accum = 2
+		one.Accum, one.Init = 2, init
 		runLocal(t, one)
 
 		two := distConfig(dataDir, filepath.Join(t.TempDir(), "two"), "tiny", 2)
-		two.Accum, two.Zero, two.BucketMB = 2, 1, 0.25
+		two.Accum, two.Init, two.Zero, two.BucketMB = 2, init, 2, 0.1
 		out, err, took := mpirunTrain(t, 2, two, 3*time.Minute)
 		if err != nil {
 			t.Fatalf("mpirun -np 2: %v after %v; output:\n%s", err, took, out)
 		}
 		t.Logf("2 ranks: %v", took)
 		compareRuns(t, "2 ranks", two.Out, one.Out, 1e-5)
+		// Parameters are replicated (plus the chunk being updated); the
+		// gradients are this rank's half plus two blocks in flight and the
+		// embeddings; the optimizer state is half.
+		checkMemory(t, "ZeRO-2", readMemory(t, two.Out), readMemory(t, one.Out), 1.15, 0.67, 0.51)
 
 		// The survivor would wait in a collective: mpirun must end the job
 		// long before the watchdog (set high here) would.
@@ -276,6 +344,7 @@ func TestDistributed(t *testing.T) {
 		runLocal(t, one)
 
 		two := distConfig(dataDir, filepath.Join(t.TempDir(), "two"), "tiny-moe", 2)
+		two.Zero, two.BucketMB = 2, 0.25
 		out, err, took := mpirunTrain(t, 2, two, 3*time.Minute)
 		if err != nil {
 			t.Fatalf("mpirun -np 2: %v after %v; output:\n%s", err, took, out)
@@ -287,13 +356,32 @@ func TestDistributed(t *testing.T) {
 			t.Errorf("metrics.jsonl of the MoE run reports no dropped-token counts (or dropped some without a capacity factor)")
 		}
 
+		// Experts are 80% of tiny-moe: a rank holds the dense 20% and half
+		// the experts.
+		checkMemory(t, "expert parallel, ZeRO-2", readMemory(t, two.Out), readMemory(t, one.Out), 0.66, 0.66, 0.51)
+
 		part := two
 		part.Out, part.StopAfter = filepath.Join(t.TempDir(), "part"), 15
 		if out, err, took := mpirunTrain(t, 2, part, 3*time.Minute); err != nil {
 			t.Fatalf("mpirun -np 2 (stop after 15): %v after %v; output:\n%s", err, took, out)
 		}
+		// The same checkpoint resumed by four ranks (two experts each).
+		four := two
+		four.Out, four.Batch = filepath.Join(t.TempDir(), "four"), 1
+		if err := os.CopyFS(four.Out, os.DirFS(part.Out)); err != nil {
+			t.Fatal(err)
+		}
 		resumeLocal(t, one, part.Out, 10)
 		compareRuns(t, "2 ranks, stopped, resumed by 1", part.Out, one.Out, 1e-5)
+		out, err, took = mpirunTrain(t, 4, four, 3*time.Minute)
+		if err != nil {
+			t.Fatalf("mpirun -np 4 (resume): %v after %v; output:\n%s", err, took, out)
+		}
+		if !strings.Contains(out, "step=10") {
+			t.Errorf("the 4-rank run did not resume at step 10; output:\n%s", out)
+		}
+		t.Logf("4 ranks, resumed: %v", took)
+		compareRuns(t, "2 ranks, stopped, resumed by 4", four.Out, one.Out, 1e-5)
 	})
 }
 
@@ -312,7 +400,7 @@ func TestBucketPlan(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.Init(1)
-		for _, zero := range []int{0, 1} {
+		for _, zero := range []int{0, 1, 2} {
 			dp := &dataParallel{zero: zero}
 			dp.plan(m, &model.Parallel{}, dist.Local(), nil, 1<<16)
 			seen := make([]int, len(m.Params))

@@ -272,3 +272,41 @@ func TestClassifierInput(t *testing.T) {
 		t.Fatal("ClassifierInput found a classifier for a non-loss Var")
 	}
 }
+
+// BenchmarkLinearDistill times forward+backward of the KL on every row
+// against the fused cross-entropy on the same rows (the hard-label term the
+// KL is added to): N=512 rows, D=256, V=8192, top-20 targets.
+func BenchmarkLinearDistill(b *testing.B) {
+	const n, d, v, k = 512, 256, 8192, 20
+	r := gcRand(9)
+	x, w := gcVec(r, n*d, 1), gcVec(r, v*d, 0.1)
+	rows := make([]int32, n)
+	targets := make([]int32, n)
+	for i := range rows {
+		rows[i], targets[i] = int32(i), int32(r.IntN(v))
+	}
+	tg := distillCase(1, rows, k, v, true)
+	gx, gw := make([]float32, n*d), make([]float32, v*d)
+	for _, kind := range []string{"cross-entropy", "distill"} {
+		b.Run(kind, func(b *testing.B) {
+			tp := NewTape(nil, true)
+			xv, wv := NewParam(x, gx, n, d), NewParam(w, gw, v, d)
+			b.SetBytes(int64(n)) // "MB/s" reads as million rows per second
+			for b.Loop() {
+				tp.Reset()
+				var y *Var
+				if kind == "distill" {
+					var err error
+					if y, err = tp.LinearDistill(xv, wv, tg); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					y = tp.LinearCrossEntropy(xv, wv, targets)
+				}
+				if err := tp.Backward(y); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -78,7 +78,7 @@ func init() {
 	f.IntVar(&c.Threads, "threads", c.Threads, "CPU threads (0: all cores)")
 	f.StringVar(&c.Device, "device", "auto", "where the step runs: cpu, cuda, or auto (cuda when a GPU opens and the model is supported, else cpu; the choice is logged)")
 	f.StringVar(&c.Dist, "dist", "auto", "communicator: auto (MPI when started by mpirun or srun), local or mpi")
-	f.IntVar(&c.Zero, "zero", c.Zero, "0: every rank keeps the optimizer state; 1: shard optimizer state and gradients over ranks (ZeRO-1/2)")
+	f.IntVar(&c.Zero, "zero", c.Zero, "0: every rank keeps all gradients and optimizer state; 1: shard the optimizer state over ranks (ZeRO-1); 2: shard gradients too (ZeRO-2)")
 	f.IntVar(&c.ExpertParallel, "expert-parallel", c.ExpertParallel, "ranks sharing one copy of the MoE experts (0: the most that divide ranks and experts)")
 	f.Float64Var(&c.CapacityFactor, "capacity-factor", c.CapacityFactor, "MoE expert capacity factor per rank (0: no cap, no dropped tokens)")
 	f.Float64Var(&c.BucketMB, "bucket-mb", c.BucketMB, "gradient all-reduce bucket size in MiB (0: 25)")

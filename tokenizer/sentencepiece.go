@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,6 +101,11 @@ func SentencePieceFromHF(tokenizerJSON, configJSON []byte) (*SentencePieceVocab,
 			return nil, fmt.Errorf("tokenizer.json: Metaspace replacement %q (llama.cpp uses ▁)", ms.replacement)
 		}
 		v.AddSpacePrefix = ms.scheme != "never"
+		if ms.split {
+			// llama.cpp merges across ▁ (runs of spaces, "▁▁"); a splitting
+			// Metaspace never does.
+			slog.Warn("tokenizer.json: Metaspace with split: llama.cpp does not split at ▁, so runs of spaces may tokenize differently")
+		}
 	}
 
 	keys, ids, err := parseVocab(f.Model.Vocab)

@@ -6,24 +6,46 @@
 #
 # Before (on the build machine, from the repository root):
 #   CGO_ENABLED=0 go test -c -o .gpu/cuda.test ./backend/cuda
-# Then carry .gpu to the GPU machine and run, from the repository root:
+#   CGO_ENABLED=0 go test -c -o .gpu/gpu.test ./model/gpu && gzip -f .gpu/gpu.test
+#   CGO_ENABLED=0 go build -ldflags='-s -w' -o .gpu/mai ./cmd/mai && gzip -f .gpu/mai
+# (gzip keeps the carried folder, about 40 MB, under the 64 MiB limit; the
+# script unpacks .gpu/*.gz into a temporary folder.) Then carry .gpu to the GPU machine and run, from
+# the repository root:
 #   bash backend/cuda/testdata/device_check.sh
 #
-# Steps (each bounded by a timeout; the whole run takes about 3 minutes):
+# Steps (each bounded by a timeout; the whole run takes about 6 minutes):
 #   env       nvidia-smi, the loader's view of the CUDA libraries
 #   info      what `mai gpu info` reports, as is and without LD_LIBRARY_PATH
 #   wheel     NVRTC from a pip wheel (builtins pre-open), cold compile
 #   tests     every test; the "cuda" subtests compare each GPU kernel with
 #             backend/cpu (the CPU emulator is switched off here)
+#   step      model/gpu's tests: a training step on the GPU against the CPU
+#             path (loss, every gradient, AdamW), three steps, errors
+#   train     mai bench train --device cuda, GPT-2 124M at B=16 T=1024
+#   pytorch   bench/gpt2_pytorch.py: the same step in PyTorch, eager and
+#             torch.compile (tokens/s, MFU), for the side-by-side
 #   bench     GEMM, attention, memory-bound kernels, launch cost, copies
 #   torch     PyTorch's SDPA and matmul on the same shapes, as a baseline
 set -u
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 BIN=${1:-$ROOT/.gpu/cuda.test}
-MAI=${MAI_BIN:-$ROOT/.gpu/mai} # optional (too large to carry as built)
+MAI=${MAI_BIN:-$ROOT/.gpu/mai} # optional; carried gzipped
+GPUTEST=${GPU_TEST:-$ROOT/.gpu/gpu.test} # model/gpu's tests, optional
 OUT=${OUT:-$(mktemp -d)}
 LOG=$OUT/device_check
 mkdir -p "$LOG"
+# Unpack gzipped binaries next to the logs ($OUT comes back; keep them out of it).
+UNPACK=$(mktemp -d)
+for z in "$ROOT"/.gpu/*.gz; do
+	[ -e "$z" ] || continue
+	b=$(basename "$z" .gz)
+	gunzip -c "$z" >"$UNPACK/$b" && chmod +x "$UNPACK/$b"
+	case $b in
+	mai) [ -x "$MAI" ] || MAI=$UNPACK/mai ;;
+	gpu.test) [ -x "$GPUTEST" ] || GPUTEST=$UNPACK/gpu.test ;;
+	cuda.test) [ -x "$BIN" ] || BIN=$UNPACK/cuda.test ;;
+	esac
+done
 export MAI_CUDA_EMU=${MAI_CUDA_EMU:-off}
 export MAI_CUDA_CACHE=$LOG/kernel-cache
 PY=${PYTHON:-/opt/torch/.venv/bin/python}
@@ -101,6 +123,35 @@ done
 grep -m1 -oE 'cuda: testing on .*' "$LOG/test.log" >"$LOG/device.txt"
 row "device" "" "$(sed "s/^cuda: testing on //" "$LOG/device.txt" | cut -c1-110 | grep . || echo -)"
 
+# step: model/gpu's tests on the GPU (the emulator is off).
+if [ -x "$GPUTEST" ]; then
+	(cd "$ROOT/model/gpu" && timeout 180 "$GPUTEST" -test.v -test.count=1 -test.timeout 170s) >"$LOG/step.log" 2>&1
+	rc=$?
+	pass=$(grep -cE '^\s+--- PASS: Test\w+/cuda' "$LOG/step.log")
+	fail=$(grep -cE '^\s+--- FAIL: Test\w+/cuda' "$LOG/step.log")
+	row "train step (GPU vs CPU path)" "$(ok $rc)" "$pass passed, $fail failed (exit $rc); step.log"
+	while read -r line; do
+		row "  $(echo "$line" | sed -E 's/.*step_test.go:[0-9]+: //' | cut -c1-40)" "" "$(echo "$line" | sed -E 's/.*step_test.go:[0-9]+: //' | cut -c41-150)"
+	done < <(grep -E 'step_test.go:[0-9]+: (loss|step [0-9])' "$LOG/step.log" | head -8)
+else
+	row "train step (GPU vs CPU path)" "skip" "no $GPUTEST (go test -c -o .gpu/gpu.test ./model/gpu)"
+fi
+
+# train: mai's training step on the GPU, GPT-2 124M.
+if [ -x "$MAI" ]; then
+	for shape in "16 1024" "4 1024"; do
+		set -- $shape
+		timeout 240 "$MAI" bench train --device cuda --preset gpt2-124m --batch "$1" --seq "$2" --steps 5 --json >"$LOG/bench-train-b$1.json" 2>"$LOG/bench-train-b$1.log"
+		rc=$?
+		r=$(cat "$LOG/bench-train-b$1.json" 2>/dev/null)
+		what=$(echo "$r" | grep -oE '"ms_per_step":[0-9.]+|"tokens_per_s":[0-9.]+|"gflops":[0-9.]+' | tr '\n' ' ')
+		row "mai bench train gpt2-124m B=$1 T=$2" "$(ok $rc)" "${what:-$(tail -1 "$LOG/bench-train-b$1.log" | cut -c1-110)}"
+		[ $rc -eq 0 ] && break # the smaller shape only when the larger fails
+	done
+else
+	row "mai bench train" "skip" "no mai binary ($MAI; see the header)"
+fi
+
 # bench
 timeout 240 "$BIN" -test.run '^$' -test.bench 'Device' -test.benchtime 10x -test.timeout 230s >"$LOG/bench.log" 2>&1
 rc=$?
@@ -150,6 +201,18 @@ EOF
 	done < <(grep -E '^torch ' "$LOG/torch.log")
 else
 	row "torch baseline" "skip" "no $PY"
+fi
+
+# pytorch: the GPT-2 training step beside mai's.
+if [ -x "$PY" ] && [ -f "$ROOT/bench/gpt2_pytorch.py" ]; then
+	timeout 300 "$PY" "$ROOT/bench/gpt2_pytorch.py" --batch 16 --seq 1024 --steps 10 >"$LOG/pytorch-gpt2.log" 2>&1
+	rc=$?
+	row "pytorch gpt2-124m B=16 T=1024" "$(ok $rc)" "pytorch-gpt2.log"
+	while read -r line; do
+		row "  ${line%%:*}" "" "$(echo "${line#*: }" | cut -c1-110)"
+	done < <(grep -E '^pytorch ' "$LOG/pytorch-gpt2.log")
+else
+	row "pytorch gpt2" "skip" "no $PY or bench/gpt2_pytorch.py"
 fi
 
 echo

@@ -44,7 +44,7 @@ func (t *Trainer) openDevice() error {
 	if dev == nil {
 		return nil
 	}
-	if err := t.attachDevice(dev); err != nil {
+	if err := t.attachDevice(dev, true); err != nil {
 		dev.Close()
 		return err
 	}
@@ -52,9 +52,14 @@ func (t *Trainer) openDevice() error {
 	return nil
 }
 
-// attachDevice moves the step to dev (the caller keeps it open).
-func (t *Trainer) attachDevice(dev *cuda.Device) error {
+// attachDevice moves the step to dev (the caller keeps it open), with bf16
+// GEMM operands when bf16 (mixed precision, as --device cuda trains; f32
+// otherwise).
+func (t *Trainer) attachDevice(dev *cuda.Device, bf16 bool) error {
 	g, err := gpu.Upload(dev, t.Model)
+	if err == nil && bf16 {
+		err = g.EnableBF16()
+	}
 	if err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -90,7 +95,7 @@ func (s *deviceState) microBatch(k int, x, y []int32, b, t int, pk *model.Packed
 // update applies AdamW on the device.
 func (s *deviceState) update(lr float64) error {
 	s.stale = true
-	return s.opt.Update(s.model.Params, s.model.Grads, lr, nil)
+	return s.model.Update(s.opt, lr)
 }
 
 // pullDevice brings the host model and optimizer state up to date with the
@@ -133,6 +138,9 @@ func (t *Trainer) closeDevice() error {
 // clipping, AdamW), timed from the host with a device sync per step.
 func benchDevice(bc BenchConfig, c model.Config, m *model.Model, dev *cuda.Device, x, y []int32) (*BenchResult, error) {
 	g, err := gpu.Upload(dev, m)
+	if err == nil {
+		err = g.EnableBF16()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("bench train: %w", err)
 	}
@@ -153,7 +161,7 @@ func benchDevice(bc BenchConfig, c model.Config, m *model.Model, dev *cuda.Devic
 			_, err = g.ClipGrads(1)
 		}
 		if err == nil {
-			err = opt.Update(g.Params, g.Grads, 1e-4, nil)
+			err = g.Update(opt, 1e-4)
 		}
 		if err == nil {
 			err = dev.Sync()
@@ -168,7 +176,7 @@ func benchDevice(bc BenchConfig, c model.Config, m *model.Model, dev *cuda.Devic
 	total, _ := c.Params()
 	i := dev.Info()
 	r := &BenchResult{Preset: bc.Preset, Params: total, Batch: bc.Batch, Seq: bc.Seq,
-		Device: fmt.Sprintf("cuda: %s (sm_%d, %s)", i.Name, i.SM, i.BLAS), MsPerStep: 1000 * median(wall), FLOPsPerToken: c.FLOPsPerToken(bc.Seq)}
+		Device: fmt.Sprintf("cuda: %s (sm_%d, %s, bf16 GEMMs, f32 activations)", i.Name, i.SM, i.BLAS), MsPerStep: 1000 * median(wall), FLOPsPerToken: c.FLOPsPerToken(bc.Seq)}
 	r.TokensPerS = float64(bc.Batch*bc.Seq) / median(wall)
 	r.GFLOPS = r.FLOPsPerToken * r.TokensPerS / 1e9
 	return r, nil

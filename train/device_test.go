@@ -13,7 +13,8 @@ import (
 )
 
 // TestDeviceRunMatchesCPU trains the tiny preset for a few steps on the CPU
-// and on the cuda kernel emulator (backend/cuda's kernels compiled with
+// and on the cuda kernel emulator (f32 GEMMs: --device cuda uses bf16 ones,
+// which model/gpu's tests check) (backend/cuda's kernels compiled with
 // g++), with a checkpoint and a validation mid-run, and compares the
 // losses and the final checkpoint (model/gpu's tests hold the per-step
 // tolerances; here: losses within 1e-4 relative, parameters within 1e-4).
@@ -37,7 +38,7 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 		}
 		defer tr.Close()
 		if attach {
-			if err := tr.attachDevice(dev); err != nil {
+			if err := tr.attachDevice(dev, false); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -29,9 +29,10 @@ import (
 	"github.com/mai-llm/mai/model"
 )
 
-// tensor is one parameter: views of the weight and gradient buffers.
+// tensor is one parameter: views of the weight and gradient buffers (and
+// of the weights' bf16 copy in BF16 mode).
 type tensor struct {
-	w, g *cuda.Buffer
+	w, g, wb *cuda.Buffer
 }
 
 // layer holds a block's parameters (nil views where the config has none).
@@ -49,6 +50,12 @@ type Model struct {
 	Dev *cuda.Device
 	// Params and Grads are f32 buffers in model.Model's flat layout.
 	Params, Grads *cuda.Buffer
+	// ParamsBF16 is the parameters rounded to bf16, the GEMMs' weights in
+	// BF16 mode (nil otherwise); Update keeps it current.
+	ParamsBF16 *cuda.Buffer
+
+	bf16 bool
+	offs map[*cuda.Buffer]int // each weight view's offset
 
 	segs   []cuda.Segment
 	embed  tensor
@@ -126,6 +133,7 @@ func Upload(dev *cuda.Device, m *model.Model) (*Model, error) {
 // bind makes views of every named parameter, as model.Model's bind does.
 func (g *Model) bind(m *model.Model) error {
 	byName := map[string]tensor{}
+	g.offs = map[*cuda.Buffer]int{}
 	for _, p := range m.Tensors {
 		w, err := g.Params.View(p.Off, p.V.Len())
 		if err != nil {
@@ -136,6 +144,7 @@ func (g *Model) bind(m *model.Model) error {
 			return err
 		}
 		byName[p.Name] = tensor{w: w, g: gr}
+		g.offs[w] = p.Off
 		g.segs = append(g.segs, cuda.Segment{Off: p.Off, Len: p.V.Len(), Decay: p.Decay})
 	}
 	p := func(name string) tensor { return byName[name] }
@@ -170,6 +179,59 @@ func (g *Model) bind(m *model.Model) error {
 	return nil
 }
 
+// EnableBF16 switches the GEMMs to bf16 operands with f32 accumulation and
+// f32 outputs (tensor cores; the way mixed-precision training runs them):
+// weights come from a bf16 copy of the parameters that Update refreshes,
+// activations and gradients are rounded to bf16 as they enter a GEMM.
+// Everything else (norms, attention, softmax, the loss, the weight
+// gradients' accumulation and AdamW) stays f32.
+func (g *Model) EnableBF16() error {
+	if g.bf16 {
+		return nil
+	}
+	b, err := g.Dev.Alloc(cuda.BF16, g.Params.Len())
+	if err != nil {
+		return fmt.Errorf("gpu: bf16 parameters: %w", err)
+	}
+	if err := g.Dev.Cast(b, g.Params); err != nil {
+		g.Dev.Free(b)
+		return err
+	}
+	g.ParamsBF16, g.bf16 = b, true
+	if g.acts != nil { // sized without the cast buffers
+		if err := g.acts.free(g.Dev); err != nil {
+			return err
+		}
+		g.acts = nil
+	}
+	set := func(t *tensor) error {
+		if t.w == nil {
+			return nil
+		}
+		var err error
+		t.wb, err = b.View(g.offs[t.w], t.w.Len())
+		return err
+	}
+	var errs []error
+	for _, t := range []*tensor{&g.embed, &g.pos, &g.fnorm, &g.fnormB, &g.head} {
+		errs = append(errs, set(t))
+	}
+	for l := range g.layers {
+		L := &g.layers[l]
+		for _, t := range []*tensor{&L.attnNorm, &L.attnNormB, &L.mlpNorm, &L.mlpNormB, &L.q, &L.k, &L.v, &L.o, &L.qb, &L.kb, &L.vb, &L.ob,
+			&L.qNorm, &L.kNorm, &L.gate, &L.up, &L.down, &L.gateB, &L.upB, &L.downB} {
+			errs = append(errs, set(t))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Update applies one AdamW step with learning rate lr (and refreshes the
+// bf16 weights in BF16 mode, in the same pass).
+func (g *Model) Update(opt *cuda.AdamW, lr float64) error {
+	return opt.Update(g.Params, g.Grads, lr, g.ParamsBF16)
+}
+
 // Segments describes the flat buffers for the optimizer (where weight
 // decay applies), as model.Model.Segments.
 func (g *Model) Segments() []cuda.Segment { return g.segs }
@@ -192,7 +254,13 @@ func (g *Model) UploadParams(m *model.Model) error {
 	if len(m.Params) != g.Params.Len() {
 		return fmt.Errorf("gpu: upload: %d parameters into a device model of %d", len(m.Params), g.Params.Len())
 	}
-	return g.Dev.Upload(g.Params, m.Params)
+	if err := g.Dev.Upload(g.Params, m.Params); err != nil {
+		return err
+	}
+	if g.ParamsBF16 != nil {
+		return g.Dev.Cast(g.ParamsBF16, g.Params)
+	}
+	return nil
 }
 
 // DownloadParams copies the device parameters into m (for checkpoints,
@@ -214,7 +282,7 @@ func (g *Model) Free() error {
 		errs = append(errs, g.acts.free(g.Dev))
 		g.acts = nil
 	}
-	for _, b := range []**cuda.Buffer{&g.Params, &g.Grads, &g.cos, &g.sin} {
+	for _, b := range []**cuda.Buffer{&g.Params, &g.Grads, &g.ParamsBF16, &g.cos, &g.sin} {
 		if *b != nil {
 			errs = append(errs, g.Dev.Free(*b))
 			*b = nil

@@ -27,9 +27,10 @@ type acts struct {
 	meanF  *cuda.Buffer // LayerNorm only
 	rstdF  *cuda.Buffer
 
-	pos, start, targets *cuda.Buffer // i32 [N]
-	losses, lse, loss   *cuda.Buffer // [N], [N], [1]
-	logits, dlogits     *cuda.Buffer // [chunkRows, V]
+	pos, start, targets *cuda.Buffer    // i32 [N]
+	losses, lse, loss   *cuda.Buffer    // [N], [N], [1]
+	logits, dlogits     *cuda.Buffer    // [chunkRows, V]
+	cast                [2]*cuda.Buffer // bf16 GEMM operands (BF16 mode)
 
 	// Scratch.
 	y, posEmb, dres, dh *cuda.Buffer // [N, D]
@@ -128,6 +129,10 @@ func (g *Model) ensureActs(b, t int) (*acts, error) {
 	a.do, a.dq, a.dqN, a.dqLin = f32(n*qd), f32(n*qd), f32(n*qd), f32(n*qd)
 	a.dk, a.dkN, a.dkLin, a.dv = f32(n*kvd), f32(n*kvd), f32(n*kvd), f32(n*kvd)
 	a.da, a.dg, a.du = f32(n*c.FFN), f32(n*c.FFN), f32(n*c.FFN)
+	if g.bf16 {
+		k := max(n*max(d, qd, c.FFN), a.chunkRows*c.Vocab)
+		a.cast[0], a.cast[1] = alloc(cuda.BF16, k), alloc(cuda.BF16, k)
+	}
 	if err != nil {
 		a.free(g.Dev)
 		return nil, fmt.Errorf("gpu: activations for batch %d×%d: %w", b, t, err)
@@ -264,9 +269,32 @@ func (g *Model) upload(a *acts, ids, targets []int32, pk *model.Packed) (*batch,
 
 func (g *Model) eps() float32 { return float32(g.Cfg.NormEps) }
 
+// operand returns x as a GEMM operand: x itself, or in BF16 mode a bf16
+// copy in cast slot i.
+func (g *Model) operand(e *errs, a *acts, x *cuda.Buffer, i int) *cuda.Buffer {
+	if !g.bf16 {
+		return x
+	}
+	v, err := a.cast[i].View(0, x.Len())
+	if err != nil {
+		e.do(err)
+		return x
+	}
+	e.do(g.Dev.Cast(v, x))
+	return v
+}
+
+// weight is w as a GEMM operand: f32, or its bf16 copy in BF16 mode.
+func (g *Model) weight(w tensor) *cuda.Buffer {
+	if g.bf16 {
+		return w.wb
+	}
+	return w.w
+}
+
 // linear computes y = x·Wᵀ + b for x [n, in], W [out, in].
-func (g *Model) linear(e *errs, y, x *cuda.Buffer, w, b tensor, n, in, out int) {
-	e.do(g.Dev.Gemm(false, true, n, out, in, 1, x, in, w.w, in, 0, y, out))
+func (g *Model) linear(e *errs, a *acts, y, x *cuda.Buffer, w, b tensor, n, in, out int) {
+	e.do(g.Dev.Gemm(false, true, n, out, in, 1, g.operand(e, a, x, 0), in, g.weight(w), in, 0, y, out))
 	if b.w != nil {
 		e.do(g.Dev.BiasAdd(y, b.w, n, out))
 	}
@@ -274,15 +302,16 @@ func (g *Model) linear(e *errs, y, x *cuda.Buffer, w, b tensor, n, in, out int) 
 
 // linearBack sets dx = dy·W (adds it when accum; no dx when nil) and adds
 // dyᵀ·x into W's gradient and dy's column sums into b's.
-func (g *Model) linearBack(e *errs, dx, dy, x *cuda.Buffer, w, b tensor, n, in, out int, accum bool) {
+func (g *Model) linearBack(e *errs, a *acts, dx, dy, x *cuda.Buffer, w, b tensor, n, in, out int, accum bool) {
+	dyo := g.operand(e, a, dy, 0)
 	if dx != nil {
 		beta := float32(0)
 		if accum {
 			beta = 1
 		}
-		e.do(g.Dev.Gemm(false, false, n, in, out, 1, dy, out, w.w, in, beta, dx, in))
+		e.do(g.Dev.Gemm(false, false, n, in, out, 1, dyo, out, g.weight(w), in, beta, dx, in))
 	}
-	e.do(g.Dev.Gemm(true, false, out, in, n, 1, dy, out, x, in, 1, w.g, in))
+	e.do(g.Dev.Gemm(true, false, out, in, n, 1, dyo, out, g.operand(e, a, x, 1), in, 1, w.g, in))
 	if b.g != nil {
 		e.do(g.Dev.BiasGrad(b.g, dy, n, out))
 	}
@@ -347,9 +376,9 @@ func (g *Model) forward(a *acts, bt *batch) error {
 		} else {
 			g.norm(&e, a.res[l], L.h1, L.mean1, L.rstd1, a.layers[l-1].mid, a.y, W.attnNorm, W.attnNormB, n)
 		}
-		g.linear(&e, L.qLin, L.h1, W.q, W.qb, n, d, qd)
-		g.linear(&e, L.kLin, L.h1, W.k, W.kb, n, d, kvd)
-		g.linear(&e, L.v, L.h1, W.v, W.vb, n, d, kvd)
+		g.linear(&e, a, L.qLin, L.h1, W.q, W.qb, n, d, qd)
+		g.linear(&e, a, L.kLin, L.h1, W.k, W.kb, n, d, kvd)
+		g.linear(&e, a, L.v, L.h1, W.v, W.vb, n, d, kvd)
 		if c.QKNorm {
 			e.do(dev.RMSNormForward(L.qN, L.qRstd, L.qLin, W.qNorm.w, n*c.Heads, c.HeadDim, g.eps()))
 			e.do(dev.RMSNormForward(L.kN, L.kRstd, L.kLin, W.kNorm.w, n*c.KVHeads, c.HeadDim, g.eps()))
@@ -359,17 +388,17 @@ func (g *Model) forward(a *acts, bt *batch) error {
 			e.do(dev.RoPEForward(g.rope(c.KVHeads), L.k, L.kN, a.pos))
 		}
 		e.do(dev.AttentionForward(at, L.o, L.lse, L.q, L.k, L.v))
-		g.linear(&e, a.y, L.o, W.o, W.ob, n, qd, d)
+		g.linear(&e, a, a.y, L.o, W.o, W.ob, n, qd, d)
 		g.norm(&e, L.mid, L.h2, L.mean2, L.rstd2, a.res[l], a.y, W.mlpNorm, W.mlpNormB, n)
 		if c.MLP == "swiglu" {
-			g.linear(&e, L.g, L.h2, W.gate, W.gateB, n, d, c.FFN)
-			g.linear(&e, L.u, L.h2, W.up, W.upB, n, d, c.FFN)
+			g.linear(&e, a, L.g, L.h2, W.gate, W.gateB, n, d, c.FFN)
+			g.linear(&e, a, L.u, L.h2, W.up, W.upB, n, d, c.FFN)
 			e.do(dev.SwiGLUForward(L.a, L.g, L.u))
 		} else {
-			g.linear(&e, L.u, L.h2, W.up, W.upB, n, d, c.FFN)
+			g.linear(&e, a, L.u, L.h2, W.up, W.upB, n, d, c.FFN)
 			e.do(dev.GELUForward(L.a, L.u, c.Act != "gelu"))
 		}
-		g.linear(&e, a.y, L.a, W.down, W.downB, n, c.FFN, d)
+		g.linear(&e, a, a.y, L.a, W.down, W.downB, n, c.FFN, d)
 		if e.err != nil {
 			return fmt.Errorf("gpu: forward, layer %d: %w", l, e.err)
 		}
@@ -407,7 +436,8 @@ func (g *Model) classifier(a *acts, bt *batch, scale float32, backward bool) err
 		if e.err != nil {
 			break
 		}
-		e.do(dev.Gemm(false, true, rows, v, d, 1, h, d, g.head.w, d, 0, logits, v))
+		ho := g.operand(&e, a, h, 1)
+		e.do(dev.Gemm(false, true, rows, v, d, 1, ho, d, g.weight(g.head), d, 0, logits, v))
 		e.do(dev.CrossEntropyForward(view(a.losses, r0, rows), lse, logits, tg, rows, v))
 		if !backward {
 			continue
@@ -415,8 +445,9 @@ func (g *Model) classifier(a *acts, bt *batch, scale float32, backward bool) err
 		dl := view(a.dlogits, 0, rows*v)
 		e.do(dev.Zero(dl))
 		e.do(dev.CrossEntropyBackward(dl, logits, lse, tg, rows, v, rowScale))
-		e.do(dev.Gemm(false, false, rows, d, v, 1, dl, v, g.head.w, d, 0, view(a.dh, r0*d, rows*d), d))
-		e.do(dev.Gemm(true, false, v, d, rows, 1, dl, v, h, d, 1, g.head.g, d))
+		dlo := g.operand(&e, a, dl, 0)
+		e.do(dev.Gemm(false, false, rows, d, v, 1, dlo, v, g.weight(g.head), d, 0, view(a.dh, r0*d, rows*d), d))
+		e.do(dev.Gemm(true, false, v, d, rows, 1, dlo, v, ho, d, 1, g.head.g, d))
 	}
 	e.do(dev.LossMean(a.loss, a.losses, n, bt.count))
 	if e.err != nil {
@@ -441,20 +472,20 @@ func (g *Model) backward(a *acts, bt *batch) error {
 	for l := nl - 1; l >= 0; l-- {
 		W, L := &g.layers[l], &a.layers[l]
 		// MLP: its output's gradient is the residual's.
-		g.linearBack(&e, a.da, a.dres, L.a, W.down, W.downB, n, c.FFN, d, false)
+		g.linearBack(&e, a, a.da, a.dres, L.a, W.down, W.downB, n, c.FFN, d, false)
 		e.do(dev.Zero(a.du))
 		if c.MLP == "swiglu" {
 			e.do(dev.Zero(a.dg))
 			e.do(dev.SwiGLUBackward(a.dg, a.du, a.da, L.g, L.u))
-			g.linearBack(&e, a.dh, a.dg, L.h2, W.gate, W.gateB, n, d, c.FFN, false)
-			g.linearBack(&e, a.dh, a.du, L.h2, W.up, W.upB, n, d, c.FFN, true)
+			g.linearBack(&e, a, a.dh, a.dg, L.h2, W.gate, W.gateB, n, d, c.FFN, false)
+			g.linearBack(&e, a, a.dh, a.du, L.h2, W.up, W.upB, n, d, c.FFN, true)
 		} else {
 			e.do(dev.GELUBackward(a.du, a.da, L.u, c.Act != "gelu"))
-			g.linearBack(&e, a.dh, a.du, L.h2, W.up, W.upB, n, d, c.FFN, false)
+			g.linearBack(&e, a, a.dh, a.du, L.h2, W.up, W.upB, n, d, c.FFN, false)
 		}
 		g.normBack(&e, a.dres, a.dh, L.mid, L.mean2, L.rstd2, W.mlpNorm, W.mlpNormB, n)
 		// Attention: its output's gradient is the residual's.
-		g.linearBack(&e, a.do, a.dres, L.o, W.o, W.ob, n, qd, d, false)
+		g.linearBack(&e, a, a.do, a.dres, L.o, W.o, W.ob, n, qd, d, false)
 		e.do(dev.Zero(a.dq))
 		e.do(dev.Zero(a.dk))
 		e.do(dev.Zero(a.dv))
@@ -475,9 +506,9 @@ func (g *Model) backward(a *acts, bt *batch) error {
 			e.do(dev.RMSNormBackward(dqLin, W.qNorm.g, dqN, L.qLin, W.qNorm.w, L.qRstd, n*c.Heads, c.HeadDim))
 			e.do(dev.RMSNormBackward(dkLin, W.kNorm.g, dkN, L.kLin, W.kNorm.w, L.kRstd, n*c.KVHeads, c.HeadDim))
 		}
-		g.linearBack(&e, a.dh, dqLin, L.h1, W.q, W.qb, n, d, qd, false)
-		g.linearBack(&e, a.dh, dkLin, L.h1, W.k, W.kb, n, d, kvd, true)
-		g.linearBack(&e, a.dh, a.dv, L.h1, W.v, W.vb, n, d, kvd, true)
+		g.linearBack(&e, a, a.dh, dqLin, L.h1, W.q, W.qb, n, d, qd, false)
+		g.linearBack(&e, a, a.dh, dkLin, L.h1, W.k, W.kb, n, d, kvd, true)
+		g.linearBack(&e, a, a.dh, a.dv, L.h1, W.v, W.vb, n, d, kvd, true)
 		g.normBack(&e, a.dres, a.dh, a.res[l], L.mean1, L.rstd1, W.attnNorm, W.attnNormB, n)
 		if e.err != nil {
 			return fmt.Errorf("gpu: backward, layer %d: %w", l, e.err)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/mai-llm/mai/format/gguf"
 	"github.com/mai-llm/mai/infer"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
@@ -41,17 +43,18 @@ func NewLocal(m *model.Model, codec infer.Codec, opt LocalOptions) Backend {
 }
 
 // OpenLocal loads a model folder (MAI or Hugging Face, or a training run
-// directory through its latest checkpoint) with its tokenizer.
+// directory through its latest checkpoint) or a GGUF file (quantized weights
+// stay quantized) with its tokenizer.
 func OpenLocal(path string, opt LocalOptions) (Backend, error) {
-	dir, err := model.ResolveDir(path)
+	src, err := resolveModel(path)
 	if err != nil {
 		return nil, err
 	}
-	m, err := model.Load(dir, false)
+	m, err := src.load()
 	if err != nil {
 		return nil, err
 	}
-	codec, chat, err := localCodec(dir)
+	codec, chat, err := src.codec()
 	if err != nil {
 		return nil, err
 	}
@@ -59,9 +62,62 @@ func OpenLocal(path string, opt LocalOptions) (Backend, error) {
 		opt.Chat = chat
 	}
 	if opt.Name == "" {
-		opt.Name = filepath.Base(filepath.Clean(dir))
+		opt.Name = src.name()
 	}
 	return NewLocal(m, codec, opt), nil
+}
+
+// modelSource is a model on disk: a folder or a GGUF file.
+type modelSource struct {
+	path string
+	gguf bool
+}
+
+// resolveModel finds the model a user names: a GGUF file, a model folder,
+// or a run directory's latest checkpoint.
+func resolveModel(path string) (modelSource, error) {
+	if model.IsGGUF(path) {
+		return modelSource{path: path, gguf: true}, nil
+	}
+	dir, err := model.ResolveDir(path)
+	if err != nil {
+		return modelSource{}, err
+	}
+	return modelSource{path: dir}, nil
+}
+
+func (s modelSource) load() (*model.Model, error) {
+	if s.gguf {
+		return model.LoadGGUF(s.path)
+	}
+	return model.Load(s.path, false)
+}
+
+func (s modelSource) name() string {
+	return strings.TrimSuffix(filepath.Base(filepath.Clean(s.path)), ".gguf")
+}
+
+// codec opens the tokenizer: a folder's files, or a GGUF file's
+// tokenizer.ggml.* metadata written out as those files (see
+// model.WriteGGUFTokenizer).
+func (s modelSource) codec() (infer.Codec, func([]Message) (string, error), error) {
+	if !s.gguf {
+		return localCodec(s.path)
+	}
+	f, err := gguf.Open(s.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	tmp, err := os.MkdirTemp("", "mai-gguf-tokenizer")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := model.WriteGGUFTokenizer(f, tmp); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", s.path, err)
+	}
+	return localCodec(tmp)
 }
 
 // ChatML renders a conversation with MAI's default chat template

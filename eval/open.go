@@ -19,7 +19,7 @@ import (
 
 // BackendSpec says which model to evaluate: a local folder or a server.
 type BackendSpec struct {
-	Model       string // model folder or training run directory
+	Model       string // model folder, training run directory or GGUF file
 	Server      string // OpenAI-compatible server URL
 	ServerModel string // model name on the server
 	APIKey      string

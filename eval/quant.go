@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -15,8 +14,9 @@ import (
 // one type, run through the same engine as the float32 model (the CPU's
 // quantized kernels where the type has them).
 type QuantRow struct {
-	// Type is the weight type asked for: "f32" (the model as loaded) or a
-	// quantization type (q8_0, q4_0, q4_K, f16, bf16, ...).
+	// Type is the weight type: "F32" (the model as loaded; "loaded" when
+	// that is a quantized GGUF file) or a quantization type (Q8_0, Q4_0,
+	// Q4_K, F16, BF16, ...).
 	Type string `json:"type"`
 	Perplexity
 	// WeightBytes is the size of the weights in their storage types;
@@ -36,8 +36,8 @@ type QuantInput struct {
 	Stride int // sliding-window step in tokens (0: half the context)
 }
 
-// PerplexityByQuant loads the model at path (a model folder or a training
-// run directory) once per type, quantizes its weight matrices to the type
+// PerplexityByQuant loads the model at path (a model folder, a training run
+// directory or a GGUF file) once per type, quantizes its weight matrices to the type
 // (as `mai quantize` does; "f32" leaves the model as loaded), and scores the
 // input with each. The first row is the reference of the deltas, so list f32 first.
 func PerplexityByQuant(ctx context.Context, path string, types []string, in QuantInput) ([]QuantRow, error) {
@@ -60,19 +60,23 @@ func PerplexityByQuant(ctx context.Context, path string, types []string, in Quan
 		}
 		parsed[i] = t.String()
 	}
-	dir, err := model.ResolveDir(path)
+	src, err := resolveModel(path)
 	if err != nil {
 		return nil, err
 	}
-	codec, _, err := localCodec(dir)
+	codec, _, err := src.codec()
 	if err != nil {
 		return nil, err
 	}
 	var rows []QuantRow
 	for _, name := range parsed {
-		m, err := model.Load(dir, false)
+		m, err := src.load()
 		if err != nil {
 			return nil, err
+		}
+		row := QuantRow{Type: name}
+		if name == "F32" && m.Quantized() {
+			row.Type = "loaded" // a quantized GGUF file as it is
 		}
 		if name != "F32" {
 			t, _ := model.ParseQuantType(name)
@@ -80,7 +84,7 @@ func PerplexityByQuant(ctx context.Context, path string, types []string, in Quan
 				return nil, fmt.Errorf("quantize to %s: %w", name, err)
 			}
 		}
-		b := NewLocal(m, codec, LocalOptions{Name: filepath.Base(filepath.Clean(dir)) + "@" + name})
+		b := NewLocal(m, codec, LocalOptions{Name: src.name() + "@" + name})
 		var p *Perplexity
 		if len(in.IDs) > 0 {
 			p, err = PerplexityIDs(ctx, b, in.IDs, in.Stride)
@@ -90,7 +94,7 @@ func PerplexityByQuant(ctx context.Context, path string, types []string, in Quan
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		row := QuantRow{Type: name, Perplexity: *p, WeightBytes: m.WeightBytes(), Mix: model.FormatMix(m.DTypeMix())}
+		row.Perplexity, row.WeightBytes, row.Mix = *p, m.WeightBytes(), model.FormatMix(m.DTypeMix())
 		if len(rows) > 0 {
 			row.DeltaPPL = p.PPL/rows[0].PPL - 1
 			if p.Bytes > 0 {

@@ -2,8 +2,11 @@ package eval
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mai-llm/mai/model"
 )
 
 func TestWriteQuantTable(t *testing.T) {
@@ -61,6 +64,41 @@ func TestPerplexityByQuantErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(rows) != 2 || rows[1].Type != "Q8_0" || rows[0].Tokens != 7 || rows[1].DeltaPPL < -0.05 || rows[1].DeltaPPL > 0.05 {
+		t.Errorf("rows %+v", rows)
+	}
+}
+
+// TestGGUFModel scores a GGUF file written from the fixture folder: the same
+// perplexity as the folder in f32, and its own tokenizer (MAI's byte
+// tokenizer, from the file's metadata).
+func TestGGUFModel(t *testing.T) {
+	ctx := context.Background()
+	dir := "../model/testdata/quant/tiny"
+	g := filepath.Join(t.TempDir(), "tiny.gguf")
+	if err := model.Convert(dir, "gguf", g, model.ConvertOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{"func (b *Builder) String() string {\n\treturn unsafe.String(unsafe.SliceData(b.buf), len(b.buf))\n}\n"}
+	var ppl []float64
+	for _, p := range []string{dir, g} {
+		b, err := OpenLocal(p, LocalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := PerplexityTexts(ctx, b, texts, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ppl = append(ppl, r.PPL)
+	}
+	if ppl[0] != ppl[1] || ppl[0] > 20 {
+		t.Errorf("perplexity: folder %v, GGUF %v", ppl[0], ppl[1])
+	}
+	rows, err := PerplexityByQuant(ctx, g, []string{"f32", "q8_0"}, QuantInput{Texts: texts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Type != "F32" || rows[0].PPL != ppl[0] || rows[1].Type != "Q8_0" {
 		t.Errorf("rows %+v", rows)
 	}
 }

@@ -31,7 +31,7 @@ func init() {
 	)
 	backendFlags := func(c *cobra.Command) {
 		f := c.Flags()
-		f.StringVar(&spec.Model, "model", "", "model folder (MAI or Hugging Face) or training run directory")
+		f.StringVar(&spec.Model, "model", "", "model folder (MAI or Hugging Face), training run directory or .gguf file")
 		f.StringVar(&spec.Server, "server", "", "OpenAI-compatible server URL (uses /v1/completions with echo and logprobs)")
 		f.StringVar(&spec.ServerModel, "server-model", "", "model name on the server (default: the first it lists)")
 		f.StringVar(&spec.Tokenizer, "tokenizer", "", `with --server: send token ids, tokenized with this ("byte", a name, or a folder); default sends text`)

@@ -267,7 +267,9 @@ func (v *SentencePieceVocab) HFMerges() ([][2]string, error) {
 // MarshalHF writes the vocabulary as a Hugging Face tokenizer.json and
 // tokenizer_config.json in the form transformers gives a Llama tokenizer
 // converted from SentencePiece or GGUF (legacy): a Prepend("▁") and
-// Replace(" ", "▁") normalizer, BPE with byte_fallback and fuse_unk over
+// Replace(" ", "▁") normalizer, BPE with fuse_unk and byte_fallback (when
+// the vocabulary has <0xXX> tokens; without them unknown characters become
+// the unknown token) over
 // merges derived from the scores (see HFMerges), control and user-defined
 // tokens as added tokens, BOS/EOS added by the post-processor as AddBOS
 // and AddEOS say.
@@ -296,9 +298,6 @@ func (v *SentencePieceVocab) MarshalHF() (tokenizerJSON, configJSON []byte, err 
 		if _, dup := vocab[s]; !dup {
 			vocab[s] = id
 		}
-	}
-	if !hasByte {
-		return nil, nil, errors.New("the vocabulary has no <0xXX> byte tokens (byte fallback needs them)")
 	}
 	tokenAt := func(id int) (string, bool) {
 		if id >= 0 && id < len(v.Tokens) {
@@ -365,7 +364,7 @@ func (v *SentencePieceVocab) MarshalHF() (tokenizerJSON, configJSON []byte, err 
 		"post_processor": post,
 		"decoder":        map[string]any{"type": "Sequence", "decoders": dec},
 		"model": map[string]any{"type": "BPE", "dropout": nil, "unk_token": unk, "continuing_subword_prefix": nil,
-			"end_of_word_suffix": nil, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+			"end_of_word_suffix": nil, "fuse_unk": true, "byte_fallback": hasByte, "ignore_merges": false,
 			"vocab": vocab, "merges": mergeStrs},
 	}
 	if tokenizerJSON, err = json.Marshal(tj); err != nil {

@@ -273,8 +273,19 @@ func TestSentencePieceFromHFErrors(t *testing.T) {
 			t.Errorf("%s: no error", tt.name)
 		}
 	}
-	if _, _, err := (&SentencePieceVocab{Tokens: []string{"a"}, Scores: []float32{0}}).MarshalHF(); err == nil {
-		t.Error("MarshalHF without byte tokens succeeded")
+	// Without byte tokens, unknown characters become <unk>.
+	v := &SentencePieceVocab{Tokens: []string{"<unk>", "▁", "a", "▁a"}, Scores: []float32{0, -5, -5, -1},
+		Types: []int32{SPUnknown, SPNormal, SPNormal, SPNormal}, Unknown: 0, BOS: -1, EOS: -1, AddSpacePrefix: true}
+	tj, tc, err := v.MarshalHF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ParseHF(tj, tc, "no bytes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tok.Encode("a xa"); !slices.Equal(got, []int{3, 1, 0, 2}) {
+		t.Errorf("Encode without byte tokens = %v, want [3 1 0 2]", got)
 	}
 }
 

@@ -17,6 +17,7 @@ const (
 	ltDescTransA       = 3  // CUBLASLT_MATMUL_DESC_TRANSA
 	ltDescTransB       = 4  // CUBLASLT_MATMUL_DESC_TRANSB
 	ltPrefMaxWorkspace = 1  // CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES
+	ltPrefMinAlignA    = 5  // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES (then B, C, D: 6, 7, 8)
 	// ltHeuristicSize is sizeof(cublasLtMatmulHeuristicResult_t): algo
 	// (64 bytes), workspaceSize (size_t), state (int), wavesCount (float),
 	// reserved int[4].
@@ -216,6 +217,18 @@ type ltKey struct {
 	m, n, k             int
 	lda, ldb, ldc       int
 	aType, bType, cType DType
+	align               [3]uint32 // of the A, B and C pointers, up to 256 bytes
+}
+
+// ptrAlign is the largest power of two up to 256 dividing p: the alignment
+// cuBLASLt is told the matrix has (it assumes 256 unless told, and views
+// into a flat parameter buffer are often less aligned).
+func ptrAlign(p uintptr) uint32 {
+	a := uint32(256)
+	for a > 1 && p%uintptr(a) != 0 {
+		a /= 2
+	}
+	return a
 }
 
 // ltPlan is a key's descriptors and algorithm; ok is false when cuBLASLt
@@ -249,7 +262,8 @@ func opOf(t bool) int32 {
 
 // plan returns the cuBLASLt plan for g, making it on first use.
 func (b *blas) plan(g *gemmArgs) (*ltPlan, error) {
-	key := ltKey{g.transA, g.transB, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.aType, g.bType, g.cType}
+	key := ltKey{g.transA, g.transB, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.aType, g.bType, g.cType,
+		[3]uint32{ptrAlign(g.a), ptrAlign(g.b), ptrAlign(g.c)}}
 	if p := b.plans[key]; p != nil {
 		return p, nil
 	}
@@ -298,6 +312,13 @@ func (b *blas) plan(g *gemmArgs) (*ltPlan, error) {
 	ws := uint64(b.wsSize)
 	if err := blasCheck("cublasLtMatmulPreferenceSetAttribute", ccall(lt.prefSetAttr, pref, ltPrefMaxWorkspace, uintptr(unsafe.Pointer(&ws)), 8)); err != nil {
 		return fail(err)
+	}
+	// Only algorithms that work at the pointers' alignment (C is also D).
+	align := [4]uint32{key.align[0], key.align[1], key.align[2], key.align[2]}
+	for i := range align {
+		if err := blasCheck("cublasLtMatmulPreferenceSetAttribute(MIN_ALIGNMENT)", ccall(lt.prefSetAttr, pref, uintptr(ltPrefMinAlignA+i), uintptr(unsafe.Pointer(&align[i])), 4)); err != nil {
+			return fail(err)
+		}
 	}
 	var count int32
 	code := ccall(lt.heuristic, b.ltHandle, p.op, p.la, p.lb, p.lc, p.lc, pref, 1, uintptr(unsafe.Pointer(&p.algo[0])), uintptr(unsafe.Pointer(&count)))

@@ -233,3 +233,14 @@ func TestTime(t *testing.T) {
 		}
 	})
 }
+
+func TestPtrAlign(t *testing.T) {
+	for _, c := range []struct {
+		p    uintptr
+		want uint32
+	}{{0, 256}, {512, 256}, {0x7f0000000100, 256}, {0x7f0000000104, 4}, {0x7f0000000102, 2}, {0x7f0000000180, 128}, {0x7f0000000101, 1}} {
+		if got := ptrAlign(c.p); got != c.want {
+			t.Errorf("ptrAlign(%#x) = %d, want %d", c.p, got, c.want)
+		}
+	}
+}

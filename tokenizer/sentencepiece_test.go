@@ -200,6 +200,31 @@ func TestSentencePieceRoundTrip(t *testing.T) {
 	}
 	t.Logf("%d texts encode alike", len(texts))
 
+	// A GGUF from llama.cpp's converter carries SentencePiece's own scores,
+	// which for this vocabulary fall with the id: merges derived from them
+	// must encode as llama.cpp does with them.
+	native := *v
+	native.Scores = make([]float32, len(v.Scores))
+	for id := range native.Scores {
+		if v.Types[id] == SPNormal {
+			native.Scores[id] = -float32(id)
+		}
+	}
+	tjN, tcN, err := native.MarshalHF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nat, err := ParseHF(tjN, tcN, "native scores")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range texts {
+		if got, want := nat.Encode(s), spmEncode(&native, ids, s); !slices.Equal(got, want) {
+			reportDiff(t, "native scores", orig, s, got, want)
+			return
+		}
+	}
+
 	// The same vocabulary with Metaspace pre-tokenization instead of the
 	// Prepend/Replace normalizer (as transformers writes non-legacy Llama
 	// tokenizers) converts alike, and encodes alike except for text that

@@ -258,6 +258,27 @@ func TestElementwise(t *testing.T) {
 			if again := down(t, d, db); !slices.Equal(again, got) {
 				t.Error("bias grad is not bit-identical run to run")
 			}
+
+			// Rows scaled by a per-row factor, and per-row dot products
+			// (a MoE gate and its gradient), against float64.
+			sc := rvec(r, F32, rows, 2)
+			ys := up(t, d, dt, make([]float32, n))
+			must(t, d.ScaleRows(ys, up(t, d, dt, a), up(t, d, F32, sc), rows, cols))
+			dots := make([]float32, rows)
+			for i := range want {
+				want[i] = a[i] * sc[i/cols]
+			}
+			expectClose(t, "scale rows", down(t, d, ys), rounded(dt, want), tol)
+			for i := 0; i < rows; i++ {
+				var s float64
+				for j := 0; j < cols; j++ {
+					s += float64(a[i*cols+j]) * float64(b[i*cols+j])
+				}
+				dots[i] = float32(s)
+			}
+			out := up(t, d, F32, make([]float32, rows))
+			must(t, d.RowDot(out, up(t, d, dt, a), up(t, d, dt, b), rows, cols))
+			expectClose(t, "row dot", down(t, d, out), dots, tolF32*10)
 		})
 	})
 }

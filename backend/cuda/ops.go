@@ -164,6 +164,40 @@ func (d *Device) Scale(x *Buffer, s float32) error {
 	})
 }
 
+// ScaleRows computes y[i, :] = x[i, :] * s[i] for rows of d (y may be x;
+// s is f32 [n]): nn.ScaleRows.
+func (d *Device) ScaleRows(y, x, s *Buffer, n, dim int) error {
+	c := d.check("scale rows")
+	c.positive("n", n)
+	c.positive("d", dim)
+	c.actBuf("y", y, n*dim)
+	c.actBuf("x", x, n*dim)
+	c.buf("s", s, n, F32)
+	if c.err != nil {
+		return c.err
+	}
+	return d.run(func() error {
+		return d.launch(c.variant("scale_rows"), d.grid1(n*dim), block1, 0, argBuf(y), argBuf(x), argBuf(s), argI64(int64(n)), argI32(int32(dim)))
+	})
+}
+
+// RowDot writes out[i] = Σ_j a[i, j]·b[i, j] (out f32 [n]): the gate
+// gradient of nn.ScaleRows.
+func (d *Device) RowDot(out, a, b *Buffer, n, dim int) error {
+	c := d.check("row dot")
+	c.positive("n", n)
+	c.positive("d", dim)
+	c.actBuf("a", a, n*dim)
+	c.actBuf("b", b, n*dim)
+	c.buf("out", out, n, F32)
+	if c.err != nil {
+		return c.err
+	}
+	return d.run(func() error {
+		return d.launch(c.variant("row_dot"), dim3{uint32(n), 1, 1}, rowBlock(dim), 0, argBuf(out), argBuf(a), argBuf(b), argI32(int32(n)), argI32(int32(dim)))
+	})
+}
+
 // BiasAdd adds b [d] to every row of y [n, d].
 func (d *Device) BiasAdd(y, b *Buffer, n, dim int) error {
 	c := d.check("bias add")

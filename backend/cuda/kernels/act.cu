@@ -109,6 +109,31 @@ MAI_DEV void softmax_fwd(T *out, const T *x, int n, int d) {
 	}
 }
 
+// y[i, :] = x[i, :] * s[i] over rows of d (y may be x): a MoE gate
+// applied to an expert's output rows (nn's ScaleRows).
+template <typename T>
+MAI_DEV void scale_rows(T *y, const T *x, const float *s, i64 n, int d) {
+	for (i64 i = gtid(); i < n * d; i += gstride()) {
+		st(y, i, ld(x, i) * s[i / d]);
+	}
+}
+
+// out[row] = sum_j a[row, j] * b[row, j], one block per row: a gate's
+// gradient (nn's ScaleRows backward).
+template <typename T>
+MAI_DEV void row_dot(float *out, const T *a, const T *b, int n, int d) {
+	__shared__ float scratch[32];
+	i64 row = blockIdx.x;
+	float s = 0.0f;
+	for (int j = threadIdx.x; j < d; j += blockDim.x) {
+		s += ld(a, row * d + j) * ld(b, row * d + j);
+	}
+	s = block_sum(s, scratch);
+	if (threadIdx.x == 0) {
+		out[row] = s;
+	}
+}
+
 // dx += y * (dy - sum(dy * y))
 template <typename T>
 MAI_DEV void softmax_bwd(T *dx, const T *dout, const T *y, int n, int d) {
@@ -282,6 +307,8 @@ extern "C" __global__ void add_f32(float *y, const float *a, const float *b, i64
 extern "C" __global__ void axpy_f32(float *y, const float *x, float alpha, i64 n) { axpy(y, x, alpha, n); }
 extern "C" __global__ void scale_f32(float *x, float s, i64 n) { scale(x, s, n); }
 extern "C" __global__ void bias_add_f32(float *y, const float *b, i64 n, int d) { bias_add(y, b, n, d); }
+extern "C" __global__ void scale_rows_f32(float *y, const float *x, const float *s, i64 n, int d) { scale_rows(y, x, s, n, d); }
+extern "C" __global__ void row_dot_f32(float *out, const float *a, const float *b, int n, int d) { row_dot(out, a, b, n, d); }
 extern "C" __global__ void softmax_fwd_f32(float *out, const float *x, int n, int d) { softmax_fwd(out, x, n, d); }
 extern "C" __global__ void softmax_bwd_f32(float *dx, const float *dout, const float *y, int n, int d) { softmax_bwd(dx, dout, y, n, d); }
 extern "C" __global__ void xent_fwd_f32(float *losses, float *lse, const float *logits, const int *targets, int n, int v) { xent_fwd(losses, lse, logits, targets, n, v); }
@@ -293,6 +320,8 @@ extern "C" __global__ void swiglu_fwd_bf16(bf16_t *out, const bf16_t *g, const b
 extern "C" __global__ void swiglu_bwd_bf16(bf16_t *dg, bf16_t *du, const bf16_t *dout, const bf16_t *g, const bf16_t *u, i64 n) { swiglu_bwd(dg, du, dout, g, u, n); }
 extern "C" __global__ void gelu_fwd_bf16(bf16_t *out, const bf16_t *x, i64 n, int approx) { gelu_fwd(out, x, n, approx); }
 extern "C" __global__ void gelu_bwd_bf16(bf16_t *dx, const bf16_t *dout, const bf16_t *x, i64 n, int approx) { gelu_bwd(dx, dout, x, n, approx); }
+extern "C" __global__ void scale_rows_bf16(bf16_t *y, const bf16_t *x, const float *s, i64 n, int d) { scale_rows(y, x, s, n, d); }
+extern "C" __global__ void row_dot_bf16(float *out, const bf16_t *a, const bf16_t *b, int n, int d) { row_dot(out, a, b, n, d); }
 extern "C" __global__ void add_bf16(bf16_t *y, const bf16_t *a, const bf16_t *b, i64 n) { add(y, a, b, n); }
 extern "C" __global__ void axpy_bf16(bf16_t *y, const bf16_t *x, float alpha, i64 n) { axpy(y, x, alpha, n); }
 extern "C" __global__ void scale_bf16(bf16_t *x, float s, i64 n) { scale(x, s, n); }

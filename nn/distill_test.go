@@ -291,7 +291,6 @@ func BenchmarkLinearDistill(b *testing.B) {
 		b.Run(kind, func(b *testing.B) {
 			tp := NewTape(nil, true)
 			xv, wv := NewParam(x, gx, n, d), NewParam(w, gw, v, d)
-			b.SetBytes(int64(n)) // "MB/s" reads as million rows per second
 			for b.Loop() {
 				tp.Reset()
 				var y *Var

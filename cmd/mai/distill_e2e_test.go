@@ -101,7 +101,10 @@ func agreement(t *testing.T, modelDir, task string) float64 {
 // teacher's distributions (--distill-weight 0.8). mai eval then measures
 // how often each model's greedy answer to 80 held-out prompts is the
 // teacher's greedy answer. Fine-tuning must raise the student's agreement
-// from ~0, and distillation must beat plain SFT by a margin.
+// from 0 by 0.1, and distillation must beat plain SFT by 0.05. (Here it
+// does by 0.24; over the three student seeds of docs/perf/synth.md's
+// walk-through data distillation led by 0.09–0.41, so the margin is kept
+// below the smallest lead seen.)
 func TestDistillEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains three models (about a minute)")
@@ -249,8 +252,8 @@ generators:
 		t.Errorf("the untrained student already agrees on %.4f", before)
 	case sft < before+0.1:
 		t.Errorf("SFT moved agreement from %.4f to %.4f only", before, sft)
-	case distilled < sft+0.1:
-		t.Errorf("distillation agreement %.4f is not above SFT's %.4f by 0.1", distilled, sft)
+	case distilled < sft+0.05:
+		t.Errorf("distillation agreement %.4f is not above SFT's %.4f by 0.05", distilled, sft)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mai-llm/mai/infer"
+	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/tokenizer"
 )
 
@@ -50,11 +51,15 @@ func OpenBackend(ctx context.Context, s BackendSpec) (Backend, error) {
 	return nil, fmt.Errorf("no model: give --model DIR or --server URL")
 }
 
-// OpenCodec returns a tokenizer by name ("byte", "gpt2", ...) or from a
-// model or tokenizer folder.
+// OpenCodec returns a tokenizer by name ("byte", "gpt2", ...), from a
+// model or tokenizer folder, or from a GGUF file's metadata.
 func OpenCodec(nameOrPath string) (infer.Codec, error) {
 	if nameOrPath == "byte" {
 		return infer.ByteCodec{}, nil
+	}
+	if model.IsGGUF(nameOrPath) {
+		c, _, err := modelSource{path: nameOrPath, gguf: true}.codec()
+		return c, err
 	}
 	if st, err := os.Stat(nameOrPath); err == nil && st.IsDir() {
 		if c, err := infer.OpenCodec(nameOrPath); err == nil {

@@ -94,6 +94,9 @@ func TestGGUFModel(t *testing.T) {
 	if ppl[0] != ppl[1] || ppl[0] > 20 {
 		t.Errorf("perplexity: folder %v, GGUF %v", ppl[0], ppl[1])
 	}
+	if c, err := OpenCodec(g); err != nil || len(c.Encode("abc")) != 3 {
+		t.Errorf("OpenCodec(gguf): %v", err)
+	}
 	rows, err := PerplexityByQuant(ctx, g, []string{"f32", "q8_0"}, QuantInput{Texts: texts})
 	if err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ func init() {
 		f.StringVar(&spec.Model, "model", "", "model folder (MAI or Hugging Face), training run directory or .gguf file")
 		f.StringVar(&spec.Server, "server", "", "OpenAI-compatible server URL (uses /v1/completions with echo and logprobs)")
 		f.StringVar(&spec.ServerModel, "server-model", "", "model name on the server (default: the first it lists)")
-		f.StringVar(&spec.Tokenizer, "tokenizer", "", `with --server: send token ids, tokenized with this ("byte", a name, or a folder); default sends text`)
+		f.StringVar(&spec.Tokenizer, "tokenizer", "", `with --server: send token ids, tokenized with this ("byte", a name, a folder or a .gguf file); default sends text`)
 		f.IntVar(&spec.MaxLength, "max-length", 0, "with --server: the model's context in tokens (default: what the server says, else 2048)")
 		spec.APIKey = os.Getenv("OPENAI_API_KEY")
 	}

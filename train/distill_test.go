@@ -354,3 +354,39 @@ func TestDistillConfigErrors(t *testing.T) {
 		t.Fatalf("error %v, want one naming line 1", err)
 	}
 }
+
+// FuzzLoadSFTDistill: any chat JSONL with any logprobs loads or fails with
+// an error, never a panic, and what loads is consistent.
+func FuzzLoadSFTDistill(f *testing.F) {
+	f.Add(`{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"ab","logprobs":{"content":[{"token":"a","logprob":-0.1,"bytes":[97],"top_logprobs":[{"token":"b","logprob":-2,"bytes":[98]}]},{"token":"b","logprob":-0.2}]}}]}`)
+	f.Add(`{"messages":[{"role":"assistant","content":"é","logprobs":{"content":[{"token":"\u00e9","logprob":0,"bytes":[195,169]}]}}]}`)
+	f.Add(`{"messages":[{"role":"assistant","content":"x","logprobs":{"content":[{"token":"x","logprob":-1,"bytes":[300]}]}}]}`)
+	f.Add(`{"messages":[{"role":"assistant","content":"xy<","logprobs":{"content":[{"token":"xy","logprob":-1},{"token":"<|im_end|>","logprob":-1}]}}]}`)
+	f.Add(`{"messages":[{"role":"tool","content":""},{"role":"assistant","content":"","logprobs":{"content":[]}}]}`)
+	tok, err := tokenizer.Load("byte")
+	if err != nil {
+		f.Fatal(err)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data string) {
+		path := filepath.Join(dir, "f.jsonl")
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		set, err := LoadSFTDistill(path, tok, 32, false)
+		if err != nil {
+			return
+		}
+		ts := set.Teacher
+		if err := (&nn.DistillTargets{K: ts.K, Rows: make([]int32, ts.Len()), IDs: ts.IDs, Prob: ts.Prob, Rest: ts.Rest}).Validate(1, tok.VocabSize()); err != nil {
+			t.Fatalf("loaded teacher distributions are invalid: %v", err)
+		}
+		for _, r := range set.Rows {
+			for j, p := range r.SoftPos {
+				if r.Y[p] < 0 || int(r.SoftIdx[j]) >= ts.Len() {
+					t.Fatalf("soft target at %d (target %d, index %d of %d)", p, r.Y[p], r.SoftIdx[j], ts.Len())
+				}
+			}
+		}
+	})
+}

@@ -3,6 +3,7 @@ package train
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/mai-llm/mai/backend/cuda"
@@ -30,11 +31,12 @@ func (t *Trainer) openDevice() error {
 	if name == "" {
 		name = "cpu"
 	}
-	if name != "cpu" && t.Comm.Size() > 1 {
+	if name != "cpu" && (t.Comm.Size() > 1 || t.par != nil) {
 		if name == "auto" {
+			slog.Info("device", "train", "cpu", "why", "several ranks or an expert capacity factor (the cuda step runs one process without capacity limits)")
 			name = "cpu"
 		} else {
-			return errors.New("train: --device cuda runs one process for now; distributed training runs on the CPU")
+			return errors.New("train: --device cuda runs one process without an expert capacity factor for now; distributed training runs on the CPU")
 		}
 	}
 	dev, err := gpu.OpenDevice(name, &t.Model.Cfg)
@@ -82,14 +84,15 @@ func (t *Trainer) attachDevice(dev *cuda.Device, bf16 bool) error {
 }
 
 // microBatch runs micro-batch k of accum on the device (the gradients are
-// cleared at k == 0) and returns its loss.
-func (s *deviceState) microBatch(k int, x, y []int32, b, t int, pk *model.Packed, accum int) (float64, error) {
+// cleared at k == 0) and returns its loss and cross-entropy.
+func (s *deviceState) microBatch(k int, x, y []int32, b, t int, pk *model.Packed, accum int) (loss, ce float64, err error) {
 	if k == 0 {
 		if err := s.model.ZeroGrad(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return s.model.ForwardBackward(x, y, b, t, pk, 1/float32(accum))
+	l, err := s.model.ForwardBackward(x, y, b, t, pk, 1/float32(accum))
+	return l.Loss, l.CE, err
 }
 
 // update applies AdamW on the device.

@@ -40,7 +40,19 @@ type layer struct {
 	attnNorm, attnNormB, mlpNorm, mlpNormB tensor
 	q, k, v, o, qb, kb, vb, ob             tensor
 	qNorm, kNorm                           tensor
-	gate, up, down, gateB, upB, downB      tensor
+	mlp                                    mlpW // dense layers
+	// Mixture-of-experts layers.
+	moe        bool
+	router     tensor
+	experts    []mlpW
+	shared     *mlpW
+	sharedGate tensor
+}
+
+// mlpW is one MLP's parameters and hidden size.
+type mlpW struct {
+	gate, up, down, gateB, upB, downB tensor
+	hidden                            int
 }
 
 // Model is a model.Model's parameters and gradients on a device, with the
@@ -72,9 +84,6 @@ type Model struct {
 // Supported reports why the cuda training step cannot run a config, or nil.
 func Supported(c *model.Config) error {
 	var why []string
-	if c.Experts > 0 {
-		why = append(why, "mixture-of-experts layers")
-	}
 	if c.Pos == "rope" && c.RopeScaling != nil {
 		switch c.RopeScaling.Type {
 		case "", "linear", "llama3":
@@ -169,14 +178,87 @@ func (g *Model) bind(m *model.Model) error {
 		L.q, L.k, L.v, L.o = p(a+"q_proj.weight"), p(a+"k_proj.weight"), p(a+"v_proj.weight"), p(a+"o_proj.weight")
 		L.qb, L.kb, L.vb, L.ob = p(a+"q_proj.bias"), p(a+"k_proj.bias"), p(a+"v_proj.bias"), p(a+"o_proj.bias")
 		L.qNorm, L.kNorm = p(a+"q_norm.weight"), p(a+"k_norm.weight")
-		f := pre + "mlp."
-		L.gate, L.up, L.down = p(f+"gate_proj.weight"), p(f+"up_proj.weight"), p(f+"down_proj.weight")
-		L.gateB, L.upB, L.downB = p(f+"gate_proj.bias"), p(f+"up_proj.bias"), p(f+"down_proj.bias")
-		if L.q.w == nil || L.o.w == nil || L.up.w == nil || L.down.w == nil || (c.MLP == "swiglu" && L.gate.w == nil) {
+		if L.q.w == nil || L.o.w == nil {
 			return fmt.Errorf("gpu: layer %d lacks a projection", l)
+		}
+		mlp := func(f string, hidden int) (mlpW, error) {
+			w := mlpW{gate: p(f + "gate_proj.weight"), up: p(f + "up_proj.weight"), down: p(f + "down_proj.weight"),
+				gateB: p(f + "gate_proj.bias"), upB: p(f + "up_proj.bias"), downB: p(f + "down_proj.bias"), hidden: hidden}
+			if w.up.w == nil || w.down.w == nil || (c.MLP == "swiglu" && w.gate.w == nil) {
+				return w, fmt.Errorf("gpu: layer %d lacks an MLP projection (%s)", l, f)
+			}
+			return w, nil
+		}
+		var err error
+		if !c.IsMoE(l) {
+			if L.mlp, err = mlp(pre+"mlp.", c.FFN); err != nil {
+				return err
+			}
+			continue
+		}
+		L.moe = true
+		L.router = p(pre + "mlp.gate.weight")
+		if L.router.w == nil {
+			return fmt.Errorf("gpu: layer %d lacks its router", l)
+		}
+		for e := 0; e < c.Experts; e++ {
+			w, err := mlp(fmt.Sprintf("%smlp.experts.%d.", pre, e), c.ExpertHidden())
+			if err != nil {
+				return err
+			}
+			L.experts = append(L.experts, w)
+		}
+		if c.SharedExperts > 0 {
+			w, err := mlp(pre+"mlp.shared_expert.", sharedHidden(c))
+			if err != nil {
+				return err
+			}
+			L.shared = &w
+			L.sharedGate = p(pre + "mlp.shared_expert_gate.weight")
 		}
 	}
 	return nil
+}
+
+// sharedHidden is the shared expert block's hidden size (model's layout).
+func sharedHidden(c *model.Config) int {
+	if c.SharedFFN > 0 {
+		return c.SharedFFN
+	}
+	return c.SharedExperts * c.ExpertHidden()
+}
+
+// maxHidden is the largest MLP hidden size of any layer.
+func maxHidden(c *model.Config) int {
+	h := c.FFN
+	if c.Experts > 0 {
+		h = max(h, c.ExpertHidden())
+		if c.SharedExperts > 0 {
+			h = max(h, sharedHidden(c))
+		}
+	}
+	return h
+}
+
+// all lists every parameter view.
+func (g *Model) all() []*tensor {
+	ts := []*tensor{&g.embed, &g.pos, &g.fnorm, &g.fnormB, &g.head}
+	mlp := func(w *mlpW) {
+		ts = append(ts, &w.gate, &w.up, &w.down, &w.gateB, &w.upB, &w.downB)
+	}
+	for l := range g.layers {
+		L := &g.layers[l]
+		ts = append(ts, &L.attnNorm, &L.attnNormB, &L.mlpNorm, &L.mlpNormB, &L.q, &L.k, &L.v, &L.o, &L.qb, &L.kb, &L.vb, &L.ob,
+			&L.qNorm, &L.kNorm, &L.router, &L.sharedGate)
+		mlp(&L.mlp)
+		for e := range L.experts {
+			mlp(&L.experts[e])
+		}
+		if L.shared != nil {
+			mlp(L.shared)
+		}
+	}
+	return ts
 }
 
 // EnableBF16 switches the GEMMs to bf16 operands with f32 accumulation and
@@ -213,15 +295,8 @@ func (g *Model) EnableBF16() error {
 		return err
 	}
 	var errs []error
-	for _, t := range []*tensor{&g.embed, &g.pos, &g.fnorm, &g.fnormB, &g.head} {
+	for _, t := range g.all() {
 		errs = append(errs, set(t))
-	}
-	for l := range g.layers {
-		L := &g.layers[l]
-		for _, t := range []*tensor{&L.attnNorm, &L.attnNormB, &L.mlpNorm, &L.mlpNormB, &L.q, &L.k, &L.v, &L.o, &L.qb, &L.kb, &L.vb, &L.ob,
-			&L.qNorm, &L.kNorm, &L.gate, &L.up, &L.down, &L.gateB, &L.upB, &L.downB} {
-			errs = append(errs, set(t))
-		}
 	}
 	return errors.Join(errs...)
 }

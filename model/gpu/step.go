@@ -34,9 +34,11 @@ type acts struct {
 
 	// Scratch.
 	y, posEmb, dres, dh *cuda.Buffer // [N, D]
+	tmp                 *cuda.Buffer // [N, D] (MoE)
+	row                 *cuda.Buffer // [N] (MoE gates and their gradients)
 	do, dq, dqN, dqLin  *cuda.Buffer // [N, H*hd]
 	dk, dkN, dkLin, dv  *cuda.Buffer // [N, KV*hd]
-	da, dg, du          *cuda.Buffer // [N, F]
+	da, dg, du          *cuda.Buffer // [N, largest hidden size]
 }
 
 // layerActs is what one layer keeps from the forward pass.
@@ -49,7 +51,20 @@ type layerActs struct {
 	o, lse           *cuda.Buffer // attention output [N, H*hd], log-sum-exp [B, H, T]
 	mid              *cuda.Buffer // residual after attention [N, D]
 	h2, mean2, rstd2 *cuda.Buffer // MLP norm's output and statistics
-	g, u, a          *cuda.Buffer // gate and up projections, activation [N, F]
+	mlp              mlpActs      // dense layers
+
+	// Mixture-of-experts layers.
+	rlogits, probs *cuda.Buffer // router logits and probabilities [N, E]
+	shared         mlpActs      // the shared expert block
+	sOut           *cuda.Buffer // its output before the gate [N, D]
+	sig            *cuda.Buffer // its sigmoid gate [N]
+	moe            *moeStep     // this step's routing
+}
+
+// mlpActs is what an MLP keeps: gate and up projections and the
+// activation, [rows, hidden] each (no gate for GELU).
+type mlpActs struct {
+	g, u, a *cuda.Buffer
 }
 
 func (a *acts) free(dev *cuda.Device) error {
@@ -113,10 +128,24 @@ func (g *Model) ensureActs(b, t int) (*acts, error) {
 		L.o, L.lse = f32(n*qd), f32(b*c.Heads*t)
 		L.mid = f32(n * d)
 		L.h2, L.mean2, L.rstd2 = f32(n*d), stat(n), f32(n)
-		if c.MLP == "swiglu" {
-			L.g = f32(n * c.FFN)
+		mlp := func(h int) mlpActs {
+			m := mlpActs{u: f32(n * h), a: f32(n * h)}
+			if c.MLP == "swiglu" {
+				m.g = f32(n * h)
+			}
+			return m
 		}
-		L.u, L.a = f32(n*c.FFN), f32(n*c.FFN)
+		if !c.IsMoE(l) {
+			L.mlp = mlp(c.FFN)
+			continue
+		}
+		L.rlogits, L.probs = f32(n*c.Experts), f32(n*c.Experts)
+		if c.SharedExperts > 0 {
+			L.shared, L.sOut = mlp(sharedHidden(c)), f32(n*d)
+			if c.SharedGate {
+				L.sig = f32(n)
+			}
+		}
 	}
 	a.hf, a.meanF, a.rstdF = f32(n*d), stat(n), f32(n)
 	a.pos, a.start, a.targets = alloc(cuda.I32, n), alloc(cuda.I32, n), alloc(cuda.I32, n)
@@ -128,9 +157,13 @@ func (g *Model) ensureActs(b, t int) (*acts, error) {
 	}
 	a.do, a.dq, a.dqN, a.dqLin = f32(n*qd), f32(n*qd), f32(n*qd), f32(n*qd)
 	a.dk, a.dkN, a.dkLin, a.dv = f32(n*kvd), f32(n*kvd), f32(n*kvd), f32(n*kvd)
-	a.da, a.dg, a.du = f32(n*c.FFN), f32(n*c.FFN), f32(n*c.FFN)
+	mh := maxHidden(c)
+	a.da, a.dg, a.du = f32(n*mh), f32(n*mh), f32(n*mh)
+	if c.Experts > 0 {
+		a.tmp, a.row = f32(n*d), f32(n*max(1, c.Experts))
+	}
 	if g.bf16 {
-		k := max(n*max(d, qd, c.FFN), a.chunkRows*c.Vocab)
+		k := max(n*max(d, qd, mh, c.Experts), a.chunkRows*c.Vocab)
 		a.cast[0], a.cast[1] = alloc(cuda.BF16, k), alloc(cuda.BF16, k)
 	}
 	if err != nil {
@@ -167,60 +200,119 @@ func (e *errs) do(err error) {
 	}
 }
 
+// Losses is what a micro-batch's forward pass measured.
+type Losses struct {
+	// Loss is what the gradient is of: the mean cross-entropy plus the
+	// MoE layers' weighted auxiliary losses (model.Model.Loss's loss).
+	Loss float64
+	CE   float64 // the mean cross-entropy of the counted targets
+	// Load is, per MoE layer, the fraction of routing slots each expert got.
+	Load [][]float32
+}
+
 // ForwardBackward runs one micro-batch: the forward pass over ids [b*t],
 // the mean cross-entropy of targets [b*t] (negative targets are ignored),
 // and the backward pass, adding scale × the loss's gradient into Grads
 // (scale is 1/accumulation steps in a training loop). pk, when not nil,
-// gives packed documents' positions and first visible keys. It returns the
-// loss; its gradients stay on the device.
-func (g *Model) ForwardBackward(ids, targets []int32, b, t int, pk *model.Packed, scale float32) (float64, error) {
+// gives packed documents' positions and first visible keys. The gradients
+// stay on the device.
+func (g *Model) ForwardBackward(ids, targets []int32, b, t int, pk *model.Packed, scale float32) (Losses, error) {
 	return g.run(ids, targets, b, t, pk, scale, true)
 }
 
-// Loss returns the mean cross-entropy of targets without a backward pass
-// (validation).
-func (g *Model) Loss(ids, targets []int32, b, t int, pk *model.Packed) (float64, error) {
+// Loss runs the forward pass without a backward pass (validation).
+func (g *Model) Loss(ids, targets []int32, b, t int, pk *model.Packed) (Losses, error) {
 	return g.run(ids, targets, b, t, pk, 0, false)
 }
 
-func (g *Model) run(ids, targets []int32, b, t int, pk *model.Packed, scale float32, backward bool) (float64, error) {
+func (g *Model) run(ids, targets []int32, b, t int, pk *model.Packed, scale float32, backward bool) (Losses, error) {
 	c := &g.Cfg
 	if b <= 0 || t <= 0 || len(ids) != b*t || len(targets) != b*t {
-		return 0, fmt.Errorf("gpu: %d ids and %d targets for batch %d×%d", len(ids), len(targets), b, t)
+		return Losses{}, fmt.Errorf("gpu: %d ids and %d targets for batch %d×%d", len(ids), len(targets), b, t)
 	}
 	if t > c.MaxSeq {
-		return 0, fmt.Errorf("gpu: %d positions exceed the context length %d", t, c.MaxSeq)
+		return Losses{}, fmt.Errorf("gpu: %d positions exceed the context length %d", t, c.MaxSeq)
 	}
 	for _, y := range targets {
 		if int(y) >= c.Vocab {
-			return 0, fmt.Errorf("gpu: target id %d outside the vocabulary [0,%d)", y, c.Vocab)
+			return Losses{}, fmt.Errorf("gpu: target id %d outside the vocabulary [0,%d)", y, c.Vocab)
 		}
 	}
 	a, err := g.ensureActs(b, t)
 	if err != nil {
-		return 0, err
+		return Losses{}, err
 	}
 	bt, err := g.upload(a, ids, targets, pk)
 	if err != nil {
-		return 0, err
+		return Losses{}, err
 	}
 	defer bt.free()
+	defer func() {
+		for l := range a.layers {
+			if ms := a.layers[l].moe; ms != nil {
+				ms.release(g.Dev)
+				a.layers[l].moe = nil
+			}
+		}
+	}()
 	if err := g.forward(a, bt); err != nil {
-		return 0, err
+		return Losses{}, err
 	}
 	if err := g.classifier(a, bt, scale, backward); err != nil {
-		return 0, err
+		return Losses{}, err
 	}
 	if backward {
-		if err := g.backward(a, bt); err != nil {
-			return 0, err
+		if err := g.backward(a, bt, scale); err != nil {
+			return Losses{}, err
 		}
 	}
-	var loss [1]float32
-	if err := g.Dev.Download(loss[:], a.loss); err != nil {
-		return 0, err
+	var ce [1]float32
+	if err := g.Dev.Download(ce[:], a.loss); err != nil {
+		return Losses{}, err
 	}
-	return float64(loss[0]), nil
+	// The auxiliary losses as model's forward weighs them (WeightedSum in
+	// float32, layer order, each coefficient divided by the MoE layers).
+	var aux float32
+	aw, zw := g.auxWeights()
+	for l := range a.layers {
+		if ms := a.layers[l].moe; ms != nil {
+			if c.AuxLossCoef > 0 {
+				aux += aw * ms.aux
+			}
+			if c.ZLossCoef > 0 {
+				aux += zw * ms.z
+			}
+		}
+	}
+	r := Losses{Loss: float64(ce[0] + aux), CE: float64(ce[0])}
+	for l := range a.layers {
+		if ms := a.layers[l].moe; ms != nil {
+			r.Load = append(r.Load, ms.load)
+		}
+	}
+	return r, nil
+}
+
+// auxWeights returns the total loss's weights on each MoE layer's
+// load-balancing loss and z-loss (0 where unused).
+func (g *Model) auxWeights() (aux, z float32) {
+	c := &g.Cfg
+	nMoE := 0
+	for l := range g.layers {
+		if g.layers[l].moe {
+			nMoE++
+		}
+	}
+	if nMoE == 0 {
+		return 0, 0
+	}
+	if c.AuxLossCoef > 0 {
+		aux = float32(c.AuxLossCoef) / float32(nMoE)
+	}
+	if c.ZLossCoef > 0 {
+		z = float32(c.ZLossCoef) / float32(nMoE)
+	}
+	return aux, z
 }
 
 // upload copies a micro-batch's ids, positions and targets to the device.
@@ -390,15 +482,13 @@ func (g *Model) forward(a *acts, bt *batch) error {
 		e.do(dev.AttentionForward(at, L.o, L.lse, L.q, L.k, L.v))
 		g.linear(&e, a, a.y, L.o, W.o, W.ob, n, qd, d)
 		g.norm(&e, L.mid, L.h2, L.mean2, L.rstd2, a.res[l], a.y, W.mlpNorm, W.mlpNormB, n)
-		if c.MLP == "swiglu" {
-			g.linear(&e, a, L.g, L.h2, W.gate, W.gateB, n, d, c.FFN)
-			g.linear(&e, a, L.u, L.h2, W.up, W.upB, n, d, c.FFN)
-			e.do(dev.SwiGLUForward(L.a, L.g, L.u))
+		if W.moe {
+			if e.err == nil {
+				e.do(g.moeForward(a, W, L))
+			}
 		} else {
-			g.linear(&e, a, L.u, L.h2, W.up, W.upB, n, d, c.FFN)
-			e.do(dev.GELUForward(L.a, L.u, c.Act != "gelu"))
+			g.mlpForward(&e, a, &W.mlp, L.h2, n, L.mlp, a.y)
 		}
-		g.linear(&e, a, a.y, L.a, W.down, W.downB, n, c.FFN, d)
 		if e.err != nil {
 			return fmt.Errorf("gpu: forward, layer %d: %w", l, e.err)
 		}
@@ -409,6 +499,49 @@ func (g *Model) forward(a *acts, bt *batch) error {
 		return fmt.Errorf("gpu: forward, final norm: %w", e.err)
 	}
 	return nil
+}
+
+// mlpForward computes y [rows, D] = MLP(x) with w, keeping its activations
+// in m (each [rows, hidden]).
+func (g *Model) mlpForward(e *errs, a *acts, w *mlpW, x *cuda.Buffer, rows int, m mlpActs, y *cuda.Buffer) {
+	c := &g.Cfg
+	d, h := c.Dim, w.hidden
+	if c.MLP == "swiglu" {
+		g.linear(e, a, m.g, x, w.gate, w.gateB, rows, d, h)
+		g.linear(e, a, m.u, x, w.up, w.upB, rows, d, h)
+		e.do(g.Dev.SwiGLUForward(m.a, m.g, m.u))
+	} else {
+		g.linear(e, a, m.u, x, w.up, w.upB, rows, d, h)
+		e.do(g.Dev.GELUForward(m.a, m.u, c.Act != "gelu"))
+	}
+	g.linear(e, a, y, m.a, w.down, w.downB, rows, h, d)
+}
+
+// mlpBackward sets dx = dMLP/dx · dy (adds it when accum) and adds the
+// MLP's parameter gradients; the scratch is a.da, a.dg, a.du.
+func (g *Model) mlpBackward(e *errs, a *acts, w *mlpW, x *cuda.Buffer, rows int, m mlpActs, dy, dx *cuda.Buffer, accum bool) {
+	c := &g.Cfg
+	d, h := c.Dim, w.hidden
+	view := func(b *cuda.Buffer) *cuda.Buffer {
+		v, err := b.View(0, rows*h)
+		e.do(err)
+		return v
+	}
+	da, dg, du := view(a.da), view(a.dg), view(a.du)
+	if e.err != nil {
+		return
+	}
+	g.linearBack(e, a, da, dy, m.a, w.down, w.downB, rows, h, d, false)
+	e.do(g.Dev.Zero(du))
+	if c.MLP == "swiglu" {
+		e.do(g.Dev.Zero(dg))
+		e.do(g.Dev.SwiGLUBackward(dg, du, da, m.g, m.u))
+		g.linearBack(e, a, dx, dg, x, w.gate, w.gateB, rows, d, h, accum)
+		g.linearBack(e, a, dx, du, x, w.up, w.upB, rows, d, h, true)
+	} else {
+		e.do(g.Dev.GELUBackward(du, da, m.u, c.Act != "gelu"))
+		g.linearBack(e, a, dx, du, x, w.up, w.upB, rows, d, h, accum)
+	}
 }
 
 // classifier computes the logits a chunk of rows at a time, their
@@ -458,7 +591,7 @@ func (g *Model) classifier(a *acts, bt *batch, scale float32, backward bool) err
 
 // backward runs the blocks in reverse from dh, the final norm output's
 // gradient, adding every parameter's gradient into Grads.
-func (g *Model) backward(a *acts, bt *batch) error {
+func (g *Model) backward(a *acts, bt *batch, scale float32) error {
 	c := &g.Cfg
 	dev := g.Dev
 	n, d := a.n, c.Dim
@@ -472,16 +605,13 @@ func (g *Model) backward(a *acts, bt *batch) error {
 	for l := nl - 1; l >= 0; l-- {
 		W, L := &g.layers[l], &a.layers[l]
 		// MLP: its output's gradient is the residual's.
-		g.linearBack(&e, a, a.da, a.dres, L.a, W.down, W.downB, n, c.FFN, d, false)
-		e.do(dev.Zero(a.du))
-		if c.MLP == "swiglu" {
-			e.do(dev.Zero(a.dg))
-			e.do(dev.SwiGLUBackward(a.dg, a.du, a.da, L.g, L.u))
-			g.linearBack(&e, a, a.dh, a.dg, L.h2, W.gate, W.gateB, n, d, c.FFN, false)
-			g.linearBack(&e, a, a.dh, a.du, L.h2, W.up, W.upB, n, d, c.FFN, true)
+		if W.moe {
+			if e.err == nil {
+				aw, zw := g.auxWeights()
+				e.do(g.moeBackward(a, W, L, aw*scale, zw*scale))
+			}
 		} else {
-			e.do(dev.GELUBackward(a.du, a.da, L.u, c.Act != "gelu"))
-			g.linearBack(&e, a, a.dh, a.du, L.h2, W.up, W.upB, n, d, c.FFN, false)
+			g.mlpBackward(&e, a, &W.mlp, L.h2, n, L.mlp, a.dres, a.dh, false)
 		}
 		g.normBack(&e, a.dres, a.dh, L.mid, L.mean2, L.rstd2, W.mlpNorm, W.mlpNormB, n)
 		// Attention: its output's gradient is the residual's.

@@ -106,7 +106,13 @@ func configs(t *testing.T) map[string]model.Config {
 	qwen := tiny // untied, QKV bias, QK-norm, sliding window, partial rotary, llama3 scaling
 	qwen.Tied, qwen.QKVBias, qwen.QKNorm, qwen.SlidingWindow, qwen.PartialRotary = false, true, true, 5, 0.5
 	qwen.RopeScaling = &model.RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPos: 64}
-	return map[string]model.Config{"tiny": tiny, "gpt2": gpt2, "qwen": qwen}
+	moe, err := model.Preset("tiny-moe") // top-2 of 8 experts, normalized gates, a gated shared expert, aux and z losses
+	if err != nil {
+		t.Fatal(err)
+	}
+	moe.Layers, moe.MoEEvery = 2, 2 // a dense layer, then a MoE one
+	moe.FFN = 96
+	return map[string]model.Config{"tiny": tiny, "gpt2": gpt2, "qwen": qwen, "moe": moe}
 }
 
 // batchOf returns random ids and targets, a few targets ignored.
@@ -185,13 +191,14 @@ func (s *cpuStep) update(clip, lr float64) float64 {
 // gpuStep is the same step on the device.
 func gpuStep(t *testing.T, g *Model, opt *cuda.AdamW, x, y []int32, b, tt int, pk *model.Packed, clip, lr float64, grads, clipped []float32) (loss, norm float64) {
 	t.Helper()
-	var err error
-	if err = g.ZeroGrad(); err != nil {
+	if err := g.ZeroGrad(); err != nil {
 		t.Fatal(err)
 	}
-	if loss, err = g.ForwardBackward(x, y, b, tt, pk, 1); err != nil {
+	l, err := g.ForwardBackward(x, y, b, tt, pk, 1)
+	if err != nil {
 		t.Fatal(err)
 	}
+	loss = l.Loss
 	if grads != nil {
 		if err := g.DownloadGrads(grads); err != nil {
 			t.Fatal(err)
@@ -304,7 +311,14 @@ func TestTrainStepMatchesCPU(t *testing.T) {
 // compares the losses and final parameters with the CPU path.
 func TestStepsMatchCPU(t *testing.T) {
 	forDevices(t, func(t *testing.T, d *cuda.Device) {
-		c := configs(t)["tiny"]
+		for _, name := range []string{"tiny", "moe"} {
+			t.Run(name, func(t *testing.T) { stepsMatchCPU(t, d, configs(t)[name]) })
+		}
+	})
+}
+
+func stepsMatchCPU(t *testing.T, d *cuda.Device, c model.Config) {
+	{
 		ref, g, opt := newPair(t, d, c)
 		const b, tt, clip = 2, 10, 1.0
 		for step := range 3 {
@@ -353,7 +367,7 @@ func TestStepsMatchCPU(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got += l / float64(accum)
+				got += l.Loss / float64(accum)
 			}
 			norm, err := g.ClipGrads(clip)
 			if err != nil {
@@ -379,8 +393,8 @@ func TestStepsMatchCPU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := float64(ce.Data[0]); math.Abs(got-want) > 1e-4*want {
-			t.Errorf("validation loss %.7f, CPU %.7f", got, want)
+		if want := float64(ce.Data[0]); math.Abs(got.CE-want) > 1e-4*want {
+			t.Errorf("validation loss %.7f, CPU %.7f", got.CE, want)
 		}
 		m2, err := model.New(c, false)
 		if err != nil {
@@ -396,16 +410,17 @@ func TestStepsMatchCPU(t *testing.T) {
 		if worstParam > 0.05*3e-3*3 {
 			t.Errorf("parameters after three steps differ by up to %.3g", worstParam)
 		}
-	})
+	}
 }
 
 func TestUnsupportedAndBadInput(t *testing.T) {
-	moe, err := model.Preset("tiny-moe")
+	yarn, err := model.Preset("tiny")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Supported(&moe); err == nil {
-		t.Error("a MoE config is reported supported")
+	yarn.RopeScaling = &model.RopeScaling{Type: "yarn", Factor: 4}
+	if err := Supported(&yarn); err == nil {
+		t.Error("yarn RoPE scaling is reported supported")
 	}
 	forDevices(t, func(t *testing.T, d *cuda.Device) {
 		c := configs(t)["tiny"]
@@ -473,7 +488,7 @@ func TestTrainStepBF16(t *testing.T) {
 				if err := g.Update(opt, lr); err != nil {
 					t.Fatal(err)
 				}
-				if math.Abs(loss-wantLoss) > 2e-3*wantLoss {
+				if math.Abs(loss.Loss-wantLoss) > 2e-3*wantLoss {
 					t.Errorf("loss %.6f, CPU %.6f", loss, wantLoss)
 				}
 				floor := 1e-3 * rms(ref.m.Grads)
@@ -510,7 +525,7 @@ func TestTrainStepBF16(t *testing.T) {
 						t.Fatalf("bf16 parameter %d: %#04x, want %#04x (%g rounded)", i, bf[i], want, params[i])
 					}
 				}
-				t.Logf("loss %.6f (CPU f32 %.6f), worst gradient error %.2g in norm", loss, wantLoss, worstGrad)
+				t.Logf("loss %.6f (CPU f32 %.6f), worst gradient error %.2g in norm", loss.Loss, wantLoss, worstGrad)
 			})
 		}
 	})

@@ -4,7 +4,8 @@
 // train_gpt2.cu does, for the dense families MAI's presets use: RMSNorm or
 // LayerNorm, RoPE or learned positions, grouped-query attention (optional
 // QK-norm and sliding window), SwiGLU or GELU MLPs, optional biases, a tied
-// or untied head.
+// or untied head, and mixture-of-experts layers (top-k routing, normalized
+// gates, shared expert, load-balancing and z losses; moe.go).
 //
 // It is not a second model definition: the parameters keep model.Model's
 // flat layout (one f32 buffer for the weights, one for the gradients, at
@@ -13,10 +14,11 @@
 // path's (nn and backend/cpu), with the same fusions: each residual sum is
 // computed with the norm after it, and the classifier runs with the
 // cross-entropy a chunk of rows at a time, its gradient taken at once, so
-// the [B·T, V] logits are never held whole. Activations are f32.
+// the [B·T, V] logits are never held whole. Activations are f32; GEMM
+// operands may be bf16 (EnableBF16).
 //
-// Not yet here: mixture-of-experts layers, RoPE scaling other than linear
-// and llama3, bf16 activations, and incremental decoding.
+// Not yet here: RoPE scaling other than linear and llama3, bf16 activation
+// storage, an expert capacity factor, and incremental decoding.
 package gpu
 
 import (

@@ -231,11 +231,14 @@ func (t *Trainer) setupParallel() error {
 	}
 	t.par = &model.Parallel{Batch: world, Experts: ep, CapacityFactor: t.Cfg.CapacityFactor,
 		GradReady: dp.unitDone, Fail: t.fatal}
-	mb := t.Cfg.BucketMB
-	if mb == 0 {
-		mb = DefaultBucketMB
+	elems := 1 // ZeRO-2: one bucket per block, the smallest gradient working set
+	if mb := t.Cfg.BucketMB; mb > 0 || dp.zero < 2 {
+		if mb == 0 {
+			mb = DefaultBucketMB
+		}
+		elems = max(1, int(mb*(1<<20)/4))
 	}
-	held := dp.plan(m, t.par, grads, edp, max(1, int(mb*(1<<20)/4)))
+	held := dp.plan(m, t.par, grads, edp, elems)
 	// This rank's buffers replace the model's full ones (and the full
 	// optimizer moments of a resumed run), which are dropped.
 	dp.allocate(m, held, t.Opt)
@@ -506,13 +509,13 @@ type dataParallel struct {
 	queue   chan *bucket
 	pending sync.WaitGroup
 
-	params  []float32    // this rank's parameters (Model.Params)
-	grads   []float32    // Zero 0 and 1: this rank's gradients (Model.Grads)
-	segs    []nn.Segment // Zero 0: weight decay runs of params
-	m, v    []float32    // Zero 0: moments of params
-	send    []float32    // Zero 0 and 1: the worker's packing buffer; Zero 1: the update's gradients and all-gather buffer
-	scratch []float32    // Zero 1 and 2: the parameter chunk being updated; the worker's reduce-scatter result
-	mem     Memory
+	params []float32    // this rank's parameters (Model.Params)
+	grads  []float32    // Zero 0 and 1: this rank's gradients (Model.Grads)
+	segs   []nn.Segment // Zero 0: weight decay runs of params
+	m, v   []float32    // Zero 0: moments of params
+	send   []float32    // Zero 0 and 1: the worker's packing buffer; Zero 1: the update's gradients and all-gather buffer
+	recv   []float32    // Zero 1: the worker's reduce-scatter result
+	mem    Memory
 
 	mu  sync.Mutex
 	err error
@@ -520,9 +523,9 @@ type dataParallel struct {
 	lossAcc, ceAcc float64 // this rank's weighted share of the step's loss
 }
 
-// Memory is what one rank holds for training, in bytes: parameters (with
-// the update's scratch chunk), gradients (with the buffers gradients are
-// written, packed and reduced in) and optimizer moments.
+// Memory is what one rank holds for training, in bytes: parameters,
+// gradients (with the buffers gradients are written, packed and reduced in)
+// and optimizer moments.
 type Memory struct {
 	Params    int64 `json:"params"`
 	Grads     int64 `json:"grads"`
@@ -733,9 +736,9 @@ func (dp *dataParallel) allocate(m *model.Model, held []localParam, opt *nn.Adam
 		dp.mem = mem.bytes()
 		return
 	}
-	dp.scratch = make([]float32, maxChunk)
-	mem.Params += int64(maxChunk)
 	if zero == 1 {
+		dp.recv = make([]float32, maxChunk)
+		mem.Grads += int64(maxChunk)
 		dp.send = make([]float32, maxSend)
 		mem.Grads += int64(maxSend)
 	}
@@ -773,8 +776,8 @@ func (dp *dataParallel) allocate(m *model.Model, held []localParam, opt *nn.Adam
 			mem.Grads += int64(b.n)
 			b.point(b.shard)
 		case zero == 2:
-			b.shard = make([]float32, k)
-			mem.Grads += int64(k)
+			b.shard = make([]float32, b.chunk)
+			mem.Grads += int64(b.chunk)
 			if b.last == -1 {
 				b.slot = newSlot(b.size * b.chunk)
 				mem.Grads += int64(b.size * b.chunk)
@@ -1008,7 +1011,7 @@ func (dp *dataParallel) reduceBucket(b *bucket) error {
 		if b.size == 1 {
 			return nil
 		}
-		buf, recv := dp.send[:b.size*b.chunk], dp.scratch[:b.chunk]
+		buf, recv := dp.send[:b.size*b.chunk], dp.recv[:b.chunk]
 		b.pack(buf, dp.grads, 0, b.n)
 		clear(buf[b.n:])
 		if err := b.comm.ReduceScatter(buf, recv, dist.Sum); err != nil {
@@ -1019,18 +1022,16 @@ func (dp *dataParallel) reduceBucket(b *bucket) error {
 	}
 	defer func() { b.slot.free <- struct{}{} }()
 	send := b.slot.buf[:b.size*b.chunk]
-	if b.fresh {
-		b.fresh = false
-		return b.comm.ReduceScatter(send, b.shard[:b.chunk], dist.Sum)
+	if !b.fresh {
+		// Accumulate over micro-batches: this rank's earlier sum joins the
+		// reduction as part of its own contribution to its chunk.
+		mine := send[b.rank*b.chunk : (b.rank+1)*b.chunk]
+		for i, v := range b.shard {
+			mine[i] += v
+		}
 	}
-	recv := dp.scratch[:b.chunk]
-	if err := b.comm.ReduceScatter(send, recv, dist.Sum); err != nil {
-		return err
-	}
-	for i := range b.shard {
-		b.shard[i] += recv[i]
-	}
-	return nil
+	b.fresh = false
+	return b.comm.ReduceScatter(send, b.shard, dist.Sum)
 }
 
 // reduce waits for every bucket, then returns the global gradient norm
@@ -1094,28 +1095,43 @@ func (dp *dataParallel) update(lr float64) error {
 			dp.updateLocal(b, hp(b.m, b.v), lr)
 			continue
 		}
-		k := b.hi - b.lo
-		p := dp.scratch[:k]
-		b.pack(p, dp.params, b.lo, b.hi)
-		g := b.shard
-		if dp.zero == 1 {
-			g = dp.send[:k]
-			b.pack(g, dp.grads, b.lo, b.hi)
-		}
-		hp(b.m, b.v).Update(t.pool, p, g[:k], clipSegs(b.segs, b.lo, b.hi), lr)
-		clear(dp.scratch[k:b.chunk])
+		// The chunk is updated where the all-gather (in place) expects it.
 		all := dp.send
 		if dp.zero == 2 {
 			all = b.slot.buf // free: every reduction is done
 		}
 		all = all[:b.size*b.chunk]
-		if err := b.comm.AllGather(dp.scratch[:b.chunk], all); err != nil {
+		mine := all[b.rank*b.chunk : (b.rank+1)*b.chunk]
+		k := b.hi - b.lo
+		p := mine[:k]
+		b.pack(p, dp.params, b.lo, b.hi)
+		if dp.zero == 2 {
+			hp(b.m, b.v).Update(t.pool, p, b.shard[:k], clipSegs(b.segs, b.lo, b.hi), lr)
+		} else {
+			dp.updateChunk(b, hp(b.m, b.v), p, lr)
+		}
+		clear(mine[k:])
+		if err := b.comm.AllGather(mine, all); err != nil {
 			return fmt.Errorf("parameter all-gather: %w", err)
 		}
 		b.unpack(dp.params, all, 0, b.n)
 	}
 	t.Opt.Step = step + 1
 	return nil
+}
+
+// updateChunk applies AdamW to this rank's chunk p (packed) of a bucket
+// with the gradients in the gradient buffer (Zero 1), span by span.
+func (dp *dataParallel) updateChunk(b *bucket, o *nn.AdamW, p []float32, lr float64) {
+	step := o.Step
+	pos := 0
+	for _, s := range b.spans {
+		if lo, hi := max(b.lo, pos), min(b.hi, pos+s.n); lo < hi {
+			o.M, o.V, o.Step = b.m[lo-b.lo:hi-b.lo], b.v[lo-b.lo:hi-b.lo], step
+			o.Update(dp.t.pool, p[lo-b.lo:hi-b.lo], dp.grads[s.off+lo-pos:s.off+hi-pos], clipSegs(b.segs, lo, hi), lr)
+		}
+		pos += s.n
+	}
 }
 
 // updateLocal applies AdamW to a bucket no other rank shares, span by span
@@ -1169,12 +1185,7 @@ func (dp *dataParallel) gatherParams() ([]float32, error) {
 	return full, nil
 }
 
-func (dp *dataParallel) tmpChunk(b *bucket) []float32 {
-	if k := b.hi - b.lo; len(dp.scratch) >= k {
-		return dp.scratch[:k]
-	}
-	return make([]float32, b.hi-b.lo)
-}
+func (dp *dataParallel) tmpChunk(b *bucket) []float32 { return make([]float32, b.hi-b.lo) }
 
 // gatherMoments returns the full AdamW moments in the one-process flat
 // layout, assembled as gatherParams does.

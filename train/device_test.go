@@ -2,6 +2,7 @@ package train
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -28,7 +29,7 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 	}
 	defer dev.Close()
 	dataDir := corpus(t, 60_000)
-	run := func(name string, attach bool) (string, []float64) {
+	run := func(name string, attach bool) (string, string, []float64) {
 		cfg := tinyConfig(dataDir, filepath.Join(t.TempDir(), name))
 		cfg.Batch, cfg.Seq, cfg.Steps, cfg.Warmup = 2, 16, 3, 1
 		cfg.EvalEvery, cfg.EvalBatches, cfg.SaveEvery = 2, 1, 2
@@ -46,13 +47,22 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return sum.ModelDir, readLosses(t, cfg.Out)
+		return cfg.Out, sum.ModelDir, readLosses(t, cfg.Out)
 	}
-	cpuDir, cpuLoss := run("cpu", false)
-	devDir, devLoss := run("emu", true)
+	cpuOut, cpuDir, cpuLoss := run("cpu", false)
+	devOut, devDir, devLoss := run("emu", true)
 	for i := range cpuLoss {
 		if math.Abs(devLoss[i]-cpuLoss[i]) > 1e-4*cpuLoss[i] {
 			t.Errorf("step %d: loss %.6f on the device, %.6f on the CPU", i+1, devLoss[i], cpuLoss[i])
+		}
+	}
+	cpuVal, devVal := readValLosses(t, cpuOut), readValLosses(t, devOut)
+	if len(cpuVal) == 0 || len(cpuVal) != len(devVal) {
+		t.Fatalf("validation losses: CPU %v, device %v", cpuVal, devVal)
+	}
+	for i := range cpuVal {
+		if math.Abs(devVal[i]-cpuVal[i]) > 1e-4*cpuVal[i] {
+			t.Errorf("validation %d: loss %.6f on the device, %.6f on the CPU", i, devVal[i], cpuVal[i])
 		}
 	}
 	a, err := model.Load(cpuDir, false)
@@ -70,7 +80,27 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 	if worst > 1e-4 {
 		t.Errorf("checkpoints differ by up to %.3g", worst)
 	}
-	t.Logf("losses CPU %.5f, device %.5f; checkpoints within %.2g", cpuLoss, devLoss, worst)
+	t.Logf("losses CPU %.5f, device %.5f; validation CPU %.5f, device %.5f; checkpoints within %.2g", cpuLoss, devLoss, cpuVal, devVal, worst)
+}
+
+// readValLosses returns the validation losses in a run's metrics log.
+func readValLosses(t *testing.T, run string) []float64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []float64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var m Metrics
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.ValLoss != nil {
+			out = append(out, *m.ValLoss)
+		}
+	}
+	return out
 }
 
 // TestDeviceFlag: cpu and auto train without a GPU; cuda without one says

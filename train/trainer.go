@@ -349,6 +349,9 @@ var ErrStopped = errors.New("train: stopped by --stop-after")
 
 // Validate returns the mean validation loss over n batches read in order.
 func (t *Trainer) Validate(n int) (float64, error) {
+	if t.gpu != nil && t.sftVal == nil {
+		return t.validateDevice(n) // device.go
+	}
 	if err := t.pullDevice(); err != nil {
 		return 0, err
 	}

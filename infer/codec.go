@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/mai-llm/mai/model"
 
 	"github.com/mai-llm/mai/tokenizer"
 )
@@ -52,8 +55,18 @@ var codecs = map[string]func(dir string) (Codec, error){
 // RegisterCodec adds a tokenizer loader under a name.
 func RegisterCodec(name string, open func(dir string) (Codec, error)) { codecs[name] = open }
 
-// OpenCodec returns the tokenizer saved beside a model's weights.
+// OpenCodec returns the tokenizer saved beside a model's weights, or the
+// one in a GGUF file's metadata when dir names a .gguf file.
 func OpenCodec(dir string) (Codec, error) {
+	if strings.HasSuffix(dir, ".gguf") {
+		var c Codec
+		err := model.WithGGUFTokenizer(dir, func(tmp string) error {
+			var err error
+			c, err = OpenCodec(tmp)
+			return err
+		})
+		return c, err
+	}
 	name := "byte"
 	if b, err := os.ReadFile(filepath.Join(dir, "mai_tokenizer.json")); err == nil {
 		var v struct {

@@ -418,3 +418,31 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// WithGGUFTokenizer writes the tokenizer of the GGUF file at path into a
+// temporary folder (see WriteGGUFTokenizer), calls fn with that folder and
+// removes it. Readers that take a model folder (tokenizers, chat templates)
+// thus read a GGUF file's tokenizer the same way.
+func WithGGUFTokenizer(path string, fn func(dir string) error) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "mai-gguf-tokenizer-")
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("%s: tokenizer: %w", path, err)
+	}
+	defer os.RemoveAll(tmp)
+	err = WriteGGUFTokenizer(f, tmp)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s: tokenizer: %w", path, err)
+	}
+	_, errMAI := os.Stat(filepath.Join(tmp, "mai_tokenizer.json"))
+	_, errHF := os.Stat(filepath.Join(tmp, "tokenizer.json"))
+	if errMAI != nil && errHF != nil {
+		return fmt.Errorf("%s holds no tokenizer MAI can read (byte-level BPE, SentencePiece and MAI tokenizers are)", path)
+	}
+	return fn(tmp)
+}

@@ -32,12 +32,13 @@ func (t *Trainer) openDevice() error {
 	if name == "" {
 		name = "cpu"
 	}
-	if name != "cpu" && (t.Comm.Size() > 1 || t.par != nil) {
+	if name != "cpu" && (t.Comm.Size() > 1 || t.par != nil || t.distill != nil) {
+		const why = "the cuda step runs one process, without an expert capacity factor or distillation, for now"
 		if name == "auto" {
-			slog.Info("device", "train", "cpu", "why", "several ranks or an expert capacity factor (the cuda step runs one process without capacity limits)")
+			slog.Info("device", "train", "cpu", "why", why)
 			name = "cpu"
 		} else {
-			return errors.New("train: --device cuda runs one process without an expert capacity factor for now; distributed training runs on the CPU")
+			return errors.New("train: --device cuda: " + why + "; train this run with --device cpu")
 		}
 	}
 	dev, err := gpu.OpenDevice(name, &t.Model.Cfg)

@@ -512,3 +512,100 @@ func TestDistributedRankFails(t *testing.T) {
 	}
 	t.Logf("job ended after %v with %v", took.Round(time.Millisecond), err)
 }
+
+// rankComm is a communicator that only knows its rank and size: enough to
+// plan and allocate a rank's buffers without running collectives.
+type rankComm struct {
+	dist.Comm
+	rank, size int
+}
+
+func (c rankComm) Rank() int { return c.rank }
+func (c rankComm) Size() int { return c.size }
+
+// TestShardAllocation lays out rank 1 of 2 (experts split, all ZeRO
+// stages) and checks that it holds exactly its parameters with their
+// values, the other rank's experts not at all, gradients in its own
+// buffers, the optimizer moments of its shard taken from the full ones,
+// and memory figures that add up.
+func TestShardAllocation(t *testing.T) {
+	c, err := model.Preset("tiny-moe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, zero := range []int{0, 1, 2} {
+		m, err := model.New(c, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Init(3)
+		orig := map[string][]float32{}
+		for _, p := range m.Tensors {
+			orig[p.Name] = slices.Clone(p.V.Data)
+		}
+		n := len(m.Params)
+		opt := nn.NewAdamW(n, 0.9, 0.95, 1e-8, 0.1)
+		for i := range opt.M {
+			opt.M[i], opt.V[i] = float32(i), float32(2*i)
+		}
+		world := rankComm{rank: 1, size: 2}
+		par := &model.Parallel{Experts: world}
+		dp := &dataParallel{zero: zero, t: &Trainer{Cfg: Config{Accum: 2}}}
+		held := dp.plan(m, par, world, nil, 1<<14)
+		dp.allocate(m, held, opt)
+
+		lo, hi := par.LocalExperts(c.Experts)
+		var expertVals int
+		for _, p := range m.Tensors {
+			e, isExpert := expertOf(p.Name)
+			if isExpert {
+				expertVals += len(orig[p.Name])
+			}
+			if isExpert && (e < lo || e >= hi) {
+				if p.V.Data != nil || p.V.Grad != nil {
+					t.Fatalf("zero %d: %s belongs to rank 0 but has memory here", zero, p.Name)
+				}
+				continue
+			}
+			if !slices.Equal(p.V.Data, orig[p.Name]) {
+				t.Fatalf("zero %d: %s lost its values", zero, p.Name)
+			}
+			if len(p.V.Grad) != len(p.V.Data) {
+				t.Fatalf("zero %d: %s has a gradient of %d values for %d", zero, p.Name, len(p.V.Grad), len(p.V.Data))
+			}
+		}
+		if want := n - expertVals/2; dp.local != want || len(dp.params) != want {
+			t.Fatalf("zero %d: rank holds %d values, want %d", zero, dp.local, want)
+		}
+		// The moments of what this rank updates come from the full ones.
+		for _, b := range dp.buckets {
+			if zero == 0 {
+				break
+			}
+			full := make([]float32, n)
+			b.unpackFull(full, b.m, b.lo, b.hi)
+			pos := 0
+			for _, s := range b.spans {
+				for i := max(b.lo, pos); i < min(b.hi, pos+s.n); i++ {
+					if j := s.full + i - pos; full[j] != opt.M[j] {
+						t.Fatalf("zero %d: moment %d is %v, want %v", zero, j, full[j], opt.M[j])
+					}
+				}
+				pos += s.n
+			}
+		}
+		local := int64(4 * dp.local)
+		if dp.mem.Params != local {
+			t.Errorf("zero %d: parameter bytes %d, want %d", zero, dp.mem.Params, local)
+		}
+		// ZeRO-1/2: moments of this rank's experts and half the rest.
+		dense := n - expertVals
+		if want, slack := int64(8*(expertVals/2+dense/2)), int64(8*len(dp.buckets)); zero > 0 && (dp.mem.Optimizer < want-slack || dp.mem.Optimizer > want+slack) {
+			t.Errorf("zero %d: optimizer bytes %d, want %d", zero, dp.mem.Optimizer, want)
+		}
+		if zero == 2 && float64(dp.mem.Grads) > 0.65*float64(4*n) {
+			t.Errorf("zero 2: gradient bytes %d, more than 0.65 of one process's %d", dp.mem.Grads, 4*n)
+		}
+		t.Logf("zero %d: params %d, grads %d, optimizer %d bytes (one process: %d each, optimizer %d)", zero, dp.mem.Params, dp.mem.Grads, dp.mem.Optimizer, 4*n, 8*n)
+	}
+}

@@ -3,9 +3,11 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +53,47 @@ func TestDeviceRunMatchesCPU(t *testing.T) {
 	}
 	cpuOut, cpuDir, cpuLoss := run("cpu", false)
 	devOut, devDir, devLoss := run("emu", true)
+	// Killed after the checkpoint at step 2 and resumed on the device: the
+	// same run, bit for bit (the AdamW moments go back to the device).
+	{
+		cfg := tinyConfig(dataDir, filepath.Join(t.TempDir(), "resumed"))
+		cfg.Batch, cfg.Seq, cfg.Steps, cfg.Warmup = 2, 16, 3, 1
+		cfg.EvalEvery, cfg.EvalBatches, cfg.SaveEvery = 2, 1, 2
+		var final string
+		for _, stop := range []int{2, 0} {
+			cfg.StopAfter = stop
+			tr, err := New(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.attachDevice(dev, false); err != nil {
+				t.Fatal(err)
+			}
+			sum, err := tr.Run(context.Background())
+			if (stop > 0) != errors.Is(err, ErrStopped) || err != nil && stop == 0 {
+				t.Fatalf("stop after %d: %v", stop, err)
+			}
+			if sum != nil {
+				final = sum.ModelDir
+			}
+			tr.Close()
+		}
+		if got := readLosses(t, cfg.Out); !slices.Equal(got, devLoss) {
+			t.Errorf("resumed on the device: losses %v, uninterrupted %v", got, devLoss)
+		}
+		// The last update used the moments restored from the checkpoint.
+		a, err := model.Load(devDir, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := model.Load(final, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a.Params, b.Params) {
+			t.Error("resumed on the device: final parameters differ from the uninterrupted run's")
+		}
+	}
 	for i := range cpuLoss {
 		if math.Abs(devLoss[i]-cpuLoss[i]) > 1e-4*cpuLoss[i] {
 			t.Errorf("step %d: loss %.6f on the device, %.6f on the CPU", i+1, devLoss[i], cpuLoss[i])

@@ -1,4 +1,5 @@
-// Package gpu is the transformer's training step on a backend/cuda Device:
+// Package gpu is the transformer's training step and decode on a
+// backend/cuda Device:
 // the forward pass, the loss, the backward pass, gradient clipping and
 // AdamW, written out op by op over device buffers as llm.c's
 // train_gpt2.cu does, for the dense families MAI's presets use: RMSNorm or
@@ -17,8 +18,11 @@
 // the [B·T, V] logits are never held whole. Activations are f32; GEMM
 // operands may be bf16 (EnableBF16).
 //
+// Forward with a Cache is prefill and incremental decoding (decode.go),
+// model.Model.Forward with a KV cache on the device.
+//
 // Not yet here: RoPE scaling other than linear and llama3, bf16 activation
-// storage, an expert capacity factor, and incremental decoding.
+// storage, an expert capacity factor.
 package gpu
 
 import (

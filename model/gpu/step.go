@@ -178,7 +178,8 @@ func (g *Model) ensureActs(b, t int) (*acts, error) {
 type batch struct {
 	idx, posIdx *cuda.EmbedIndex
 	packed      bool
-	count       int // targets counted by the loss
+	count       int    // targets counted by the loss
+	cache       *Cache // decoding: keys and values of earlier positions
 }
 
 func (bt *batch) free() error {
@@ -242,7 +243,7 @@ func (g *Model) run(ids, targets []int32, b, t int, pk *model.Packed, scale floa
 	if err != nil {
 		return Losses{}, err
 	}
-	bt, err := g.upload(a, ids, targets, pk)
+	bt, err := g.upload(a, ids, targets, pk, nil)
 	if err != nil {
 		return Losses{}, err
 	}
@@ -316,11 +317,11 @@ func (g *Model) auxWeights() (aux, z float32) {
 }
 
 // upload copies a micro-batch's ids, positions and targets to the device.
-func (g *Model) upload(a *acts, ids, targets []int32, pk *model.Packed) (*batch, error) {
+func (g *Model) upload(a *acts, ids, targets []int32, pk *model.Packed, kc *Cache) (*batch, error) {
 	c := &g.Cfg
 	n := a.n
 	pos := make([]int32, n)
-	bt := &batch{count: cuda.CountTargets(targets)}
+	bt := &batch{count: cuda.CountTargets(targets), cache: kc}
 	if pk != nil {
 		if len(pk.Pos) != n || len(pk.Start) != n {
 			return nil, fmt.Errorf("gpu: packed positions need %d entries", n)
@@ -337,9 +338,16 @@ func (g *Model) upload(a *acts, ids, targets []int32, pk *model.Packed) (*batch,
 			pos[i] = int32(i % a.t)
 		}
 	}
+	if bt.cache != nil {
+		for i := range pos {
+			pos[i] += int32(bt.cache.Len)
+		}
+	}
 	var e errs
 	e.do(g.Dev.Upload(a.pos, pos))
-	e.do(g.Dev.Upload(a.targets, targets))
+	if targets != nil {
+		e.do(g.Dev.Upload(a.targets, targets))
+	}
 	if pk != nil {
 		e.do(g.Dev.Upload(a.start, pk.Start))
 	}
@@ -461,6 +469,11 @@ func (g *Model) forward(a *acts, bt *batch) error {
 		e.do(dev.Add(a.res[0], a.res[0], a.posEmb))
 	}
 	at := g.attn(a, bt)
+	kc := bt.cache
+	if kc != nil {
+		w := c.KVHeads * c.HeadDim
+		at.Tk, at.Offset, at.KStride = kc.Len+a.t, kc.Len, kc.Max*w
+	}
 	for l := range g.layers {
 		W, L := &g.layers[l], &a.layers[l]
 		if l == 0 {
@@ -479,7 +492,12 @@ func (g *Model) forward(a *acts, bt *batch) error {
 			e.do(dev.RoPEForward(g.rope(c.Heads), L.q, L.qN, a.pos))
 			e.do(dev.RoPEForward(g.rope(c.KVHeads), L.k, L.kN, a.pos))
 		}
-		e.do(dev.AttentionForward(at, L.o, L.lse, L.q, L.k, L.v))
+		if kc == nil {
+			e.do(dev.AttentionForward(at, L.o, L.lse, L.q, L.k, L.v))
+		} else {
+			e.do(kc.append(dev, l, L.k, L.v, a.b, a.t))
+			e.do(dev.AttentionForward(at, L.o, L.lse, L.q, kc.k[l], kc.v[l]))
+		}
 		g.linear(&e, a, a.y, L.o, W.o, W.ob, n, qd, d)
 		g.norm(&e, L.mid, L.h2, L.mean2, L.rstd2, a.res[l], a.y, W.mlpNorm, W.mlpNormB, n)
 		if W.moe {

@@ -1,12 +1,12 @@
 // Package gpu is the transformer's training step and decode on a
-// backend/cuda Device:
-// the forward pass, the loss, the backward pass, gradient clipping and
-// AdamW, written out op by op over device buffers as llm.c's
-// train_gpt2.cu does, for the dense families MAI's presets use: RMSNorm or
-// LayerNorm, RoPE or learned positions, grouped-query attention (optional
-// QK-norm and sliding window), SwiGLU or GELU MLPs, optional biases, a tied
-// or untied head, and mixture-of-experts layers (top-k routing, normalized
-// gates, shared expert, load-balancing and z losses; moe.go).
+// backend/cuda Device: the forward pass, the loss, the backward pass,
+// gradient clipping and AdamW, written out op by op over device buffers as
+// llm.c's train_gpt2.cu does, for the families MAI's presets use: RMSNorm
+// or LayerNorm, RoPE or learned positions, grouped-query attention
+// (optional QK-norm and sliding window), SwiGLU or GELU MLPs, optional
+// biases, a tied or untied head, and mixture-of-experts layers (top-k
+// routing, normalized gates, shared expert, load-balancing and z losses;
+// moe.go).
 //
 // It is not a second model definition: the parameters keep model.Model's
 // flat layout (one f32 buffer for the weights, one for the gradients, at

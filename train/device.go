@@ -86,15 +86,15 @@ func (t *Trainer) attachDevice(dev *cuda.Device, bf16 bool) error {
 }
 
 // microBatch runs micro-batch k of accum on the device (the gradients are
-// cleared at k == 0) and returns its loss and cross-entropy.
-func (s *deviceState) microBatch(k int, x, y []int32, b, t int, pk *model.Packed, accum int) (loss, ce float64, err error) {
+// cleared at k == 0) and returns its loss, cross-entropy and MoE load.
+func (s *deviceState) microBatch(k int, x, y []int32, b, t int, pk *model.Packed, accum int) (loss, ce float64, load [][]float32, err error) {
 	if k == 0 {
 		if err := s.model.ZeroGrad(); err != nil {
-			return 0, 0, err
+			return 0, 0, nil, err
 		}
 	}
 	l, err := s.model.ForwardBackward(x, y, b, t, pk, 1/float32(accum))
-	return l.Loss, l.CE, err
+	return l.Loss, l.CE, l.Load, err
 }
 
 // update applies AdamW on the device.

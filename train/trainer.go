@@ -232,11 +232,11 @@ func (t *Trainer) Run(ctx context.Context) (*Summary, error) {
 				return nil, fmt.Errorf("train: %w", err)
 			}
 			if t.gpu != nil { // the step runs on the device (device.go)
-				l, ce, err := t.gpu.microBatch(k, x, y, B, T, pk, cfg.Accum)
+				l, ce, ld, err := t.gpu.microBatch(k, x, y, B, T, pk, cfg.Accum)
 				if err != nil {
 					return nil, fmt.Errorf("train: step %d: %w", t.step, err)
 				}
-				lossSum, ceSum = lossSum+l, ceSum+ce
+				lossSum, ceSum, load = lossSum+l, ceSum+ce, ld
 				continue
 			}
 			tp.Reset()

@@ -36,7 +36,9 @@ import (
 //     that is zero in exact arithmetic: the key bias (softmax ignores a
 //     per-query constant), whose values on both sides are rounding noise;
 //   - AdamW: the device's parameters equal the CPU AdamW applied to the
-//     device's own clipped gradients within 1e-6·lr (the same arithmetic);
+//     device's own clipped gradients within 1e-6·lr + 4e-7·|p| (the same
+//     arithmetic: bit-identical on the emulator; a GPU may fuse
+//     multiply-adds);
 //     end to end, parameters are within 0.05·lr of the CPU path's (a first
 //     AdamW step moves a parameter by g/(|g|+eps)·lr, which for |g| near
 //     eps turns a gradient's last-bit difference into a visible one).
@@ -294,7 +296,10 @@ func TestTrainStepMatchesCPU(t *testing.T) {
 				o.Update(ref.pool, start, clipped, ref.m.Segments(), lr)
 				worstAdam := 0.0
 				for i, want := range start {
-					worstAdam = max(worstAdam, math.Abs(float64(params[i])-float64(want))/lr)
+					// A GPU may fuse multiply-adds where the CPU rounds twice:
+					// a few ulps of the parameter.
+					d := math.Abs(float64(params[i])-float64(want)) - 4e-7*math.Abs(float64(want))
+					worstAdam = max(worstAdam, d/lr)
 				}
 				if worstAdam > 1e-6 {
 					t.Errorf("device AdamW differs from the CPU AdamW on the same gradients by up to %.3g·lr", worstAdam)
@@ -459,8 +464,9 @@ func TestUnsupportedAndBadInput(t *testing.T) {
 // against the f32 CPU path: loss within 2e-3 relative; each gradient within
 // 2e-2 in norm (‖got-want‖ ≤ 2e-2·(‖want‖ + 1e-3·rms(all)·√len); operands
 // rounded to 8 mantissa bits, 2⁻⁹ relative each, through a few dozen
-// dependent ops: 7e-3 measured on the emulator); the AdamW step on the device's gradients equal to the
-// CPU's and the bf16 weights the rounding of the f32 ones, bit for bit.
+// dependent ops: 7e-3 measured on the emulator); the AdamW step on the
+// device's gradients as in TestTrainStepMatchesCPU, and the bf16 weights
+// the rounding of the f32 ones, bit for bit.
 func TestTrainStepBF16(t *testing.T) {
 	forDevices(t, func(t *testing.T, d *cuda.Device) {
 		for _, name := range []string{"tiny", "gpt2"} {
@@ -518,7 +524,7 @@ func TestTrainStepBF16(t *testing.T) {
 					t.Fatal(err)
 				}
 				for i := range start {
-					if params[i] != start[i] {
+					if math.Abs(float64(params[i])-float64(start[i])) > 1e-6*lr+4e-7*math.Abs(float64(start[i])) {
 						t.Fatalf("parameter %d: %g after the device AdamW, %g after the CPU's on the same gradients", i, params[i], start[i])
 					}
 					if want := quantBF16(params[i]); bf[i] != want {

@@ -231,7 +231,7 @@ type qAct struct {
 	q    []int8
 	d    []float32
 	sums []int16
-	nsum []int32 // -Σq per block of 32 (setNegSums)
+	nsum []int32   // -Σq per block of 32 (setNegSums)
 	xr   []float32 // q·d: the rounded activations (prefill, qgemm)
 }
 

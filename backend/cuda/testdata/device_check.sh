@@ -21,7 +21,8 @@
 #             backend/cpu (the CPU emulator is switched off here)
 #   step      model/gpu's tests: a training step on the GPU against the CPU
 #             path (loss, every gradient, AdamW), three steps, errors
-#   train     mai bench train --device cuda, GPT-2 124M at B=16 T=1024
+#   train     mai train --device cuda (tiny, 30 steps); mai bench train
+#             --device cuda, GPT-2 124M at B=16 T=1024
 #   pytorch   bench/gpt2_pytorch.py: the same step in PyTorch, eager and
 #             torch.compile (tokens/s, MFU), for the side-by-side
 #   bench     GEMM, attention, memory-bound kernels, launch cost, copies
@@ -137,7 +138,16 @@ else
 	row "train step (GPU vs CPU path)" "skip" "no $GPUTEST (go test -c -o .gpu/gpu.test ./model/gpu)"
 fi
 
-# train: mai's training step on the GPU, GPT-2 124M.
+# train: mai train end to end on the GPU (tiny preset on the repository's
+# docs as byte-level text: steps, validation, checkpoints), then mai's
+# training step on GPT-2 124M.
+if [ -x "$MAI" ]; then
+	timeout 180 "$MAI" train --device cuda --preset tiny --data "$ROOT/docs" --out "$LOG/train-tiny" --steps 30 --batch 8 --seq 128 \
+		--eval-every 10 --save-every 10 --log-every 10 >"$LOG/train-tiny.log" 2>&1
+	rc=$?
+	what=$(grep -E '^done:|^step +30/' "$LOG/train-tiny.log" | tail -2 | tr '\n' ' ' | cut -c1-110)
+	row "mai train --device cuda (tiny, 30 steps)" "$(ok $rc)" "${what:-$(tail -1 "$LOG/train-tiny.log" | cut -c1-110)}"
+fi
 if [ -x "$MAI" ]; then
 	for shape in "16 1024" "4 1024"; do
 		set -- $shape

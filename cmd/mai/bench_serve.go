@@ -59,7 +59,7 @@ time to first token and inter-token latency percentiles, failures.`,
 	f.IntVar(&cfg.RequestsPerStream, "requests-per-stream", 4, "requests each stream sends in turn")
 	f.BoolVar(&cfg.IgnoreEOS, "ignore-eos", true, `send "ignore_eos": true (an extension; turn off for servers that reject it)`)
 	f.IntVar(&cfg.Warmup, "warmup", 1, "uncounted requests sent first (-1: none)")
-	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of the prompts' words")
+	f.Uint64Var(&cfg.Seed, "seed", 0, "seed of the prompts' words (0: random, so a rerun misses the server's prefix cache)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "longest one request may take")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.MarkFlagRequired("model")

@@ -51,7 +51,8 @@ type Config struct {
 	// Warmup requests are sent (one at a time) before the first level and
 	// not counted (1; negative for none).
 	Warmup int
-	// Seed fixes the prompts' words.
+	// Seed fixes the prompts' words; 0 draws a random seed, so that a
+	// second run does not find its prompts in the server's prefix cache.
 	Seed uint64
 	// Timeout bounds one request (10 minutes).
 	Timeout time.Duration
@@ -148,7 +149,11 @@ func (c *Config) fill() error {
 		c.Timeout = 10 * time.Minute
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4096, DisableCompression: true}}
+		// A new connection per request: servers close idle keep-alive
+		// connections on their own schedule (llama-server after 5 s), and
+		// a POST sent on one that is closing fails without a retry. On
+		// loopback a connection costs well under a millisecond.
+		c.Client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
 	}
 	return nil
 }
@@ -163,7 +168,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Chat {
 		rep.Endpoint = "chat/completions"
 	}
-	rng := rand.New(rand.NewPCG(cfg.Seed, 0x6c6f616467656e))
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x6c6f616467656e))
 	for range max(cfg.Warmup, 0) {
 		if r := send(ctx, &cfg, prompt(rng, cfg.PromptWords)); r.err != nil {
 			return nil, fmt.Errorf("loadgen: warm-up request: %w", r.err)

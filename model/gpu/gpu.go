@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/mai-llm/mai/backend/cuda"
@@ -377,6 +378,8 @@ func (g *Model) Free() error {
 // missing (as `mai gpu info` reports it) or what cfg needs that the cuda
 // step lacks; "auto" the GPU when one opens and cfg is supported, else nil.
 // It logs the choice and, for auto, why the CPU was chosen.
+// MAI_CUDA_EMULATOR=1 opens the CPU emulator of the kernels instead of a
+// GPU (cuda.OpenEmulator: needs g++, slow; for tests without a GPU).
 func OpenDevice(name string, cfg *model.Config) (*cuda.Device, error) {
 	switch name {
 	case "cpu":
@@ -393,7 +396,13 @@ func OpenDevice(name string, cfg *model.Config) (*cuda.Device, error) {
 		}
 		return nil, err
 	}
-	dev, err := cuda.Open(cuda.Options{})
+	open, what := func() (*cuda.Device, error) { return cuda.Open(cuda.Options{}) }, "cuda"
+	if os.Getenv("MAI_CUDA_EMULATOR") == "1" {
+		// The kernels on the CPU emulator (needs g++; slow): for testing the
+		// GPU path end to end on a machine without one.
+		open, what = cuda.OpenEmulator, "cuda emulator (MAI_CUDA_EMULATOR=1)"
+	}
+	dev, err := open()
 	if err != nil {
 		if name == "auto" {
 			slog.Info("device", "train", "cpu", "why", "no CUDA device opened (`mai gpu info` says why)")
@@ -402,6 +411,6 @@ func OpenDevice(name string, cfg *model.Config) (*cuda.Device, error) {
 		return nil, fmt.Errorf("--device cuda: %w (`mai gpu info` lists what was looked for)", err)
 	}
 	i := dev.Info()
-	slog.Info("device", "train", "cuda", "gpu", i.Name, "sm", i.SM, "memory_gib", float64(i.Memory)/(1<<30), "blas", i.BLAS)
+	slog.Info("device", "train", what, "gpu", i.Name, "sm", i.SM, "memory_gib", float64(i.Memory)/(1<<30), "blas", i.BLAS)
 	return dev, nil
 }

@@ -1165,12 +1165,12 @@ func clipSegs(segs []nn.Segment, from, to int) []nn.Segment {
 	return out
 }
 
-// gatherParams returns the current value of every parameter of the model,
-// including the experts other ranks hold, in the one-process flat layout
-// (on every rank: each value comes from the one rank that owns it, by a sum
-// over all ranks in which the others contribute zeros).
-func (dp *dataParallel) gatherParams() ([]float32, error) {
-	full := make([]float32, dp.full)
+// gatherParams fills full with the current value of every parameter of the
+// model, including the experts other ranks hold, in the one-process flat
+// layout (on every rank: each value comes from the one rank that owns it,
+// by a sum over all ranks in which the others contribute zeros).
+func (dp *dataParallel) gatherParams(full []float32) error {
+	clear(full)
 	for _, b := range dp.buckets {
 		if b.lo >= b.hi {
 			continue
@@ -1179,10 +1179,7 @@ func (dp *dataParallel) gatherParams() ([]float32, error) {
 		b.pack(p, dp.params, b.lo, b.hi)
 		b.unpackFull(full, p, b.lo, b.hi)
 	}
-	if err := dp.world.AllReduce(full, dist.Sum); err != nil {
-		return nil, err
-	}
-	return full, nil
+	return dp.world.AllReduce(full, dist.Sum)
 }
 
 func (dp *dataParallel) tmpChunk(b *bucket) []float32 { return make([]float32, b.hi-b.lo) }
@@ -1212,18 +1209,20 @@ func (dp *dataParallel) gatherMoments() (expAvg, expAvgSq []float32, err error) 
 	return expAvg, expAvgSq, nil
 }
 
-// fullModel returns a model with every parameter (this rank holds only its
-// own experts and writes checkpoints and runs evaluations from this one).
+// fullModel returns, on rank 0, a model with every parameter (a rank holds
+// only its own experts; checkpoints and evaluations use this one), and nil
+// on the other ranks, which take part in assembling it. Collective.
 func (dp *dataParallel) fullModel() (*model.Model, error) {
-	params, err := dp.gatherParams()
-	if err != nil {
-		return nil, err
+	if dp.world.Rank() != 0 {
+		return nil, dp.gatherParams(make([]float32, dp.full))
 	}
 	m, err := model.New(dp.t.Model.Cfg, false)
 	if err != nil {
 		return nil, err
 	}
-	copy(m.Params, params)
+	if err := dp.gatherParams(m.Params); err != nil {
+		return nil, err
+	}
 	m.Pool = dp.t.pool
 	return m, nil
 }

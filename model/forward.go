@@ -104,6 +104,9 @@ func (m *Model) run(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly
 			return nil, err
 		}
 	}
+	if m.q != nil && !tp.Grad {
+		linearOuts(tp).rewind()
+	}
 	x := m.embedding(tp, ids)
 	if c.Pos == "learned" {
 		x = tp.Add(x, tp.Embedding(m.Pos, pos))

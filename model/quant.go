@@ -349,7 +349,13 @@ func (m *Model) linear(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
 	n := x.Rows()
 	shape := append([]int(nil), x.Shape...)
 	shape[len(shape)-1] = qw.Rows
-	y := nn.Const(make([]float32, n*qw.Rows), shape...)
+	var out []float32
+	if w == m.Head {
+		out = make([]float32, n*qw.Rows) // the logits outlive the forward pass
+	} else {
+		out = linearOuts(tp).take(n * qw.Rows)
+	}
+	y := nn.Const(out, shape...)
 	cpu.QMatMul(tp.P, y.Data, x.Data, n, qw)
 	if b != nil {
 		for i := range n {
@@ -361,3 +367,33 @@ func (m *Model) linear(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
 	}
 	return y
 }
+
+// outRing recycles the outputs of the quantized projections from one
+// forward pass to the next on the same tape (they are consumed within the
+// pass: the KV cache copies keys and values), so that decoding a token
+// allocates, and page-faults, less. run rewinds it at the start of a pass.
+type outRing struct {
+	bufs [][]float32
+	next int
+}
+
+type outRingKey struct{}
+
+func linearOuts(tp *nn.Tape) *outRing {
+	return tp.Scratch(outRingKey{}, func() any { return new(outRing) }).(*outRing)
+}
+
+func (r *outRing) take(n int) []float32 {
+	if r.next == len(r.bufs) {
+		r.bufs = append(r.bufs, nil)
+	}
+	b := r.bufs[r.next]
+	if cap(b) < n {
+		b = make([]float32, n)
+	}
+	r.bufs[r.next] = b[:n]
+	r.next++
+	return b[:n]
+}
+
+func (r *outRing) rewind() { r.next = 0 }

@@ -167,7 +167,8 @@ func (t *Trainer) fresh() error {
 			if eot >= 0 {
 				c.EOS = eot
 			}
-			m, err = model.New(c, true)
+			// The ranks of a distributed job allocate their own gradients.
+			m, err = model.New(c, t.Comm.Size() == 1)
 		}
 		if err == nil {
 			m.Init(t.Cfg.Seed)

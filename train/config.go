@@ -60,7 +60,7 @@ type Config struct {
 	Zero           int     `json:"zero,omitempty"`            // 0: replicated; 1: sharded optimizer state (ZeRO-1); 2: sharded gradients too (ZeRO-2)
 	ExpertParallel int     `json:"expert_parallel,omitempty"` // ranks that share one copy of the experts (0: the most that divide ranks and experts)
 	CapacityFactor float64 `json:"capacity_factor,omitempty"` // MoE expert capacity per rank (0: no cap, no dropped tokens)
-	BucketMB       float64 `json:"bucket_mb,omitempty"`       // gradient all-reduce bucket size in MiB (0: 25)
+	BucketMB       float64 `json:"bucket_mb,omitempty"`       // gradient reduction bucket size in MiB (0: 25; ZeRO-2: one per block)
 
 	// Distillation from the teacher's logprobs in the SFT data (train/distill.go).
 	DistillConfig

@@ -81,7 +81,7 @@ func init() {
 	f.IntVar(&c.Zero, "zero", c.Zero, "0: every rank keeps all gradients and optimizer state; 1: shard the optimizer state over ranks (ZeRO-1); 2: shard gradients too (ZeRO-2)")
 	f.IntVar(&c.ExpertParallel, "expert-parallel", c.ExpertParallel, "ranks sharing one copy of the MoE experts (0: the most that divide ranks and experts)")
 	f.Float64Var(&c.CapacityFactor, "capacity-factor", c.CapacityFactor, "MoE expert capacity factor per rank (0: no cap, no dropped tokens)")
-	f.Float64Var(&c.BucketMB, "bucket-mb", c.BucketMB, "gradient all-reduce bucket size in MiB (0: 25)")
+	f.Float64Var(&c.BucketMB, "bucket-mb", c.BucketMB, "gradient reduction bucket size in MiB (0: 25; with --zero 2, one bucket per block)")
 	f.IntVar(&c.StopAfter, "stop-after", c.StopAfter, "exit after this step without a final checkpoint (testing)")
 	f.MarkHidden("stop-after")
 	configFlag(cmd)

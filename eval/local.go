@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/mai-llm/mai/format/gguf"
 	"github.com/mai-llm/mai/infer"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
@@ -104,20 +102,16 @@ func (s modelSource) codec() (infer.Codec, func([]Message) (string, error), erro
 	if !s.gguf {
 		return localCodec(s.path)
 	}
-	f, err := gguf.Open(s.path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	tmp, err := os.MkdirTemp("", "mai-gguf-tokenizer")
-	if err != nil {
-		return nil, nil, err
-	}
-	defer os.RemoveAll(tmp)
-	if err := model.WriteGGUFTokenizer(f, tmp); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", s.path, err)
-	}
-	return localCodec(tmp)
+	var (
+		c      infer.Codec
+		render func([]Message) (string, error)
+	)
+	err := model.WithGGUFTokenizer(s.path, func(dir string) error {
+		var err error
+		c, render, err = localCodec(dir)
+		return err
+	})
+	return c, render, err
 }
 
 // ChatML renders a conversation with MAI's default chat template

@@ -61,6 +61,7 @@ time to first token and inter-token latency percentiles, failures.`,
 	f.IntVar(&cfg.Warmup, "warmup", 1, "uncounted requests sent first (-1: none)")
 	f.Uint64Var(&cfg.Seed, "seed", 0, "seed of the prompts' words (0: random, so a rerun misses the server's prefix cache)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "longest one request may take")
+	f.IntVar(&cfg.ServerPID, "server-pid", 0, "the server's process id on this Linux machine: report its CPU time and output tokens per CPU-second")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.MarkFlagRequired("model")
 	benchCmd.AddCommand(cmd)

@@ -56,6 +56,11 @@ type Config struct {
 	Seed uint64
 	// Timeout bounds one request (10 minutes).
 	Timeout time.Duration
+	// ServerPID, if set, is the server's process id on this Linux machine:
+	// its CPU time (user + system, all threads) during each level is
+	// reported, and output tokens per CPU-second, a figure that holds up
+	// when other work shares the cores.
+	ServerPID int
 	// Client is the HTTP client (a default one with no overall timeout).
 	Client *http.Client
 	// Progress, if set, is told when each level starts.
@@ -92,6 +97,11 @@ type Result struct {
 	// TPOT is each request's time per output token after the first:
 	// (last chunk - first chunk) / (tokens - 1).
 	TPOT Percentiles `json:"tpot"`
+	// ServerCPUSeconds is the server process's CPU time during the level
+	// and OutputTokensPerCPUS the output tokens per second of it (with
+	// Config.ServerPID).
+	ServerCPUSeconds    float64 `json:"server_cpu_seconds,omitempty"`
+	OutputTokensPerCPUS float64 `json:"output_tokens_per_server_cpu_s,omitempty"`
 	// Errors holds the first few distinct failure messages.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -201,6 +211,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func level(ctx context.Context, cfg *Config, prompts [][]string) (Result, error) {
 	n := len(prompts)
 	outs := make([][]outcome, n)
+	var cpu0 time.Duration
+	if cfg.ServerPID > 0 {
+		var err error
+		if cpu0, err = processCPU(cfg.ServerPID); err != nil {
+			return Result{}, fmt.Errorf("loadgen: %w", err)
+		}
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range n {
@@ -219,6 +236,13 @@ func level(ctx context.Context, cfg *Config, prompts [][]string) (Result, error)
 		return Result{}, fmt.Errorf("loadgen: %w", err)
 	}
 	res := Result{Streams: n, Seconds: wall.Seconds()}
+	if cfg.ServerPID > 0 {
+		cpu1, err := processCPU(cfg.ServerPID)
+		if err != nil {
+			return Result{}, fmt.Errorf("loadgen: %w", err)
+		}
+		res.ServerCPUSeconds = (cpu1 - cpu0).Seconds()
+	}
 	var ttft, itl, tpot []float64
 	for _, list := range outs {
 		for _, o := range list {
@@ -248,6 +272,9 @@ func level(ctx context.Context, cfg *Config, prompts [][]string) (Result, error)
 	}
 	res.OutputTokensPerS = float64(res.OutputTokens) / wall.Seconds()
 	res.RequestsPerS = float64(res.Requests-res.Failures) / wall.Seconds()
+	if res.ServerCPUSeconds > 0 {
+		res.OutputTokensPerCPUS = float64(res.OutputTokens) / res.ServerCPUSeconds
+	}
 	res.TTFT, res.ITL, res.TPOT = percentiles(ttft), percentiles(itl), percentiles(tpot)
 	return res, nil
 }
@@ -436,6 +463,11 @@ func WriteTable(w io.Writer, r *Report) error {
 		fmt.Fprintf(w, "%7d %8d %6d %11.1f %7.2f %7.0fms %7.0fms %7.1fms %7.1fms %7.1fms %9.0f\n",
 			x.Streams, x.Requests, x.Failures, x.OutputTokensPerS, x.RequestsPerS,
 			x.TTFT.P50, x.TTFT.P99, x.ITL.P50, x.ITL.P99, x.TPOT.P50, prompt)
+	}
+	for _, x := range r.Results {
+		if x.ServerCPUSeconds > 0 {
+			fmt.Fprintf(w, "server CPU at %d streams: %.1f s, %.1f output tokens per CPU-second\n", x.Streams, x.ServerCPUSeconds, x.OutputTokensPerCPUS)
+		}
 	}
 	for _, x := range r.Results {
 		if x.Short > 0 {

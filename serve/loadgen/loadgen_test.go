@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +181,22 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("err %v, want one mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestServerCPU(t *testing.T) {
+	url := startMAI(t) // in this process: its own pid is the server's
+	r, err := loadgen.Run(context.Background(), loadgen.Config{URL: url, Model: "tiny", Streams: []int{2}, PromptWords: 12, MaxTokens: 16,
+		RequestsPerStream: 2, IgnoreEOS: true, ServerPID: os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x := r.Results[0]; x.ServerCPUSeconds < 0 || x.ServerCPUSeconds > 60 || (x.ServerCPUSeconds > 0) != (x.OutputTokensPerCPUS > 0) {
+		t.Errorf("server CPU %g s, %g tokens per CPU-second", x.ServerCPUSeconds, x.OutputTokensPerCPUS)
+	}
+	_, err = loadgen.Run(context.Background(), loadgen.Config{URL: url, Model: "tiny", Streams: []int{1}, PromptWords: 12, MaxTokens: 1,
+		RequestsPerStream: 1, ServerPID: 1 << 30})
+	if err == nil || !strings.Contains(err.Error(), "server CPU time") {
+		t.Errorf("a missing process: err %v", err)
 	}
 }

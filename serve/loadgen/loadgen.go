@@ -386,7 +386,13 @@ func send(ctx context.Context, cfg *Config, text string) (o outcome) {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return outcome{err: fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))}
 	}
-	sc := bufio.NewScanner(resp.Body)
+	return readStream(resp.Body, t0)
+}
+
+// readStream reads a server-sent event stream of completion or chat chunks
+// and measures it; t0 is when the request was sent.
+func readStream(body io.Reader, t0 time.Time) (o outcome) {
+	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	var (
 		chunks  int

@@ -87,6 +87,9 @@ func (m *Model) run(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly
 			return nil, fmt.Errorf("forward: token id %d outside the vocabulary [0,%d)", id, c.Vocab)
 		}
 	}
+	if m.canDecodeOne(tp, b, t, cache, pk, par, logits) {
+		return m.decodeOne(tp, ids[0], cache), nil
+	}
 	pos := tp.Int32s(b * t)
 	for i := range pos {
 		pos[i] = int32(start + i%t)
@@ -356,4 +359,119 @@ func (m *Model) ropeValue(n int) cpu.RoPE {
 		m.ropeLen, m.ropeLong = l, long
 	}
 	return cpu.RoPE{D: m.Cfg.HeadDim, Rot: m.Cfg.RotaryDim(), Cos: m.cos, Sin: m.sin}
+}
+
+// decodeState holds the buffers of the single-token decode path (decodeOne),
+// kept on the tape so that a decode step allocates nothing but its logits.
+type decodeState struct {
+	serial             *cpu.Pool // the small per-token passes run unsplit
+	x, h, q, k, o, att []float32
+	gate, up, act, y   []float32
+	scores             []float32
+	pos                [1]int32
+}
+
+type decodeKey struct{}
+
+// canDecodeOne reports whether one token of one sequence can take the
+// tape-free decode path: an inference tape, a KV cache, a dense RMSNorm /
+// RoPE / SwiGLU model with every projection in the quantized kernels' form.
+func (m *Model) canDecodeOne(tp *nn.Tape, b, t int, cache *KVCache, pk *Packed, par *Parallel, logits bool) bool {
+	c := &m.Cfg
+	if tp.Grad || b != 1 || t != 1 || cache == nil || pk != nil || par != nil || !logits || m.q == nil ||
+		c.Norm != "rmsnorm" || c.Pos != "rope" || c.MLP != "swiglu" || c.QKNorm || c.SlidingWindow > 0 ||
+		len(m.Blocks) == 0 || m.q.lin[m.Head] == nil {
+		return false
+	}
+	for l := range m.Blocks {
+		blk := &m.Blocks[l]
+		if blk.MLP == nil || m.q.lin[blk.Q] == nil || m.q.lin[blk.K] == nil || m.q.lin[blk.V] == nil || m.q.lin[blk.O] == nil ||
+			m.q.lin[blk.MLP.Gate] == nil || m.q.lin[blk.MLP.Up] == nil || m.q.lin[blk.MLP.Down] == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeOne is the forward pass of one token at batch 1 through the KV cache
+// (see canDecodeOne) without the tape: every op writes into buffers kept
+// from the last step, the residual stream is updated in place, keys and
+// values are written straight into the cache, and the small per-token passes
+// (norms, RoPE, SwiGLU) run on the calling goroutine. It computes what run
+// computes, op for op.
+func (m *Model) decodeOne(tp *nn.Tape, id int32, cache *KVCache) *Output {
+	c := &m.Cfg
+	d, hd := c.Dim, c.HeadDim
+	qw, kvw := c.Heads*hd, c.KVHeads*hd
+	st := tp.Scratch(decodeKey{}, func() any { return &decodeState{serial: cpu.NewPool(1)} }).(*decodeState)
+	ffn := m.q.lin[m.Blocks[0].MLP.Gate].Rows
+	st.x = growF(st.x, d)
+	st.h = growF(st.h, d)
+	st.q = growF(st.q, qw)
+	st.k = growF(st.k, kvw)
+	st.att = growF(st.att, qw)
+	st.o = growF(st.o, d)
+	st.y = growF(st.y, d)
+	st.gate = growF(st.gate, ffn)
+	st.up = growF(st.up, ffn)
+	st.act = growF(st.act, ffn)
+	pos := cache.Len
+	st.scores = growF(st.scores, c.Heads*(pos+1))
+	st.pos[0] = int32(pos)
+	eps := float32(c.NormEps)
+
+	if qe := m.lazyWeight(m.Embed); qe != nil {
+		qe.DequantizeRows(st.x, int(id), int(id)+1)
+	} else {
+		copy(st.x, m.Embed.Data[int(id)*d:(int(id)+1)*d])
+	}
+	rope := m.ropeValue(pos + 1)
+	rq, rk := rope, rope
+	rq.Heads, rk.Heads = c.Heads, c.KVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	lin := func(y, x []float32, w, b *nn.Var) {
+		cpu.QMatMul(tp.P, y, x, 1, m.q.lin[w])
+		if b != nil {
+			for j, v := range b.Data {
+				y[j] += v
+			}
+		}
+	}
+	for l := range m.Blocks {
+		blk := &m.Blocks[l]
+		if l == 0 {
+			cpu.RMSNormForward(st.serial, st.h, nil, st.x, blk.AttnNorm.Data, 1, d, eps)
+		} else {
+			cpu.AddRMSNormForward(st.serial, st.x, st.h, nil, st.x, st.y, blk.AttnNorm.Data, 1, d, eps)
+		}
+		kc := cache.K[l][pos*kvw : (pos+1)*kvw]
+		vc := cache.V[l][pos*kvw : (pos+1)*kvw]
+		lin(st.att, st.h, blk.Q, blk.QB)
+		lin(st.k, st.h, blk.K, blk.KB)
+		lin(vc, st.h, blk.V, blk.VB)
+		rq.Forward(st.serial, st.q, st.att, st.pos[:])
+		rk.Forward(st.serial, kc, st.k, st.pos[:])
+		cpu.AttendOne(tp.P, st.att, st.q, cache.K[l], cache.V[l], pos+1, c.Heads, c.KVHeads, hd, kvw, scale, st.scores)
+		lin(st.o, st.att, blk.O, blk.OB)
+		cpu.AddRMSNormForward(st.serial, st.x, st.h, nil, st.x, st.o, blk.MLPNorm.Data, 1, d, eps)
+		f := blk.MLP
+		lin(st.gate, st.h, f.Gate, f.GateB)
+		lin(st.up, st.h, f.Up, f.UpB)
+		cpu.SwiGLUForward(st.serial, st.act, st.gate, st.up)
+		lin(st.y, st.act, f.Down, f.DownB)
+	}
+	cache.Len++
+	cpu.AddRMSNormForward(st.serial, st.x, st.h, nil, st.x, st.y, m.Norm.Data, 1, d, eps)
+	hw := m.q.lin[m.Head]
+	logits := make([]float32, hw.Rows) // the logits outlive the step
+	lin(logits, st.h, m.Head, nil)
+	return &Output{Logits: nn.Const(logits, 1, hw.Rows)}
+}
+
+// growF returns s resized to n, reallocated only when too small.
+func growF(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
 }

@@ -169,3 +169,43 @@ func BenchmarkQMatMulCPU(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQMatVecStream is decode through 24 weights of 2048×1536 (about
+// a 134M model's worth in Q4_0: more than the last-level cache), one after
+// the other, on one thread: the weights stream from memory as in a decode
+// step. cpu-GB/s is weight bytes per CPU second.
+//
+//	go test -run XXX -bench QMatVecStream -benchtime 20x ./backend/cpu
+func BenchmarkQMatVecStream(b *testing.B) {
+	const rows, cols, mats = 2048, 1536, 24
+	rng := rand.New(rand.NewPCG(5, 6))
+	w := qRandVec(rng, rows*cols, 0.02)
+	x := qRandVec(rng, cols, 1)
+	y := make([]float32, rows)
+	for _, threads := range []int{1, 2} {
+		p := NewPool(threads)
+		for _, typ := range qTypes {
+			if typ == quant.BF16 || typ == quant.Q4_K {
+				continue
+			}
+			qws := make([]*QWeight, mats)
+			bytes := 0
+			for i := range qws {
+				qws[i], _ = QuantizeWeight(typ, rows, cols, w)
+				bytes += qws[i].Bytes()
+			}
+			b.Run(fmt.Sprintf("%v/t=%d", typ, threads), func(b *testing.B) {
+				c0, _ := processCPUTime()
+				for b.Loop() {
+					for _, qw := range qws {
+						QMatMul(p, y, x, 1, qw)
+					}
+				}
+				c1, _ := processCPUTime()
+				cpu := (c1 - c0).Seconds() / float64(b.N)
+				b.ReportMetric(cpu*1e6, "cpu-µs/op")
+				b.ReportMetric(float64(bytes)/cpu/1e9, "cpu-GB/s")
+			})
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package cpu
 
-import "sync"
+import (
+	"math"
+	"sync"
+)
 
 // Parallel vector operations for the tape's elementwise ops. A nil pool runs
 // on the calling goroutine.
@@ -164,5 +167,50 @@ var sumSqJobs = sync.Pool{New: func() any {
 func (j *sumSqJob) chunks(lo, hi int) {
 	for c := lo; c < hi; c++ {
 		j.part[c] = vSumSqF64(j.x[c*sumSqChunk : min((c+1)*sumSqChunk, len(j.x))])
+	}
+}
+
+// AttendOne is causal attention of one query position over tk cached
+// positions (decode at batch 1): for each of heads query heads (grouped
+// over kvHeads key/value heads, head size d), out[h] = softmax(scale·q[h]·
+// K[:, g]ᵀ) · V[:, g], where row j of K and V starts at j·stride. scores is
+// scratch of at least heads·tk values. The heads are split over p.
+func AttendOne(p *Pool, out, q, k, v []float32, tk, heads, kvHeads, d, stride int, scale float32, scores []float32) {
+	if tk <= 0 || heads <= 0 || kvHeads <= 0 || heads%kvHeads != 0 || len(q) < heads*d || len(out) < heads*d ||
+		len(scores) < heads*tk || len(k) < (tk-1)*stride+kvHeads*d || len(v) < (tk-1)*stride+kvHeads*d {
+		panic("cpu.AttendOne: sizes out of range")
+	}
+	a := attendArgs{out: out, q: q, k: k, v: v, sc: scores, tk: tk, group: heads / kvHeads, d: d, stride: stride, scale: scale}
+	// About 16K multiply-adds of work per chunk at least.
+	grain := max(1, (1<<14)/max(1, tk*d))
+	parallel(p, &attendJobs, heads, grain, a, attendRange)
+}
+
+type attendArgs struct {
+	out, q, k, v, sc     []float32
+	tk, group, d, stride int
+	scale                float32
+}
+
+var attendJobs jobs[attendArgs]
+
+func attendRange(a *attendArgs, lo, hi int) {
+	d, tk := a.d, a.tk
+	for h := lo; h < hi; h++ {
+		g := h / a.group
+		q := a.q[h*d : (h+1)*d]
+		sc := a.sc[h*tk : (h+1)*tk]
+		m := float32(math.Inf(-1))
+		for j := range tk {
+			s := a.scale * vDot(q, a.k[j*a.stride+g*d:][:d])
+			sc[j] = s
+			m = max(m, s)
+		}
+		inv := 1 / vExpSub(sc, sc, m)
+		o := a.out[h*d : (h+1)*d]
+		clear(o)
+		for j := range tk {
+			vAxpy(o, sc[j]*inv, a.v[j*a.stride+g*d:][:d])
+		}
 	}
 }

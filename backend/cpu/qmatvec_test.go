@@ -16,7 +16,7 @@ import (
 func TestQMatVecDecodeMatchesFloat64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	for _, typ := range qTypes {
-		for _, cols := range []int{32, 96, 768, 2048} {
+		for _, cols := range []int{32, 96, 352, 768, 2048} {
 			if typ == quant.Q4_K && cols%256 != 0 {
 				continue
 			}

@@ -541,7 +541,8 @@ func (e *Engine) step() {
 	chunks := make([]model.SeqChunk, len(plan))
 	for i, p := range plan {
 		s := p.s
-		ch := model.SeqChunk{IDs: s.tokens[s.computed : s.computed+p.k], Start: s.computed, Blocks: s.blocks}
+		ch := model.SeqChunk{IDs: s.tokens[s.computed : s.computed+p.k], Start: s.computed, Blocks: s.blocks,
+			DecodeFrom: s.nPrompt}
 		last := s.computed+p.k == len(s.tokens)
 		switch {
 		case s.req.Embed:
@@ -703,7 +704,7 @@ func (e *Engine) admit(s *seq) bool {
 	var hashes []uint64
 	if !e.cfg.NoPrefixCache && !s.req.PromptLogprobs && !s.req.Embed {
 		var parent uint64
-		for j := 0; (j+1)*bs <= n-1; j++ {
+		for j := 0; (j+1)*bs <= e.cacheable(s, n-1); j++ {
 			b, h, ok := e.pool.lookup(parent, s.tokens[j*bs:(j+1)*bs])
 			if !ok {
 				break
@@ -785,7 +786,7 @@ func (e *Engine) registerBlocks(s *seq) {
 		return
 	}
 	bs := e.cfg.BlockSize
-	for j := len(s.hashes); (j+1)*bs <= s.computed; j++ {
+	for j := len(s.hashes); (j+1)*bs <= e.cacheable(s, s.computed); j++ {
 		var parent uint64
 		if j > 0 {
 			parent = s.hashes[j-1]
@@ -795,6 +796,18 @@ func (e *Engine) registerBlocks(s *seq) {
 		e.pool.register(s.blocks[j], parent, h, toks)
 		s.hashes = append(s.hashes, h)
 	}
+}
+
+// cacheable limits to n the positions of s whose blocks the prefix cache
+// may hold: only prompt positions when the model computes decoded tokens
+// through other kernels than prompts (model.DecodeKernels), so that a
+// prompt never reuses the keys and values of a generated token, nor a
+// recomputed generated token those of a prompt.
+func (e *Engine) cacheable(s *seq, n int) int {
+	if e.m.DecodeKernels() {
+		return min(n, s.nPrompt)
+	}
+	return n
 }
 
 // logSumExp returns log Σ exp(x).

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mai-llm/mai/format/quant"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
 )
@@ -346,4 +347,85 @@ func TestEngineQueueWaits(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestEngineQuantizedBatchingMatchesAlone runs a quantized model, whose
+// decoded tokens take the quantized kernels and whose prompts take the
+// float32 GEMM (model.SeqChunk.DecodeFrom): 16 requests at once under
+// several engine shapes (chunked prefill, preemption, the prefix cache
+// holding the blocks of earlier requests) give, greedy and seeded, what each
+// gives alone.
+func TestEngineQuantizedBatchingMatchesAlone(t *testing.T) {
+	m, _, _ := loadFixture(t, "llama")
+	if err := m.Quantize(model.QuantizeOptions{Type: quant.Q8_0}); err != nil {
+		t.Fatal(err)
+	}
+	ps := prompts(16, m.Cfg.Vocab)
+	// A prompt that continues another request's prompt and output, as a chat
+	// turn does: the prefix cache holds the first request's prompt blocks,
+	// never its generated tokens' (computed by other kernels).
+	samplings := []Sampling{{}, {Temperature: 0.8, TopP: 0.9, Seed: 11}}
+	alone := func(p []int32, s Sampling) []int32 {
+		e := newEngine(t, m, EngineConfig{NoPrefixCache: true})
+		toks, _, err := e.Generate(context.Background(), &Request{Prompt: p, MaxTokens: 20, Sampling: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(toks)
+	}
+	want := make([][]int32, len(ps))
+	for i, p := range ps {
+		want[i] = alone(p, samplings[i%2])
+	}
+	long := append(slices.Clone(ps[15]), want[15]...)
+	wantLong := alone(long, Sampling{})
+	for _, tc := range []struct {
+		name string
+		cfg  EngineConfig
+	}{
+		{"defaults", EngineConfig{}},
+		{"chunked prefill", EngineConfig{BlockSize: 4, MaxBatchTokens: 16}},
+		{"preemption", EngineConfig{BlockSize: 4, NumBlocks: 40, MaxSeqs: 16}},
+		{"3 at a time", EngineConfig{BlockSize: 8, MaxSeqs: 3}},
+	} {
+		cfg := tc.cfg
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t, m, cfg)
+			var wg sync.WaitGroup
+			got := make([][]int32, len(ps))
+			errs := make([]error, len(ps))
+			for i, p := range ps {
+				wg.Go(func() {
+					toks, _, err := e.Generate(context.Background(), &Request{Prompt: p, MaxTokens: 20, Sampling: samplings[i%2]})
+					got[i], errs[i] = ids(toks), err
+				})
+			}
+			wg.Wait()
+			for i := range ps {
+				if errs[i] != nil {
+					t.Fatalf("request %d: %v", i, errs[i])
+				}
+				if !slices.Equal(got[i], want[i]) {
+					t.Errorf("request %d: batched %v\nalone %v", i, got[i], want[i])
+				}
+			}
+			toks, f, err := e.Generate(context.Background(), &Request{Prompt: long, MaxTokens: 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(ids(toks), wantLong) {
+				t.Errorf("continued prompt: %v\nalone %v", ids(toks), wantLong)
+			}
+			bs := cfg.BlockSize
+			if bs == 0 {
+				bs = 16
+			}
+			if f.CachedTokens > len(ps[15])/bs*bs {
+				t.Errorf("continued prompt: %d cached tokens, more than the earlier prompt's full blocks", f.CachedTokens)
+			}
+			if cfg.NumBlocks == 40 && e.Stats().Preemptions == 0 {
+				t.Errorf("the small cache caused no preemption: %+v", e.Stats())
+			}
+		})
+	}
 }

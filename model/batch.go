@@ -55,6 +55,16 @@ type SeqChunk struct {
 	Logits int
 	// Hidden returns the final-normalized hidden state of every position.
 	Hidden bool
+	// DecodeFrom, when positive, marks the positions at or past it as
+	// decoded tokens (tokens the model generated, not prompt tokens): where
+	// the model keeps a weight in a form the quantized kernels run, those
+	// rows are multiplied by it through the kernels (see decodeRows), the
+	// other rows through the float32 GEMM. A row's numbers thus depend on
+	// its kind and never on the rest of the batch, as long as a caller marks
+	// a sequence's positions the same way in every pass (the serving engine
+	// passes the prompt length, so a recomputed generated token is still a
+	// decoded one).
+	DecodeFrom int
 }
 
 // BatchOutput holds, per chunk, logits [rows, Vocab] for the rows the chunk
@@ -107,10 +117,17 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 	ids := make([]int32, 0, n)
 	pos := make([]int32, 0, n)
 	slots := make([]int, 0, n) // cache row of every token
+	var dec []bool             // rows of decoded tokens; nil when none
 	for _, ch := range chunks {
 		ids = append(ids, ch.IDs...)
 		for t := range ch.IDs {
 			p := ch.Start + t
+			if ch.DecodeFrom > 0 && p >= ch.DecodeFrom && m.DecodeKernels() {
+				if dec == nil {
+					dec = make([]bool, n)
+				}
+				dec[len(pos)] = true
+			}
 			pos = append(pos, int32(p))
 			slots = append(slots, int(ch.Blocks[p/kv.BlockSize])*kv.BlockSize+p%kv.BlockSize)
 		}
@@ -129,9 +146,9 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 	for l := range m.Blocks {
 		blk := &m.Blocks[l]
 		h := m.norm(tp, x, blk.AttnNorm, blk.AttnNormB)
-		q := m.linearRows(tp, h, blk.Q, blk.QB)
-		k := m.linearRows(tp, h, blk.K, blk.KB)
-		v := m.linearRows(tp, h, blk.V, blk.VB)
+		q := m.linearRows(tp, h, blk.Q, blk.QB, dec)
+		k := m.linearRows(tp, h, blk.K, blk.KB, dec)
+		v := m.linearRows(tp, h, blk.V, blk.VB, dec)
 		if c.QKNorm {
 			eps := float32(c.NormEps)
 			q = tp.Reshape(tp.RMSNorm(tp.Reshape(q, n*c.Heads, c.HeadDim), blk.QNorm, eps), n, c.Heads*c.HeadDim)
@@ -148,13 +165,13 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 		}
 		o := nn.Const(make([]float32, n*c.Heads*c.HeadDim), n, c.Heads*c.HeadDim)
 		cpu.PagedAttentionForward(tp.P, &att, o.Data, q.Data, kc, vc)
-		x = tp.Add(x, m.linearRows(tp, o, blk.O, blk.OB))
+		x = tp.Add(x, m.linearRows(tp, o, blk.O, blk.OB, dec))
 		h = m.norm(tp, x, blk.MLPNorm, blk.MLPNormB)
 		var y *nn.Var
 		if blk.MLP != nil {
-			y = m.mlpRows(tp, blk.MLP, h)
+			y = m.mlpRows(tp, blk.MLP, h, dec)
 		} else {
-			y = m.moeRows(tp, blk, h)
+			y = m.moeRows(tp, blk, h, dec)
 		}
 		x = tp.Add(x, y)
 	}
@@ -189,7 +206,14 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 	}
 	if len(rows) > 0 {
 		xs := m.norm(tp, tp.GatherRows(x, rows), m.Norm, m.NormB)
-		logits := m.linearRows(tp, xs, m.Head, nil)
+		var decOut []bool
+		if dec != nil {
+			decOut = make([]bool, len(rows))
+			for i, r := range rows {
+				decOut[i] = dec[r]
+			}
+		}
+		logits := m.linearRows(tp, xs, m.Head, nil, decOut)
 		off := 0
 		for i, ch := range chunks {
 			k := 0
@@ -233,12 +257,46 @@ func (m *Model) ropeRows(tp *nn.Tape, q, k *nn.Var, pos []int32, rope *cpu.RoPE,
 	return qo, ko
 }
 
-// linearRows is x·wᵀ + b computed with the row-stable GEMM (inference only).
-func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
+// linearRows is x·wᵀ + b for inference: the rows marked in dec (decoded
+// tokens; dec nil marks none) through the quantized kernels when the model
+// keeps w in their form (decodeRows), every other row through the
+// row-stable float32 GEMM. Either way a row's result does not depend on the
+// other rows.
+func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var, dec []bool) *nn.Var {
 	in, out := x.Cols(), w.Shape[0]
 	rows := x.Rows()
 	y := nn.Const(make([]float32, rows*out), rows, out)
-	cpu.GemmRowStable(tp.P, false, true, rows, out, in, 1, x.Data, in, w.Data, in, 0, y.Data, out)
+	var qw *cpu.QWeight
+	if dec != nil && m.q != nil {
+		qw = m.q.lin[w]
+	}
+	var di, pi []int // decoded and prompt rows
+	if qw != nil {
+		for r, d := range dec {
+			if d {
+				di = append(di, r)
+			} else {
+				pi = append(pi, r)
+			}
+		}
+	}
+	switch {
+	case len(di) == 0:
+		cpu.GemmRowStable(tp.P, false, true, rows, out, in, 1, x.Data, in, w.Data, in, 0, y.Data, out)
+	case len(pi) > 0:
+		xp := make([]float32, len(pi)*in)
+		for i, r := range pi {
+			copy(xp[i*in:(i+1)*in], x.Data[r*in:(r+1)*in])
+		}
+		yp := make([]float32, len(pi)*out)
+		cpu.GemmRowStable(tp.P, false, true, len(pi), out, in, 1, xp, in, w.Data, in, 0, yp, out)
+		for i, r := range pi {
+			copy(y.Data[r*out:(r+1)*out], yp[i*out:(i+1)*out])
+		}
+	}
+	if len(di) > 0 {
+		decodeRows(tp.P, qw, x.Data, di, y.Data)
+	}
 	if b != nil {
 		for i := 0; i < rows; i++ {
 			yi := y.Data[i*out : i*out+out]
@@ -250,20 +308,64 @@ func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var) *nn.Var {
 	return y
 }
 
-func (m *Model) mlpRows(tp *nn.Tape, f *MLP, h *nn.Var) *nn.Var {
-	if m.Cfg.MLP == "swiglu" {
-		g := m.linearRows(tp, h, f.Gate, f.GateB)
-		u := m.linearRows(tp, h, f.Up, f.UpB)
-		return m.linearRows(tp, tp.SwiGLU(g, u), f.Down, f.DownB)
+// DecodeKernels reports whether ForwardPaged multiplies the rows of
+// decoded tokens (SeqChunk.DecodeFrom) by a different kernel than prompt
+// rows: true when some weight is kept in a quantized kernel form. Their
+// keys and values then differ in the last bits from what a prompt holding
+// the same tokens gives, so a prefix cache must not hand the one out for
+// the other.
+func (m *Model) DecodeKernels() bool { return m.q != nil && len(m.q.lin) > 0 }
+
+// decodeGroup is the most activation rows decodeRows passes to one
+// cpu.QMatMul call. QMatMul gives every row the same bits for any count of
+// rows from 2 to 31 and any thread count (its per-row dot path; 32 rows
+// and more take the dequantize-and-GEMM path, and a single row the
+// multi-row matrix-vector kernels, which round differently), so decodeRows
+// passes between 2 and decodeGroup rows, padding a lone row with a copy of
+// itself. TestDecodeRowsBatchInvariant checks this.
+const decodeGroup = 31
+
+// decodeRows computes y[r] = w·x[r] for the rows r in rows (of x [·, w.Cols]
+// and y [·, w.Rows]) through cpu.QMatMul, in groups of 2 to decodeGroup
+// rows, so that every row's result is the same whatever the other rows.
+func decodeRows(p *cpu.Pool, w *cpu.QWeight, x []float32, rows []int, y []float32) {
+	in, out := w.Cols, w.Rows
+	n := len(rows)
+	groups := (n + decodeGroup - 1) / decodeGroup
+	size := max(2, (n+groups-1)/groups)
+	xs := make([]float32, size*in)
+	ys := make([]float32, size*out)
+	for lo := 0; lo < n; lo += size {
+		g := rows[lo:min(lo+size, n)]
+		for i, r := range g {
+			copy(xs[i*in:(i+1)*in], x[r*in:(r+1)*in])
+		}
+		k := len(g)
+		if k == 1 {
+			copy(xs[in:2*in], xs[:in])
+			k = 2
+		}
+		cpu.QMatMul(p, ys[:k*out], xs[:k*in], k, w)
+		for i, r := range g {
+			copy(y[r*out:(r+1)*out], ys[i*out:(i+1)*out])
+		}
 	}
-	u := m.linearRows(tp, h, f.Up, f.UpB)
-	return m.linearRows(tp, tp.GELU(u, m.Cfg.Act != "gelu"), f.Down, f.DownB)
 }
 
-func (m *Model) moeRows(tp *nn.Tape, blk *Block, h *nn.Var) *nn.Var {
+func (m *Model) mlpRows(tp *nn.Tape, f *MLP, h *nn.Var, dec []bool) *nn.Var {
+	if m.Cfg.MLP == "swiglu" {
+		g := m.linearRows(tp, h, f.Gate, f.GateB, dec)
+		u := m.linearRows(tp, h, f.Up, f.UpB, dec)
+		return m.linearRows(tp, tp.SwiGLU(g, u), f.Down, f.DownB, dec)
+	}
+	u := m.linearRows(tp, h, f.Up, f.UpB, dec)
+	return m.linearRows(tp, tp.GELU(u, m.Cfg.Act != "gelu"), f.Down, f.DownB, dec)
+}
+
+func (m *Model) moeRows(tp *nn.Tape, blk *Block, h *nn.Var, dec []bool) *nn.Var {
 	c := &m.Cfg
 	n, d := h.Rows(), h.Cols()
-	probs := tp.Softmax(m.linearRows(tp, h, blk.Router, nil))
+	probs := tp.Softmax(m.linearRows(tp, h, blk.Router, nil, dec))
 	r := tp.TopK(probs, c.TopK, c.NormTopK)
 	parts := make([]*nn.Var, c.Experts)
 	for e, rows := range r.Rows {
@@ -271,13 +373,20 @@ func (m *Model) moeRows(tp *nn.Tape, blk *Block, h *nn.Var) *nn.Var {
 			continue
 		}
 		xe := tp.GatherRows(h, rows)
-		parts[e] = tp.ScaleRows(m.mlpRows(tp, blk.Experts[e], xe), r.Gates, r.Slots[e])
+		var de []bool
+		if dec != nil {
+			de = make([]bool, len(rows))
+			for i, r := range rows {
+				de[i] = dec[r]
+			}
+		}
+		parts[e] = tp.ScaleRows(m.mlpRows(tp, blk.Experts[e], xe, de), r.Gates, r.Slots[e])
 	}
 	y := tp.Combine(n, d, parts, r.Rows)
 	if blk.Shared != nil {
-		s := m.mlpRows(tp, blk.Shared, h)
+		s := m.mlpRows(tp, blk.Shared, h, dec)
 		if blk.SharedGate != nil {
-			s = tp.ScaleRows(s, tp.Sigmoid(m.linearRows(tp, h, blk.SharedGate, nil)), nil)
+			s = tp.ScaleRows(s, tp.Sigmoid(m.linearRows(tp, h, blk.SharedGate, nil, dec)), nil)
 		}
 		y = tp.Add(y, s)
 	}

@@ -1,17 +1,22 @@
 package model
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
+	"github.com/mai-llm/mai/backend/cpu"
+	"github.com/mai-llm/mai/format/quant"
 	"github.com/mai-llm/mai/nn"
 )
 
 // pagedRun runs seqs through ForwardPaged, each sequence cut into chunks of
 // the given sizes (cycled), all sequences advancing together, and returns
-// every position's logits per sequence.
-func pagedRun(t *testing.T, m *Model, seqs [][]int32, sizes []int, blockSize int, perm []int32) [][]float32 {
+// every position's logits per sequence. decodeFrom, when not nil, gives
+// each sequence's SeqChunk.DecodeFrom.
+func pagedRun(t *testing.T, m *Model, seqs [][]int32, sizes []int, blockSize int, perm []int32, decodeFrom ...int) [][]float32 {
 	t.Helper()
 	kv, err := m.NewPagedKV(len(perm), blockSize)
 	if err != nil {
@@ -35,7 +40,11 @@ func pagedRun(t *testing.T, m *Model, seqs [][]int32, sizes []int, blockSize int
 				continue
 			}
 			k := min(sizes[(step+i)%len(sizes)], len(s)-done[i])
-			chunks = append(chunks, SeqChunk{IDs: s[done[i] : done[i]+k], Start: done[i], Blocks: tables[i], Logits: RowsAll})
+			ch := SeqChunk{IDs: s[done[i] : done[i]+k], Start: done[i], Blocks: tables[i], Logits: RowsAll}
+			if decodeFrom != nil {
+				ch.DecodeFrom = decodeFrom[i]
+			}
+			chunks = append(chunks, ch)
 			who = append(who, i)
 			done[i] += k
 		}
@@ -154,5 +163,148 @@ func TestForwardPagedErrors(t *testing.T) {
 		if _, err := m.ForwardPaged(tp, kv, tc.chunks); err == nil {
 			t.Errorf("%s: no error", tc.name)
 		}
+	}
+}
+
+// TestDecodeRowsBatchInvariant checks what the decode path of ForwardPaged
+// relies on: through decodeRows, a row's result is the same bits whatever
+// other rows come with it, in what order, and on any number of threads
+// (cpu.QMatMul's per-row path for 2 to 31 rows). It also records that a
+// single-row QMatMul rounds differently, which is why decodeRows never
+// passes one row alone.
+func TestDecodeRowsBatchInvariant(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const rows, cols, n = 72, 256, 70
+	x := make([]float32, n*cols)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	for _, typ := range []quant.Type{quant.Q8_0, quant.Q4_0, quant.Q4_K, quant.F16, quant.BF16} {
+		w := make([]float32, rows*cols)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64()) * 0.1
+		}
+		qw, err := cpu.QuantizeWeight(typ, rows, cols, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		one := cpu.NewPool(1)
+		want := make([]float32, n*rows)
+		for r := range n {
+			decodeRows(one, qw, x, []int{r}, want)
+		}
+		// Every count of rows from 1 to n, a shuffled subset each time.
+		for _, threads := range []int{1, 2, 3} {
+			p := cpu.NewPool(threads)
+			for k := 1; k <= n; k++ {
+				sel := rng.Perm(n)[:k]
+				got := make([]float32, n*rows)
+				decodeRows(p, qw, x, sel, got)
+				for _, r := range sel {
+					g, w := got[r*rows:(r+1)*rows], want[r*rows:(r+1)*rows]
+					for j := range g {
+						if math.Float32bits(g[j]) != math.Float32bits(w[j]) {
+							t.Fatalf("%v, %d threads, %d rows: row %d column %d is %v, alone %v", typ, threads, k, r, j, g[j], w[j])
+						}
+					}
+				}
+			}
+		}
+		// The results are the product with the stored weights, up to the
+		// rounding of the activations to 8 bits.
+		if err := qw.Dequantize(w); err != nil {
+			t.Fatal(err)
+		}
+		var worst float64
+		for r := range n {
+			for j := range rows {
+				var ref float64
+				for c := range cols {
+					ref += float64(x[r*cols+c]) * float64(w[j*cols+c])
+				}
+				worst = math.Max(worst, math.Abs(ref-float64(want[r*rows+j])))
+			}
+		}
+		if worst > 0.05 {
+			t.Errorf("%v: max error %.3g against the float64 product", typ, worst)
+		}
+	}
+}
+
+// TestForwardPagedDecodeRows runs quantized models with decoded-token rows
+// (SeqChunk.DecodeFrom): each sequence's logits are the same bits alone or
+// batched, in any chunking, and close to the all-GEMM path.
+func TestForwardPagedDecodeRows(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  quant.Type
+		moe  bool
+	}{{"q8_0", quant.Q8_0, false}, {"q4_0", quant.Q4_0, false}, {"q4_K-moe", quant.Q4_K, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Family: "llama", Norm: "rmsnorm", NormEps: 1e-5, Pos: "rope", RopeTheta: 10000,
+				MLP: "swiglu", Act: "silu", BOS: -1, EOS: -1, Vocab: 96, Dim: 256, Layers: 2,
+				Heads: 4, KVHeads: 2, HeadDim: 64, FFN: 256, MaxSeq: 64}
+			if tc.moe {
+				cfg.Experts, cfg.TopK = 4, 2
+			}
+			m, err := New(cfg, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Init(3)
+			if err := m.Quantize(QuantizeOptions{Type: tc.typ}); err != nil {
+				t.Fatal(err)
+			}
+			if !m.DecodeKernels() {
+				t.Fatal("a quantized model reports no decode kernels")
+			}
+			rng := rand.New(rand.NewPCG(4, 5))
+			var seqs [][]int32
+			var from []int
+			for i, l := range []int{13, 7, 20, 9} {
+				s := make([]int32, l)
+				for j := range s {
+					s[j] = int32(rng.IntN(cfg.Vocab))
+				}
+				seqs = append(seqs, s)
+				from = append(from, []int{5, 1, 12, 9}[i]) // the last has no decoded token
+			}
+			perm := make([]int32, 24)
+			for i := range perm {
+				perm[i] = int32((i * 5) % 24)
+			}
+			whole := pagedRun(t, m, seqs, []int{64}, 4, perm, from...)
+			plain := pagedRun(t, m, seqs, []int{64}, 4, perm)
+			for i := range seqs {
+				var worst float64
+				for j, v := range whole[i] {
+					worst = math.Max(worst, math.Abs(float64(v-plain[i][j])))
+				}
+				if worst > 0.05 {
+					t.Errorf("sequence %d: decode rows differ from the GEMM by %.3g", i, worst)
+				}
+				if from[i] < len(seqs[i]) && slices.Equal(whole[i], plain[i]) {
+					t.Errorf("sequence %d: decode rows took the GEMM path", i)
+				}
+			}
+			for _, c := range []struct {
+				sizes []int
+				alone bool
+			}{{[]int{1}, false}, {[]int{5, 3, 1, 7}, false}, {[]int{64}, true}, {[]int{1}, true}, {[]int{2, 9}, true}} {
+				var got [][]float32
+				if c.alone {
+					for i, s := range seqs {
+						got = append(got, pagedRun(t, m, [][]int32{s}, c.sizes, 4, perm, from[i])[0])
+					}
+				} else {
+					got = pagedRun(t, m, seqs, c.sizes, 4, perm, from...)
+				}
+				for i := range seqs {
+					if !slices.Equal(got[i], whole[i]) {
+						t.Errorf("%s: chunks %v alone %v: sequence %d logits differ", fmt.Sprint(tc.typ), c.sizes, c.alone, i)
+					}
+				}
+			}
+		})
 	}
 }

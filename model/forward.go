@@ -368,6 +368,8 @@ type decodeState struct {
 	x, h, q, k, o, att []float32
 	gate, up, act, y   []float32
 	scores             []float32
+	ws                 []*cpu.QWeight
+	ys                 [][]float32
 	pos                [1]int32
 }
 
@@ -431,11 +433,7 @@ func (m *Model) decodeOne(tp *nn.Tape, id int32, cache *KVCache) *Output {
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	lin := func(y, x []float32, w, b *nn.Var) {
 		cpu.QMatMul(tp.P, y, x, 1, m.q.lin[w])
-		if b != nil {
-			for j, v := range b.Data {
-				y[j] += v
-			}
-		}
+		addBias(y, b)
 	}
 	for l := range m.Blocks {
 		blk := &m.Blocks[l]
@@ -446,18 +444,25 @@ func (m *Model) decodeOne(tp *nn.Tape, id int32, cache *KVCache) *Output {
 		}
 		kc := cache.K[l][pos*kvw : (pos+1)*kvw]
 		vc := cache.V[l][pos*kvw : (pos+1)*kvw]
-		lin(st.att, st.h, blk.Q, blk.QB)
-		lin(st.k, st.h, blk.K, blk.KB)
-		lin(vc, st.h, blk.V, blk.VB)
+		st.ws = append(st.ws[:0], m.q.lin[blk.Q], m.q.lin[blk.K], m.q.lin[blk.V])
+		st.ys = append(st.ys[:0], st.att, st.k, vc)
+		cpu.QMatVecs(tp.P, st.ys, st.h, st.ws)
+		addBias(st.att, blk.QB)
+		addBias(st.k, blk.KB)
+		addBias(vc, blk.VB)
 		rq.Forward(st.serial, st.q, st.att, st.pos[:])
 		rk.Forward(st.serial, kc, st.k, st.pos[:])
 		cpu.AttendOne(tp.P, st.att, st.q, cache.K[l], cache.V[l], pos+1, c.Heads, c.KVHeads, hd, kvw, scale, st.scores)
 		lin(st.o, st.att, blk.O, blk.OB)
 		cpu.AddRMSNormForward(st.serial, st.x, st.h, nil, st.x, st.o, blk.MLPNorm.Data, 1, d, eps)
 		f := blk.MLP
-		lin(st.gate, st.h, f.Gate, f.GateB)
-		lin(st.up, st.h, f.Up, f.UpB)
-		cpu.SwiGLUForward(st.serial, st.act, st.gate, st.up)
+		if f.GateB == nil && f.UpB == nil {
+			cpu.QMatVecSwiGLU(tp.P, st.act, st.gate, st.up, st.h, m.q.lin[f.Gate], m.q.lin[f.Up])
+		} else {
+			lin(st.gate, st.h, f.Gate, f.GateB)
+			lin(st.up, st.h, f.Up, f.UpB)
+			cpu.SwiGLUForward(st.serial, st.act, st.gate, st.up)
+		}
 		lin(st.y, st.act, f.Down, f.DownB)
 	}
 	cache.Len++
@@ -474,4 +479,14 @@ func growF(s []float32, n int) []float32 {
 		return make([]float32, n)
 	}
 	return s[:n]
+}
+
+// addBias adds b (if any) to y.
+func addBias(y []float32, b *nn.Var) {
+	if b == nil {
+		return
+	}
+	for j, v := range b.Data {
+		y[j] += v
+	}
 }

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"sync"
 
@@ -205,4 +206,129 @@ func dequantQ4KGo(src []byte, dst []float32) {
 			}
 		}
 	}
+}
+
+// qmvsArgs are the arguments of one fused decode product (QMatVecs,
+// QMatVecSwiGLU).
+type qmvsArgs struct {
+	k      *dotSet
+	a      *qAct
+	x      []float32
+	ws     [3]*QWeight
+	ys     [3][]float32
+	nw     int
+	swiglu []float32 // QMatVecSwiGLU's output
+}
+
+var qmvsJobs jobs[qmvsArgs]
+
+// fusable reports whether ws can share one decode product: one activation
+// width and one type with a multi-row kernel.
+func fusable(x []float32, ws []*QWeight) bool {
+	if len(ws) == 0 || len(ws) > 3 {
+		return false
+	}
+	for _, w := range ws {
+		if w.Type != ws[0].Type || w.Cols != len(x) || !hasRowsKernel(w) {
+			return false
+		}
+	}
+	return true
+}
+
+// QMatVecs computes ys[i] = ws[i] · x for one activation row x (decode) and
+// up to three weights of one type and width (a layer's query, key and value
+// projections) as one parallel product: the activation is quantized once and
+// the threads split the rows of all the weights. The results are those of
+// QMatMul on each weight.
+func QMatVecs(p *Pool, ys [][]float32, x []float32, ws []*QWeight) {
+	if len(ys) != len(ws) {
+		panic("cpu.QMatVecs: as many outputs as weights needed")
+	}
+	total := 0
+	for i, w := range ws {
+		if len(ys[i]) != w.Rows {
+			panic(fmt.Sprintf("cpu.QMatVecs: output %d has %d values for %d rows", i, len(ys[i]), w.Rows))
+		}
+		total += w.Rows
+	}
+	if !fusable(x, ws) {
+		for i, w := range ws {
+			QMatMul(p, ys[i], x, 1, w)
+		}
+		return
+	}
+	k := dotKernels()
+	g := qmvsArgs{k: k, x: x, nw: len(ws)}
+	copy(g.ws[:], ws)
+	copy(g.ys[:], ys)
+	g.a = decodeAct(k, x, ws[0])
+	if g.a != nil {
+		defer qActPool.Put(g.a)
+	}
+	grain := max(1, (1<<15)/max(1, ws[0].RowBytes()))
+	parallel(p, &qmvsJobs, total, grain, g, qmatvecsRows)
+}
+
+// QMatVecSwiGLU computes out = silu(gate · x) ⊙ (up · x) for one activation
+// row x (a SwiGLU MLP's first half at decode) as one parallel product: each
+// thread runs its share of the rows of both weights and applies SwiGLU to
+// them, leaving gate · x and up · x in g and u. The results are those of two
+// QMatMul calls and SwiGLUForward.
+func QMatVecSwiGLU(p *Pool, out, g, u, x []float32, gate, up *QWeight) {
+	if gate.Rows != up.Rows || len(out) != gate.Rows || len(g) != gate.Rows || len(u) != up.Rows {
+		panic("cpu.QMatVecSwiGLU: gate, up and outputs disagree in size")
+	}
+	ws := []*QWeight{gate, up}
+	if !fusable(x, ws) {
+		QMatMul(p, g, x, 1, gate)
+		QMatMul(p, u, x, 1, up)
+		SwiGLUForward(p, out, g, u)
+		return
+	}
+	k := dotKernels()
+	a := qmvsArgs{k: k, x: x, nw: 2, swiglu: out}
+	a.ws[0], a.ws[1] = gate, up
+	a.ys[0], a.ys[1] = g, u
+	a.a = decodeAct(k, x, gate)
+	if a.a != nil {
+		defer qActPool.Put(a.a)
+	}
+	grain := max(1, (1<<14)/max(1, gate.RowBytes()))
+	parallel(p, &qmvsJobs, gate.Rows, grain, a, qmatvecSwiGLURows)
+}
+
+// decodeAct quantizes the activation row x for w's decode kernel (nil for
+// the 16-bit types, which take x as it is).
+func decodeAct(k *dotSet, x []float32, w *QWeight) *qAct {
+	if w.Type == QF16 {
+		return nil
+	}
+	a := qActPool.Get().(*qAct)
+	quantizeAct(a, x, quant.QK, false)
+	if k.negSums && w.Type == QQ4_0 {
+		a.setNegSums()
+	}
+	return a
+}
+
+func qmatvecsRows(g *qmvsArgs, lo, hi int) {
+	off := 0
+	for i := range g.nw {
+		w := g.ws[i]
+		r0, r1 := max(lo, off), min(hi, off+w.Rows)
+		if r0 < r1 {
+			one := qmmArgs{k: g.k, w: w, a: g.a, x: g.x, y: g.ys[i]}
+			qmatvecRows(&one, r0-off, r1-off)
+		}
+		off += w.Rows
+	}
+}
+
+func qmatvecSwiGLURows(g *qmvsArgs, lo, hi int) {
+	for i := range 2 {
+		one := qmmArgs{k: g.k, w: g.ws[i], a: g.a, x: g.x, y: g.ys[i]}
+		qmatvecRows(&one, lo, hi)
+	}
+	vSwiGLU(g.swiglu[lo:hi], g.ys[0][lo:hi], g.ys[1][lo:hi])
 }

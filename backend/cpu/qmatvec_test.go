@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/mai-llm/mai/format/quant"
@@ -205,6 +206,56 @@ func BenchmarkQMatVecStream(b *testing.B) {
 				cpu := (c1 - c0).Seconds() / float64(b.N)
 				b.ReportMetric(cpu*1e6, "cpu-µs/op")
 				b.ReportMetric(float64(bytes)/cpu/1e9, "cpu-GB/s")
+			})
+		}
+	}
+}
+
+// TestQMatVecsFused checks the fused decode products (QMatVecs,
+// QMatVecSwiGLU) against separate QMatMul calls and SwiGLUForward: the
+// same values, bit for bit, for every type (the fused kernels' and the
+// fallback's), on 1 and 3 threads.
+func TestQMatVecsFused(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	const cols = 512
+	for _, typ := range qTypes {
+		for _, threads := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%v/%d", typ, threads), func(t *testing.T) {
+				p := NewPool(threads)
+				x := qRandVec(rng, cols, 1)
+				var ws []*QWeight
+				for _, rows := range []int{96, 32, 64} {
+					w, err := QuantizeWeight(typ, rows, cols, qRandVec(rng, rows*cols, 0.05))
+					if err != nil {
+						t.Fatal(err)
+					}
+					ws = append(ws, w)
+				}
+				ys := make([][]float32, len(ws))
+				for i, w := range ws {
+					ys[i] = make([]float32, w.Rows)
+				}
+				QMatVecs(p, ys, x, ws)
+				for i, w := range ws {
+					want := make([]float32, w.Rows)
+					QMatMul(p, want, x, 1, w)
+					if !slices.Equal(ys[i], want) {
+						t.Fatalf("QMatVecs output %d differs from QMatMul", i)
+					}
+				}
+				up, err := QuantizeWeight(typ, 96, cols, qRandVec(rng, 96*cols, 0.05))
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, g, u := make([]float32, 96), make([]float32, 96), make([]float32, 96)
+				QMatVecSwiGLU(p, out, g, u, x, ws[0], up)
+				wg, wu, want := make([]float32, 96), make([]float32, 96), make([]float32, 96)
+				QMatMul(p, wg, x, 1, ws[0])
+				QMatMul(p, wu, x, 1, up)
+				SwiGLUForward(p, want, wg, wu)
+				if !slices.Equal(out, want) || !slices.Equal(g, wg) || !slices.Equal(u, wu) {
+					t.Fatal("QMatVecSwiGLU differs from QMatMul and SwiGLUForward")
+				}
 			})
 		}
 	}

@@ -20,7 +20,7 @@ func init() {
 		maxTokens              int
 		s                      infer.Sampling
 		stops                  []string
-		asJSON                 bool
+		asJSON, keepF32        bool
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
@@ -35,7 +35,9 @@ func init() {
 					return err
 				}
 			}
-			m, err := model.LoadAny(d)
+			// Generation never trains: a quantized GGUF file's matrices stay
+			// in their stored form only (the kernels run them as stored).
+			m, err := model.LoadAnyWith(d, model.LoadOptions{NoFloat32Copy: !keepF32})
 			if err != nil {
 				return err
 			}
@@ -110,6 +112,7 @@ func init() {
 	f := cmd.Flags()
 	f.StringVar(&dir, "model", "", "model folder or training run directory")
 	f.StringVar(&prompt, "prompt", "", "prompt text")
+	f.BoolVar(&keepF32, "keep-f32", false, "also keep float32 copies of quantized weights (more memory, same output)")
 	f.StringVar(&promptIDs, "prompt-ids", "", "prompt as comma-separated token ids")
 	f.IntVar(&maxTokens, "max-tokens", 128, "tokens to generate")
 	f.Float64Var(&s.Temperature, "temperature", 0.8, "sampling temperature (0: greedy)")

@@ -258,7 +258,14 @@ func quantizeAct(a *qAct, x []float32, blk int, withSums bool) {
 	a.d = grow(a.d, len(x)/blk)
 	if withSums {
 		a.sums = grow(a.sums, len(x)/32)
+	} else if blk == quant.QK && len(x)%blk == 0 && quantQ8_0Blocks(x, a.q, a.d) {
+		return
 	}
+	quantizeActGo(a, x, blk, withSums)
+}
+
+// quantizeActGo is quantizeAct's portable loop (a.q, a.d, a.sums sized).
+func quantizeActGo(a *qAct, x []float32, blk int, withSums bool) {
 	for b := 0; b < len(x)/blk; b++ {
 		xs := x[b*blk : (b+1)*blk]
 		var amax float32

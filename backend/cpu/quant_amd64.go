@@ -97,3 +97,19 @@ func dotQ4KAsm(w []byte, xq []int8, xd []float32, xs []int16) float32 {
 	_ = xs[nb*8-1]
 	return dotQ4KAVX2(nb, &w[0], &xq[0], &xd[0], &xs[0])
 }
+
+//go:noescape
+func quantQ8_0AVX2(nb int, x *float32, q *int8, d *float32)
+
+// quantQ8_0Blocks rounds x (whole blocks of 32) to Q8_0 into q and d with
+// the AVX2 kernel, reporting false (nothing done) where it does not run.
+func quantQ8_0Blocks(x []float32, q []int8, d []float32) bool {
+	nb := len(x) / 32
+	if !hostCPU.AVX2FMA || nb == 0 {
+		return false
+	}
+	_ = q[nb*32-1]
+	_ = d[nb-1]
+	quantQ8_0AVX2(nb, &x[0], &q[0], &d[0])
+	return true
+}

@@ -219,3 +219,68 @@ q4kloop:
 	VMOVSS X0, ret+40(FP)
 	VZEROUPPER
 	RET
+
+// func quantQ8_0AVX2(nb int, x *float32, q *int8, d *float32)
+// Rounds nb blocks of 32 float32 to Q8_0 as quantizeAct's Go loop does:
+// d = max|x|/127, q = round-to-even(x·(1/d)) (0 where d is 0).
+TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-32
+	MOVQ nb+0(FP), CX
+	MOVQ x+8(FP), SI
+	MOVQ q+16(FP), DI
+	MOVQ d+24(FP), DX
+	MOVL $0x7FFFFFFF, AX
+	VMOVD AX, X12
+	VPBROADCASTD X12, Y12
+	MOVL $0x42FE0000, AX // 127
+	VMOVD AX, X13
+	MOVL $0x3F800000, AX // 1
+	VMOVD AX, X11
+	VXORPS X14, X14, X14
+	MOVQ $0x0703060205010400, AX
+	VMOVQ AX, X15
+	VPMOVZXBD X15, Y15
+
+q8aloop:
+	VMOVUPS      (SI), Y0
+	VMOVUPS      32(SI), Y1
+	VMOVUPS      64(SI), Y2
+	VMOVUPS      96(SI), Y3
+	VANDPS       Y12, Y0, Y4
+	VANDPS       Y12, Y1, Y5
+	VANDPS       Y12, Y2, Y6
+	VANDPS       Y12, Y3, Y7
+	VMAXPS       Y5, Y4, Y4
+	VMAXPS       Y7, Y6, Y6
+	VMAXPS       Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VMAXPS       X5, X4, X4
+	VPERMILPS    $0x4E, X4, X5
+	VMAXPS       X5, X4, X4
+	VPERMILPS    $0xB1, X4, X5
+	VMAXPS       X5, X4, X4
+	VDIVSS       X13, X4, X6
+	VMOVSS       X6, (DX)
+	VDIVSS       X6, X11, X7
+	VCMPSS       $4, X14, X6, X8
+	VANDPS       X8, X7, X7
+	VBROADCASTSS X7, Y7
+	VMULPS       Y7, Y0, Y0
+	VMULPS       Y7, Y1, Y1
+	VMULPS       Y7, Y2, Y2
+	VMULPS       Y7, Y3, Y3
+	VCVTPS2DQ    Y0, Y0
+	VCVTPS2DQ    Y1, Y1
+	VCVTPS2DQ    Y2, Y2
+	VCVTPS2DQ    Y3, Y3
+	VPACKSSDW    Y1, Y0, Y0
+	VPACKSSDW    Y3, Y2, Y2
+	VPACKSSWB    Y2, Y0, Y0
+	VPERMD       Y0, Y15, Y0
+	VMOVDQU      Y0, (DI)
+	ADDQ         $128, SI
+	ADDQ         $32, DI
+	ADDQ         $4, DX
+	DECQ         CX
+	JNZ          q8aloop
+	VZEROUPPER
+	RET

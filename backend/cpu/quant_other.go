@@ -7,3 +7,6 @@ func dotKernels() *dotSet { return &goDots }
 
 // availableDots lists every kernel set this CPU can run.
 func availableDots() []*dotSet { return []*dotSet{&goDots} }
+
+// quantQ8_0Blocks reports that no vector kernel rounds activations here.
+func quantQ8_0Blocks(x []float32, q []int8, d []float32) bool { return false }

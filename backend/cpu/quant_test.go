@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/mai-llm/mai/format/quant"
@@ -175,5 +176,42 @@ func BenchmarkQMatMul(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestQuantizeActVector checks the vector Q8_0 activation rounding against
+// the portable loop bit for bit: random rows, an all-zero block, ties at .5,
+// values at the block maximum.
+func TestQuantizeActVector(t *testing.T) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	for _, n := range []int{32, 96, 768, 4096} {
+		x := qRandVec(rng, n, 3)
+		clear(x[:32]) // d = 0
+		if n > 64 {
+			for i := range 32 {
+				x[32+i] = float32(i) - 15.5 // ties after scaling by 127/16.5? at least exact halves
+			}
+			x[64] = -x[65] * 1000 // a dominant negative maximum
+		}
+		var got, want qAct
+		quantizeAct(&got, x, 32, false)
+		want.q, want.d = make([]int8, n), make([]float32, n/32)
+		quantizeActGo(&want, x, 32, false)
+		if !slices.Equal(got.q, want.q) || !slices.Equal(got.d, want.d) {
+			t.Fatalf("n=%d: vector rounding differs from the portable loop", n)
+		}
+	}
+	// Exact ties: a block whose maximum is 127 rounds x·1 with halves.
+	x := make([]float32, 32)
+	for i := range x {
+		x[i] = float32(i)*0.5 - 7.25
+	}
+	x[0] = 127
+	var got, want qAct
+	quantizeAct(&got, x, 32, false)
+	want.q, want.d = make([]int8, 32), make([]float32, 1)
+	quantizeActGo(&want, x, 32, false)
+	if !slices.Equal(got.q, want.q) || !slices.Equal(got.d, want.d) {
+		t.Fatalf("ties: vector rounding %v differs from the portable loop %v", got.q, want.q)
 	}
 }

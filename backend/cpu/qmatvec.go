@@ -98,8 +98,10 @@ func qgemm(k *dotSet, p *Pool, y, x []float32, n int, w *QWeight) {
 		defer qActPool.Put(a)
 		quantizeAct(a, x, blk, false)
 		a.xr = grow(a.xr, len(x))
-		for i, q := range a.q {
-			a.xr[i] = float32(q) * a.d[i/blk]
+		if blk != quant.QK || !q8ToF32Blocks(a.q, a.d, a.xr) {
+			for i, q := range a.q {
+				a.xr[i] = float32(q) * a.d[i/blk]
+			}
 		}
 		x = a.xr
 	}

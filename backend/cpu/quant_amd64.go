@@ -113,3 +113,19 @@ func quantQ8_0Blocks(x []float32, q []int8, d []float32) bool {
 	quantQ8_0AVX2(nb, &x[0], &q[0], &d[0])
 	return true
 }
+
+//go:noescape
+func q8ToF32AVX2(nb int, q *int8, d *float32, dst *float32)
+
+// q8ToF32Blocks sets dst = q·d per block of 32 with the AVX2 kernel,
+// reporting false (nothing done) where it does not run.
+func q8ToF32Blocks(q []int8, d []float32, dst []float32) bool {
+	nb := len(dst) / 32
+	if !hostCPU.AVX2FMA || nb == 0 || len(dst)%32 != 0 {
+		return false
+	}
+	_ = q[nb*32-1]
+	_ = d[nb-1]
+	q8ToF32AVX2(nb, &q[0], &d[0], &dst[0])
+	return true
+}

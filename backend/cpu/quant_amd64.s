@@ -284,3 +284,37 @@ q8aloop:
 	JNZ          q8aloop
 	VZEROUPPER
 	RET
+
+// func q8ToF32AVX2(nb int, q *int8, d *float32, dst *float32)
+// dst[i] = q[i]·d[i/32] over nb blocks of 32 (the rounded activations).
+TEXT ·q8ToF32AVX2(SB), NOSPLIT, $0-32
+	MOVQ nb+0(FP), CX
+	MOVQ q+8(FP), SI
+	MOVQ d+16(FP), DX
+	MOVQ dst+24(FP), DI
+
+q8floop:
+	VBROADCASTSS (DX), Y6
+	VPMOVSXBD    (SI), Y0
+	VPMOVSXBD    8(SI), Y1
+	VPMOVSXBD    16(SI), Y2
+	VPMOVSXBD    24(SI), Y3
+	VCVTDQ2PS    Y0, Y0
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y6, Y0, Y0
+	VMULPS       Y6, Y1, Y1
+	VMULPS       Y6, Y2, Y2
+	VMULPS       Y6, Y3, Y3
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, 32(DI)
+	VMOVUPS      Y2, 64(DI)
+	VMOVUPS      Y3, 96(DI)
+	ADDQ         $32, SI
+	ADDQ         $4, DX
+	ADDQ         $128, DI
+	DECQ         CX
+	JNZ          q8floop
+	VZEROUPPER
+	RET

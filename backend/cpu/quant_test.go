@@ -215,3 +215,21 @@ func TestQuantizeActVector(t *testing.T) {
 		t.Fatalf("ties: vector rounding %v differs from the portable loop %v", got.q, want.q)
 	}
 }
+
+// TestQ8ToF32Vector checks the vector expansion of rounded activations
+// against q·d, bit for bit.
+func TestQ8ToF32Vector(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	x := qRandVec(rng, 4*768, 2)
+	var a qAct
+	quantizeAct(&a, x, 32, false)
+	got := make([]float32, len(x))
+	if !q8ToF32Blocks(a.q, a.d, got) {
+		t.Skip("no vector kernel on this CPU")
+	}
+	for i, q := range a.q {
+		if want := float32(q) * a.d[i/32]; got[i] != want {
+			t.Fatalf("value %d: %v, want %v", i, got[i], want)
+		}
+	}
+}

@@ -58,12 +58,12 @@ type SeqChunk struct {
 	// DecodeFrom, when positive, marks the positions at or past it as
 	// decoded tokens (tokens the model generated, not prompt tokens): where
 	// the model keeps a weight in a form the quantized kernels run, those
-	// rows are multiplied by it through the kernels (see decodeRows), the
-	// other rows through the float32 GEMM. A row's numbers thus depend on
-	// its kind and never on the rest of the batch, as long as a caller marks
-	// a sequence's positions the same way in every pass (the serving engine
-	// passes the prompt length, so a recomputed generated token is still a
-	// decoded one).
+	// rows are multiplied by it through the kernels one row at a time (see
+	// decodeRows), the other rows through the float32 GEMM. A row's numbers
+	// thus depend on its kind and never on the rest of the batch, as long
+	// as a caller marks a sequence's positions the same way in every pass
+	// (the serving engine passes the prompt length, so a recomputed
+	// generated token is still a decoded one).
 	DecodeFrom int
 }
 
@@ -316,39 +316,18 @@ func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var, dec []bool) *nn.Var {
 // the other.
 func (m *Model) DecodeKernels() bool { return m.q != nil && len(m.q.lin) > 0 }
 
-// decodeGroup is the most activation rows decodeRows passes to one
-// cpu.QMatMul call. QMatMul gives every row the same bits for any count of
-// rows from 2 to 31 and any thread count (its per-row dot path; 32 rows
-// and more take the dequantize-and-GEMM path, and a single row the
-// multi-row matrix-vector kernels, which round differently), so decodeRows
-// passes between 2 and decodeGroup rows, padding a lone row with a copy of
-// itself. TestDecodeRowsBatchInvariant checks this.
-const decodeGroup = 31
-
 // decodeRows computes y[r] = w·x[r] for the rows r in rows (of x [·, w.Cols]
-// and y [·, w.Rows]) through cpu.QMatMul, in groups of 2 to decodeGroup
-// rows, so that every row's result is the same whatever the other rows.
+// and y [·, w.Rows]) through cpu.QMatMul, one row per call: a single row
+// takes the multi-row matrix-vector kernels, whose result does not depend
+// on the thread count, so every row's result is the same bits whatever the
+// other rows. (QMatMul rounds 2 to 31 rows differently — one row-dot call
+// per weight and activation row, slower per row — and takes a dequantize-
+// and-GEMM path from 32 rows, so grouping rows would tie a row's bits to
+// the batch size.) TestDecodeRowsBatchInvariant checks this.
 func decodeRows(p *cpu.Pool, w *cpu.QWeight, x []float32, rows []int, y []float32) {
 	in, out := w.Cols, w.Rows
-	n := len(rows)
-	groups := (n + decodeGroup - 1) / decodeGroup
-	size := max(2, (n+groups-1)/groups)
-	xs := make([]float32, size*in)
-	ys := make([]float32, size*out)
-	for lo := 0; lo < n; lo += size {
-		g := rows[lo:min(lo+size, n)]
-		for i, r := range g {
-			copy(xs[i*in:(i+1)*in], x[r*in:(r+1)*in])
-		}
-		k := len(g)
-		if k == 1 {
-			copy(xs[in:2*in], xs[:in])
-			k = 2
-		}
-		cpu.QMatMul(p, ys[:k*out], xs[:k*in], k, w)
-		for i, r := range g {
-			copy(y[r*out:(r+1)*out], ys[i*out:(i+1)*out])
-		}
+	for _, r := range rows {
+		cpu.QMatMul(p, y[r*out:(r+1)*out], x[r*in:(r+1)*in], 1, w)
 	}
 }
 

@@ -168,10 +168,7 @@ func TestForwardPagedErrors(t *testing.T) {
 
 // TestDecodeRowsBatchInvariant checks what the decode path of ForwardPaged
 // relies on: through decodeRows, a row's result is the same bits whatever
-// other rows come with it, in what order, and on any number of threads
-// (cpu.QMatMul's per-row path for 2 to 31 rows). It also records that a
-// single-row QMatMul rounds differently, which is why decodeRows never
-// passes one row alone.
+// other rows come with it, in what order, and on any number of threads.
 func TestDecodeRowsBatchInvariant(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	const rows, cols, n = 72, 256, 70

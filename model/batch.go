@@ -316,19 +316,50 @@ func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var, dec []bool) *nn.Var {
 // the other.
 func (m *Model) DecodeKernels() bool { return m.q != nil && len(m.q.lin) > 0 }
 
+// decodePanelBytes bounds the stored bytes of the panel of weight rows that
+// decodeRows multiplies by every decoded row before moving on (it stays in
+// the L2 cache).
+const decodePanelBytes = 256 << 10
+
 // decodeRows computes y[r] = w·x[r] for the rows r in rows (of x [·, w.Cols]
-// and y [·, w.Rows]) through cpu.QMatMul, one row per call: a single row
-// takes the multi-row matrix-vector kernels, whose result does not depend
-// on the thread count, so every row's result is the same bits whatever the
-// other rows. (QMatMul rounds 2 to 31 rows differently — one row-dot call
-// per weight and activation row, slower per row — and takes a dequantize-
-// and-GEMM path from 32 rows, so grouping rows would tie a row's bits to
-// the batch size.) TestDecodeRowsBatchInvariant checks this.
+// and y [·, w.Rows]) through cpu.QMatMul with one activation row per call: a
+// single row takes the multi-row matrix-vector kernels, whose result for a
+// weight row does not depend on which other weight rows come with it, so
+// every row's result is the same bits whatever the other rows and the thread
+// count. (QMatMul rounds 2 to 31 activation rows differently — one row-dot
+// call per weight and activation row, slower — and takes a dequantize-and-
+// GEMM path from 32, so passing several rows would tie a row's bits to the
+// batch size.) With several rows the threads split the weight into panels
+// that stay in cache while every row is multiplied by them, so that the
+// weights are read from memory once per call, not once per row.
+// TestDecodeRowsBatchInvariant checks the bits.
 func decodeRows(p *cpu.Pool, w *cpu.QWeight, x []float32, rows []int, y []float32) {
 	in, out := w.Cols, w.Rows
-	for _, r := range rows {
-		cpu.QMatMul(p, y[r*out:(r+1)*out], x[r*in:(r+1)*in], 1, w)
+	if len(rows) == 1 || p == nil {
+		if p == nil {
+			p = cpu.NewPool(1)
+		}
+		for _, r := range rows {
+			cpu.QMatMul(p, y[r*out:(r+1)*out], x[r*in:(r+1)*in], 1, w)
+		}
+		return
 	}
+	rb := w.RowBytes()
+	th := p.Threads()
+	panels := max(th, (out*rb+decodePanelBytes-1)/decodePanelBytes)
+	panels = (panels + th - 1) / th * th
+	size := (out + panels - 1) / panels
+	panels = (out + size - 1) / size
+	p.For(panels, 1, func(lo, hi int) {
+		serial := cpu.NewPool(1)
+		for c := lo; c < hi; c++ {
+			r0, r1 := c*size, min((c+1)*size, out)
+			pw := &cpu.QWeight{Type: w.Type, Rows: r1 - r0, Cols: in, Data: w.Data[r0*rb : r1*rb]}
+			for _, r := range rows {
+				cpu.QMatMul(serial, y[r*out+r0:r*out+r1], x[r*in:(r+1)*in], 1, pw)
+			}
+		}
+	})
 }
 
 func (m *Model) mlpRows(tp *nn.Tape, f *MLP, h *nn.Var, dec []bool) *nn.Var {

@@ -171,7 +171,7 @@ func TestForwardPagedErrors(t *testing.T) {
 // other rows come with it, in what order, and on any number of threads.
 func TestDecodeRowsBatchInvariant(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	const rows, cols, n = 72, 256, 70
+	const rows, cols, n = 77, 256, 70
 	x := make([]float32, n*cols)
 	for i := range x {
 		x[i] = float32(rng.NormFloat64())

@@ -270,28 +270,30 @@ func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var, dec []bool) *nn.Var {
 	if dec != nil && m.q != nil {
 		qw = m.q.lin[w]
 	}
-	var di, pi []int // decoded and prompt rows
+	var di []int // decoded rows
 	if qw != nil {
 		for r, d := range dec {
 			if d {
 				di = append(di, r)
-			} else {
-				pi = append(pi, r)
 			}
 		}
 	}
-	switch {
-	case len(di) == 0:
+	if len(di) == 0 {
 		cpu.GemmRowStable(tp.P, false, true, rows, out, in, 1, x.Data, in, w.Data, in, 0, y.Data, out)
-	case len(pi) > 0:
-		xp := make([]float32, len(pi)*in)
-		for i, r := range pi {
-			copy(xp[i*in:(i+1)*in], x.Data[r*in:(r+1)*in])
-		}
-		yp := make([]float32, len(pi)*out)
-		cpu.GemmRowStable(tp.P, false, true, len(pi), out, in, 1, xp, in, w.Data, in, 0, yp, out)
-		for i, r := range pi {
-			copy(y.Data[r*out:(r+1)*out], yp[i*out:(i+1)*out])
+	} else {
+		// The other rows in runs of consecutive rows (usually one: the
+		// engine puts the decoded tokens first), in place.
+		for r0 := 0; r0 < rows; {
+			if dec[r0] {
+				r0++
+				continue
+			}
+			r1 := r0 + 1
+			for r1 < rows && !dec[r1] {
+				r1++
+			}
+			cpu.GemmRowStable(tp.P, false, true, r1-r0, out, in, 1, x.Data[r0*in:], in, w.Data, in, 0, y.Data[r0*out:], out)
+			r0 = r1
 		}
 	}
 	if len(di) > 0 {

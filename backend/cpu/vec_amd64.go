@@ -77,3 +77,9 @@ func vRopeAVX(out, x, cs, sn *float32, n, half int, sign float32, acc int)
 
 //go:noescape
 func vSumSqF64AVX(x *float32, n int) float64
+
+//go:noescape
+func vDotsStrideAVX(q, k *float32, d, stride, n int, out *float32, scale float32)
+
+//go:noescape
+func vAxpysStrideAVX(o, v *float32, d, stride, n int, w *float32)

@@ -1023,3 +1023,96 @@ sqdone:
 	VMOVSD       X0, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func vDotsStrideAVX(q, k *float32, d, stride, n int, out *float32, scale float32)
+// out[j] = scale·(q · k[j·stride bytes:][:d]) for j < n; d a positive
+// multiple of 32 (one query head's scores over cached keys).
+TEXT ·vDotsStrideAVX(SB), NOSPLIT, $0-52
+	MOVQ         q+0(FP), R8
+	MOVQ         k+8(FP), SI
+	MOVQ         d+16(FP), R11
+	MOVQ         stride+24(FP), R12
+	MOVQ         n+32(FP), R10
+	MOVQ         out+40(FP), R9
+	VBROADCASTSS scale+48(FP), Y15
+
+dsrow:
+	MOVQ   R8, DI
+	MOVQ   SI, BX
+	MOVQ   R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dsin:
+	VMOVUPS     (DI), Y4
+	VMOVUPS     32(DI), Y5
+	VMOVUPS     64(DI), Y6
+	VMOVUPS     96(DI), Y7
+	VFMADD231PS (BX), Y4, Y0
+	VFMADD231PS 32(BX), Y5, Y1
+	VFMADD231PS 64(BX), Y6, Y2
+	VFMADD231PS 96(BX), Y7, Y3
+	ADDQ        $128, DI
+	ADDQ        $128, BX
+	SUBQ        $32, CX
+	JNZ         dsin
+
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMULSS       X15, X0, X0
+	VMOVSS       X0, (R9)
+	ADDQ         $4, R9
+	ADDQ         R12, SI
+	DECQ         R10
+	JNZ          dsrow
+	VZEROUPPER
+	RET
+
+// func vAxpysStrideAVX(o, v *float32, d, stride, n int, w *float32)
+// o[:d] += Σ_{j<n} w[j]·v[j·stride bytes:][:d]; d a positive multiple of 32
+// (one head's attention output over cached values).
+TEXT ·vAxpysStrideAVX(SB), NOSPLIT, $0-48
+	MOVQ o+0(FP), DI
+	MOVQ v+8(FP), SI
+	MOVQ d+16(FP), R11
+	MOVQ stride+24(FP), R12
+	MOVQ n+32(FP), R10
+	MOVQ w+40(FP), R9
+
+aschunk:
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	MOVQ    SI, BX
+	MOVQ    R9, DX
+	MOVQ    R10, CX
+
+asrow:
+	VBROADCASTSS (DX), Y4
+	VFMADD231PS  (BX), Y4, Y0
+	VFMADD231PS  32(BX), Y4, Y1
+	VFMADD231PS  64(BX), Y4, Y2
+	VFMADD231PS  96(BX), Y4, Y3
+	ADDQ         $4, DX
+	ADDQ         R12, BX
+	DECQ         CX
+	JNZ          asrow
+
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ    $128, DI
+	ADDQ    $128, SI
+	SUBQ    $32, R11
+	JNZ     aschunk
+	VZEROUPPER
+	RET

@@ -201,14 +201,28 @@ func attendRange(a *attendArgs, lo, hi int) {
 		q := a.q[h*d : (h+1)*d]
 		sc := a.sc[h*tk : (h+1)*tk]
 		m := float32(math.Inf(-1))
-		for j := range tk {
-			s := a.scale * vDot(q, a.k[j*a.stride+g*d:][:d])
-			sc[j] = s
-			m = max(m, s)
+		rows := (tk-1)*a.stride + d // the span of this head's keys and values
+		vec := vecAVX2 && d%32 == 0
+		if vec {
+			k := a.k[g*d:][:rows]
+			vDotsStrideAVX(&q[0], &k[0], d, 4*a.stride, tk, &sc[0], a.scale)
+			m = vMax(sc)
+		} else {
+			for j := range tk {
+				s := a.scale * vDot(q, a.k[j*a.stride+g*d:][:d])
+				sc[j] = s
+				m = max(m, s)
+			}
 		}
 		inv := 1 / vExpSub(sc, sc, m)
 		o := a.out[h*d : (h+1)*d]
 		clear(o)
+		if vec {
+			vScale(sc, inv)
+			v := a.v[g*d:][:rows]
+			vAxpysStrideAVX(&o[0], &v[0], d, 4*a.stride, tk, &sc[0])
+			continue
+		}
 		for j := range tk {
 			vAxpy(o, sc[j]*inv, a.v[j*a.stride+g*d:][:d])
 		}

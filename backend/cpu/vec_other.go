@@ -37,3 +37,8 @@ func vExpScaleAccAVX(dst, src *float32, n int, sub, scale float32) { panic("unre
 func vRopeAVX(out, x, cs, sn *float32, n, half int, sign float32, acc int) { panic("unreachable") }
 
 func vSumSqF64AVX(x *float32, n int) float64 { panic("unreachable") }
+
+func vDotsStrideAVX(q, k *float32, d, stride, n int, out *float32, scale float32) {
+	panic("unreachable")
+}
+func vAxpysStrideAVX(o, v *float32, d, stride, n int, w *float32) { panic("unreachable") }

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -327,4 +328,55 @@ func TestSumSquares(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAttendOne checks single-query attention over a strided cache against
+// a float64 reference: head sizes on the vector path (64) and off it (48),
+// GQA, one to 37 positions, on 1 and 3 threads.
+func TestAttendOne(t *testing.T) {
+	rng := rand.New(rand.NewPCG(51, 52))
+	for _, d := range []int{64, 48} {
+		for _, tk := range []int{1, 2, 9, 37} {
+			for _, threads := range []int{1, 3} {
+				const heads, kvHeads = 6, 2
+				stride := kvHeads*d + 8 // rows padded, as a wider cache row would be
+				q := make([]float32, heads*d)
+				k := make([]float32, tk*stride)
+				v := make([]float32, tk*stride)
+				for _, s := range [][]float32{q, k, v} {
+					for i := range s {
+						s[i] = float32(rng.NormFloat64())
+					}
+				}
+				out := make([]float32, heads*d)
+				scale := float32(1 / math.Sqrt(float64(d)))
+				AttendOne(NewPool(threads), out, q, k, v, tk, heads, kvHeads, d, stride, scale, make([]float32, heads*tk))
+				for h := range heads {
+					g := h / (heads / kvHeads)
+					p := make([]float64, tk)
+					var m, sum float64 = math.Inf(-1), 0
+					for j := range tk {
+						for i := range d {
+							p[j] += float64(q[h*d+i]) * float64(k[j*stride+g*d+i])
+						}
+						p[j] *= float64(scale)
+						m = math.Max(m, p[j])
+					}
+					for j := range p {
+						p[j] = math.Exp(p[j] - m)
+						sum += p[j]
+					}
+					for i := range d {
+						var want float64
+						for j := range tk {
+							want += p[j] / sum * float64(v[j*stride+g*d+i])
+						}
+						if got := float64(out[h*d+i]); math.Abs(got-want) > 1e-4*(1+math.Abs(want)) {
+							t.Fatalf("d=%d tk=%d threads=%d head %d [%d]: %v, want %v", d, tk, threads, h, i, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
 }

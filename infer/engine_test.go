@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -356,6 +357,12 @@ func TestEngineQueueWaits(t *testing.T) {
 // holding the blocks of earlier requests) give, greedy and seeded, what each
 // gives alone.
 func TestEngineQuantizedBatchingMatchesAlone(t *testing.T) {
+	for _, float := range []bool{false, true} {
+		t.Run(fmt.Sprintf("FloatDecode=%v", float), func(t *testing.T) { testQuantizedBatching(t, float) })
+	}
+}
+
+func testQuantizedBatching(t *testing.T, float bool) {
 	m, _, _ := loadFixture(t, "llama")
 	if err := m.Quantize(model.QuantizeOptions{Type: quant.Q8_0}); err != nil {
 		t.Fatal(err)
@@ -366,7 +373,7 @@ func TestEngineQuantizedBatchingMatchesAlone(t *testing.T) {
 	// never its generated tokens' (computed by other kernels).
 	samplings := []Sampling{{}, {Temperature: 0.8, TopP: 0.9, Seed: 11}}
 	alone := func(p []int32, s Sampling) []int32 {
-		e := newEngine(t, m, EngineConfig{NoPrefixCache: true})
+		e := newEngine(t, m, EngineConfig{NoPrefixCache: true, FloatDecode: float})
 		toks, _, err := e.Generate(context.Background(), &Request{Prompt: p, MaxTokens: 20, Sampling: s})
 		if err != nil {
 			t.Fatal(err)
@@ -389,6 +396,7 @@ func TestEngineQuantizedBatchingMatchesAlone(t *testing.T) {
 		{"3 at a time", EngineConfig{BlockSize: 8, MaxSeqs: 3}},
 	} {
 		cfg := tc.cfg
+		cfg.FloatDecode = float
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t, m, cfg)
 			var wg sync.WaitGroup
@@ -420,7 +428,7 @@ func TestEngineQuantizedBatchingMatchesAlone(t *testing.T) {
 			if bs == 0 {
 				bs = 16
 			}
-			if f.CachedTokens > len(ps[15])/bs*bs {
+			if !float && f.CachedTokens > len(ps[15])/bs*bs {
 				t.Errorf("continued prompt: %d cached tokens, more than the earlier prompt's full blocks", f.CachedTokens)
 			}
 			if cfg.NumBlocks == 40 && e.Stats().Preemptions == 0 {

@@ -13,6 +13,9 @@ func q8_0RowsAVX2(rows, nb int, w *byte, xq *int8, xd *float32, y *float32)
 func f16RowsAVX2(rows, n int, w *byte, x *float32, y *float32)
 
 //go:noescape
+func f16RowsAVX512(rows, n int, w *byte, x *float32, y *float32)
+
+//go:noescape
 func dequantQ4_0AVX2(nb int, w *byte, dst *float32)
 
 //go:noescape
@@ -37,7 +40,7 @@ var hasVNNI = func() bool {
 // vnniDots are avx2Dots with the AVX-512 VNNI Q4_0 decode kernel.
 var vnniDots = func() dotSet {
 	d := avx2Dots
-	d.name, d.rowsQ4_0, d.negSums = "vnni", rowsQ4_0VNNI, true
+	d.name, d.rowsQ4_0, d.rowsF16, d.negSums = "vnni", rowsQ4_0VNNI, rowsF16AVX512, true
 	return d
 }()
 
@@ -118,4 +121,20 @@ func dequantAsm(t QType, src []byte, dst []float32) {
 	default:
 		dequantGo(t, src, dst)
 	}
+}
+
+// rowsF16AVX512 is rowsF16Asm with 512-bit vectors where the row length is
+// a multiple of 64.
+func rowsF16AVX512(w []byte, rows int, x []float32, y []float32) {
+	n := len(x)
+	if rows <= 0 || n == 0 {
+		return
+	}
+	if n%64 != 0 {
+		rowsF16Asm(w, rows, x, y)
+		return
+	}
+	_ = w[rows*n*2-1]
+	_ = y[rows-1]
+	f16RowsAVX512(rows, n, &w[0], &x[0], &y[0])
 }

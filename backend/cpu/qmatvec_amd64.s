@@ -360,3 +360,48 @@ v4done:
 	JNZ    v4row
 	VZEROUPPER
 	RET
+
+// func f16RowsAVX512(rows, n int, w *byte, x *float32, y *float32)
+// f16RowsAVX2 with 512-bit conversions and multiply-adds: n is a positive
+// multiple of 64.
+TEXT ·f16RowsAVX512(SB), NOSPLIT, $0-40
+	MOVQ rows+0(FP), R10
+	MOVQ n+8(FP), R11
+	MOVQ w+16(FP), SI
+	MOVQ x+24(FP), R12
+	MOVQ y+32(FP), R9
+
+z16row:
+	MOVQ   R12, DI
+	MOVQ   R11, CX
+	VXORPS Z0, Z0, Z0
+	VXORPS Z5, Z5, Z5
+	VXORPS Z6, Z6, Z6
+	VXORPS Z7, Z7, Z7
+
+z16loop:
+	VCVTPH2PS   (SI), Z1
+	VCVTPH2PS   32(SI), Z2
+	VCVTPH2PS   64(SI), Z3
+	VCVTPH2PS   96(SI), Z4
+	VFMADD231PS (DI), Z1, Z0
+	VFMADD231PS 64(DI), Z2, Z5
+	VFMADD231PS 128(DI), Z3, Z6
+	VFMADD231PS 192(DI), Z4, Z7
+	ADDQ        $128, SI
+	ADDQ        $256, DI
+	SUBQ        $64, CX
+	JNZ         z16loop
+
+	VADDPS        Z5, Z0, Z0
+	VADDPS        Z7, Z6, Z6
+	VADDPS        Z6, Z0, Z0
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	HSUM
+	VMOVSS        X0, (R9)
+	ADDQ          $4, R9
+	DECQ          R10
+	JNZ           z16row
+	VZEROUPPER
+	RET

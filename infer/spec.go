@@ -88,7 +88,11 @@ func (e *Engine) specStep(s *seq) {
 	}
 	ids := append([]int32{s.tokens[len(s.tokens)-1]}, props...)
 	t0 := time.Now()
-	out, err := e.forward([]model.SeqChunk{{IDs: ids, Start: s.computed, Blocks: s.blocks, Logits: model.RowsAll}})
+	ch := model.SeqChunk{IDs: ids, Start: s.computed, Blocks: s.blocks, Logits: model.RowsAll}
+	if !e.cfg.FloatDecode {
+		ch.DecodeFrom = s.nPrompt // generated tokens take the same kernels as in ordinary steps
+	}
+	out, err := e.forward([]model.SeqChunk{ch})
 	if err != nil {
 		e.end(s, "error", err)
 		e.removeEnded()

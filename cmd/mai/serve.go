@@ -91,6 +91,7 @@ streams finish first.`,
 	f.IntVar(&ecfg.MaxSeqs, "max-seqs", 32, "sequences decoding together per model")
 	f.IntVar(&ecfg.MaxBatchTokens, "max-batch-tokens", 512, "tokens per engine step (decode tokens plus prefill chunks)")
 	f.BoolVar(&ecfg.NoPrefixCache, "no-prefix-cache", false, "do not reuse KV blocks of shared prompt prefixes")
+	f.BoolVar(&ecfg.FloatDecode, "float-decode", false, "quantized models: run generated tokens through the float32 GEMM like prompts (more tokens per CPU-second at many streams, fewer at one)")
 	f.IntVar(&ecfg.DraftTokens, "draft-tokens", 4, "tokens the draft model proposes per step")
 	rootCmd.AddCommand(cmd)
 }

@@ -116,7 +116,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) error {
 		}
 		ch := ChatChoice{Index: c.index, Message: msg, FinishReason: ptr(reason)}
 		if p.logprobs {
-			ch.Logprobs = &ChatLogprobs{Content: chatLogprobs(m, c.toks, p.topLogprobs), Refusal: nil}
+			ch.Logprobs = &ChatLogprobs{Content: chatLogprobs(m, c.toks[:min(len(c.toks), c.ts.inText(len(c.ts.text)))], p.topLogprobs), Refusal: nil}
 		}
 		resp.Choices = append(resp.Choices, ch)
 	}
@@ -143,10 +143,16 @@ func (s *Server) streamChat(w http.ResponseWriter, ctx context.Context, m *Model
 		}
 	}
 	err := s.run(ctx, m, start, choices, func(ev event) error {
-		if ev.delta != "" || (p.logprobs && len(ev.toks) > 0) {
+		// Logprobs go out with the text their tokens start in: held-back
+		// text (a possible stop string) holds back its tokens' too.
+		var lps []infer.Token
+		if upto := min(ev.lp, len(ev.c.toks)); upto > ev.c.lpSent {
+			lps, ev.c.lpSent = ev.c.toks[ev.c.lpSent:upto], upto
+		}
+		if ev.delta != "" || (p.logprobs && len(lps) > 0) {
 			ch := ChatChoice{Index: ev.c.index, Delta: &OutMessage{Content: ptr(ev.delta)}}
 			if p.logprobs {
-				ch.Logprobs = &ChatLogprobs{Content: chatLogprobs(m, ev.toks, p.topLogprobs)}
+				ch.Logprobs = &ChatLogprobs{Content: chatLogprobs(m, lps, p.topLogprobs)}
 			}
 			if err := chunk(ch); err != nil {
 				return err

@@ -117,6 +117,7 @@ type choice struct {
 	h      *infer.Handle
 	ts     *textStream
 	toks   []infer.Token
+	lpSent int // tokens whose logprobs were streamed
 	final  *infer.Final
 	last   time.Time
 	first  bool
@@ -128,6 +129,7 @@ type event struct {
 	toks  []infer.Token
 	delta string
 	done  bool
+	lp    int // tokens of the choice so far whose logprobs may be reported (textStream.inText)
 }
 
 // submit starts one choice.
@@ -209,10 +211,12 @@ func (s *Server) run(ctx context.Context, m *Model, start time.Time, choices []*
 					c.last = t.At
 					ev.delta += c.ts.push(t.ID)
 				}
+				ev.lp = c.ts.inText(c.ts.sent)
 				if f != nil {
 					c.final = f
 					ev.delta += c.ts.flush()
 					ev.done = true
+					ev.lp = c.ts.inText(len(c.ts.text))
 				}
 				select {
 				case events <- ev:

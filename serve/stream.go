@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -12,6 +13,7 @@ type textStream struct {
 	decode  func([]int32) string
 	stops   []string
 	ids     []int32
+	starts  []int  // where each of ids starts in text
 	text    string // the text of ids, cut at a stop string once one is found
 	sent    int    // bytes of text already returned
 	stopped bool
@@ -35,6 +37,7 @@ func (s *textStream) push(id int32) string {
 	if s.stopped {
 		return ""
 	}
+	s.starts = append(s.starts, len(s.text))
 	s.ids = append(s.ids, id)
 	s.text = s.decode(s.ids)
 	if cut := s.firstStop(); cut >= 0 {
@@ -45,6 +48,14 @@ func (s *textStream) push(id int32) string {
 	safe := len(s.text) - held(s.text, s.stops)
 	safe = utf8Boundary(s.text, safe)
 	return s.take(min(safe, s.frozenAt()))
+}
+
+// inText is how many pushed tokens start within the first n bytes of the
+// text: the tokens whose logprobs belong to that much content. A stop
+// string's tokens and an end-of-text token start past the content, so they
+// are not reported, as OpenAI's API leaves them out.
+func (s *textStream) inText(n int) int {
+	return sort.Search(len(s.starts), func(i int) bool { return s.starts[i] >= n })
 }
 
 // flush returns whatever is left (at the end of generation), up to a

@@ -28,6 +28,10 @@ func ropeTables(c *Config, rows, seqLen int) (cos, sin []float32) {
 	return cos, sin
 }
 
+// RoPETables is ropeTables for other backends: cos and sin [rows, rot/2]
+// with frequencies chosen for a sequence of seqLen positions.
+func RoPETables(c *Config, rows, seqLen int) (cos, sin []float32) { return ropeTables(c, rows, seqLen) }
+
 func ropeInvFreq(c *Config, seqLen int) ([]float32, float64) {
 	rot := c.RotaryDim()
 	half := rot / 2

@@ -26,8 +26,10 @@ type DistillConfig struct {
 
 func (c *DistillConfig) validate(sft bool) error {
 	switch {
-	case c.DistillWeight < 0 || c.DistillWeight > 1 || math.IsNaN(c.DistillWeight):
-		return fmt.Errorf("train: --distill-weight %v must be between 0 and 1", c.DistillWeight)
+	case c.DistillWeight < 0 || c.DistillWeight >= 1 || math.IsNaN(c.DistillWeight):
+		// At 1 the tokens without a teacher distribution (the end of a
+		// turn, tokens that did not align) would carry no loss at all.
+		return fmt.Errorf("train: --distill-weight %v must be at least 0 and below 1 (tokens without the teacher's distribution, such as the end of a turn, learn only from the (1 - weight) cross-entropy)", c.DistillWeight)
 	case c.DistillWeight > 0 && !sft:
 		return fmt.Errorf("train: --distill-weight needs --sft chat data with the teacher's logprobs (mai synth --logprobs K)")
 	}

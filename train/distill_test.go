@@ -326,8 +326,9 @@ func TestDistillConfigErrors(t *testing.T) {
 		sft  bool
 		want string
 	}{
-		{DistillConfig{DistillWeight: 1.5}, true, "between 0 and 1"},
-		{DistillConfig{DistillWeight: -0.1}, true, "between 0 and 1"},
+		{DistillConfig{DistillWeight: 1.5}, true, "below 1"},
+		{DistillConfig{DistillWeight: 1}, true, "end of a turn"},
+		{DistillConfig{DistillWeight: -0.1}, true, "at least 0"},
 		{DistillConfig{DistillWeight: 0.5}, false, "needs --sft"},
 	} {
 		if err := tc.c.validate(tc.sft); err == nil || !strings.Contains(err.Error(), tc.want) {

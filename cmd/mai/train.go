@@ -48,7 +48,7 @@ func init() {
 	f.StringVar(&c.Data, "data", c.Data, "shard directory (mai data prepare) or a folder of text/source files")
 	f.StringVar(&c.SFT, "sft", c.SFT, "supervised fine-tuning on chat JSONL ({\"messages\": [...]}); loss on assistant turns only")
 	f.StringVar(&c.Tokenizer, "tokenizer", c.Tokenizer, "tokenizer for --sft data (default: the --init model's)")
-	f.Float64Var(&c.DistillWeight, "distill-weight", c.DistillWeight, "with --sft: weight α of the KL to the teacher's top-k logprobs stored in the data (mai synth --logprobs K); the loss on the teacher's tokens gets 1−α (0: plain SFT)")
+	f.Float64Var(&c.DistillWeight, "distill-weight", c.DistillWeight, "with --sft: weight α of the KL to the teacher's top-k logprobs stored in the data (mai synth --logprobs K); the loss on the teacher's tokens gets 1−α (0: plain SFT; below 1)")
 	f.BoolVar(&c.DistillRenorm, "distill-renorm", c.DistillRenorm, "with --distill-weight: renormalize the teacher's top-k to 1 instead of keeping the mass outside it as one bucket")
 	f.StringVar(&c.Out, "out", c.Out, "run directory: checkpoints, metrics.jsonl; an existing run resumes")
 	f.IntVar(&c.Batch, "batch", c.Batch, "sequences per micro-batch")

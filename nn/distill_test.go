@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -112,22 +111,7 @@ func distillCases() []gradCase {
 // 1 and 3 threads, bit-identical reruns) on LinearDistill, in chunks of 4
 // vocabulary columns so that 11 columns make two full chunks and a partial
 // one.
-func TestLinearDistillGradCheck(t *testing.T) {
-	defer func(f func(n, v int) int) { ceChunkCols = f }(ceChunkCols)
-	ceChunkCols = func(n, v int) int { return min(4, v) }
-	defer func() { gcLazyInputs, arenaPoison = false, false }()
-	arenaPoison = true
-	for _, c := range distillCases() {
-		t.Run(c.name, func(t *testing.T) {
-			for _, lazy := range []bool{false, true} {
-				gcLazyInputs = lazy
-				for _, p := range gcPools() {
-					t.Run(fmt.Sprintf("lazy=%v/threads=%d", lazy, p.Threads()), func(t *testing.T) { checkGradCase(t, p, c) })
-				}
-			}
-		})
-	}
-}
+func TestLinearDistillGradCheck(t *testing.T) { checkGradCases(t, distillCases()) }
 
 // TestLinearDistillCatchesWrongBackward: the checker fails a backward
 // scaled by 1.01.

@@ -980,12 +980,17 @@ func gradCases() []gradCase {
 // parameters (see TestGradCheck).
 var gcLazyInputs bool
 
-func TestGradCheck(t *testing.T) {
+func TestGradCheck(t *testing.T) { checkGradCases(t, gradCases()) }
+
+// checkGradCases runs the checker on each case with parameters and with
+// lazy tape outputs as inputs, on every pool of gcPools, with the arena
+// poisoned and the classifier chunked 4 vocabulary columns at a time.
+func checkGradCases(t *testing.T, cases []gradCase) {
 	defer func(f func(n, v int) int) { ceChunkCols = f }(ceChunkCols)
 	ceChunkCols = func(n, v int) int { return min(4, v) }
 	defer func() { gcLazyInputs, arenaPoison = false, false }()
 	arenaPoison = true
-	for _, c := range gradCases() {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, lazy := range []bool{false, true} {
 				gcLazyInputs = lazy

@@ -21,12 +21,23 @@ type Route struct {
 // the lower expert index, as torch.topk does on CPU.
 func (tp *Tape) TopK(probs *Var, k int, renorm bool) *Route {
 	n, e := probs.Rows(), probs.Cols()
-	r := &Route{N: n, K: k, E: e, Experts: make([]int32, n*k), Rows: make([][]int, e), Slots: make([][]int, e)}
 	g := tp.out([]int{n, k}, false, probs)
-	idx := make([]int, e)
 	sums := tp.floats(n, false)
+	r := RouteTopK(probs.Data, n, e, k, renorm, g.Data, sums)
+	r.Gates = g
+	tp.record(op{kind: opTopK, y: g, a: probs, route: r, flag: renorm, buf: sums})
+	return r
+}
+
+// RouteTopK is TopK's routing on plain memory, for backends that keep the
+// router's probabilities [n, e] elsewhere: it fills gates [n, k] (divided
+// by their row sum when renorm is set) and sums [n] (the row sums of the
+// chosen probabilities) and returns the route without Gates.
+func RouteTopK(probs []float32, n, e, k int, renorm bool, gates, sums []float32) *Route {
+	r := &Route{N: n, K: k, E: e, Experts: make([]int32, n*k), Rows: make([][]int, e), Slots: make([][]int, e)}
+	idx := make([]int, e)
 	for i := 0; i < n; i++ {
-		row := probs.Data[i*e : i*e+e]
+		row := probs[i*e : i*e+e]
 		for j := range idx {
 			idx[j] = j
 		}
@@ -35,7 +46,7 @@ func (tp *Tape) TopK(probs *Var, k int, renorm bool) *Route {
 		for j := 0; j < k; j++ {
 			ex := idx[j]
 			r.Experts[i*k+j] = int32(ex)
-			g.Data[i*k+j] = row[ex]
+			gates[i*k+j] = row[ex]
 			s += row[ex]
 			r.Rows[ex] = append(r.Rows[ex], i)
 			r.Slots[ex] = append(r.Slots[ex], i*k+j)
@@ -43,12 +54,10 @@ func (tp *Tape) TopK(probs *Var, k int, renorm bool) *Route {
 		sums[i] = s
 		if renorm {
 			for j := 0; j < k; j++ {
-				g.Data[i*k+j] /= s
+				gates[i*k+j] /= s
 			}
 		}
 	}
-	r.Gates = g
-	tp.record(op{kind: opTopK, y: g, a: probs, route: r, flag: renorm, buf: sums})
 	return r
 }
 

@@ -3,9 +3,9 @@ package gpu
 import (
 	"errors"
 	"math"
-	"sort"
 
 	"github.com/mai-llm/mai/backend/cuda"
+	"github.com/mai-llm/mai/nn"
 )
 
 // A mixture-of-experts layer runs as nn's ops do (model.Model.moe): router
@@ -67,8 +67,7 @@ func (g *Model) moeForward(a *acts, W *layer, L *layerActs) error {
 		return e.err
 	}
 	ms := &moeStep{n: n, e: E, k: K, probs: make([]float32, n*E), lse: make([]float64, n),
-		experts: make([]int32, n*K), gates: make([]float32, n*K), sums: make([]float32, n),
-		rows: make([][]int, E), slots: make([][]int, E), load: make([]float32, E),
+		gates: make([]float32, n*K), sums: make([]float32, n), load: make([]float32, E),
 		idx: make([]*cuda.EmbedIndex, E), gdev: make([]*cuda.Buffer, E), xe: make([]*cuda.Buffer, E), ye: make([]*cuda.Buffer, E),
 		acts: make([]mlpActs, E)}
 	L.moe = ms
@@ -79,30 +78,9 @@ func (g *Model) moeForward(a *acts, W *layer, L *layerActs) error {
 	if err := dev.Download(ms.probs, L.probs); err != nil {
 		return err
 	}
-	// Top-k (nn.TopK): ties go to the lower expert index.
-	idx := make([]int, E)
-	for i := 0; i < n; i++ {
-		row := ms.probs[i*E : i*E+E]
-		for j := range idx {
-			idx[j] = j
-		}
-		sort.SliceStable(idx, func(x, y int) bool { return row[idx[x]] > row[idx[y]] })
-		var s float32
-		for j := 0; j < K; j++ {
-			ex := idx[j]
-			ms.experts[i*K+j] = int32(ex)
-			ms.gates[i*K+j] = row[ex]
-			s += row[ex]
-			ms.rows[ex] = append(ms.rows[ex], i)
-			ms.slots[ex] = append(ms.slots[ex], i*K+j)
-		}
-		ms.sums[i] = s
-		if c.NormTopK {
-			for j := 0; j < K; j++ {
-				ms.gates[i*K+j] /= s
-			}
-		}
-	}
+	// Top-k as nn.TopK routes (ties go to the lower expert index).
+	r := nn.RouteTopK(ms.probs, n, E, K, c.NormTopK, ms.gates, ms.sums)
+	ms.experts, ms.rows, ms.slots = r.Experts, r.Rows, r.Slots
 	// Load-balancing loss (nn.LoadBalanceLoss) and router z-loss (nn.ZLoss).
 	var acc, zacc float64
 	for ex := range ms.load {

@@ -521,47 +521,35 @@ func (r *RoPE) check(c *argCheck, pos *Buffer) {
 
 // RoPEForward writes out = rotate(x) for rows at the positions pos.
 func (d *Device) RoPEForward(r *RoPE, out, x, pos *Buffer) error {
-	c := d.check("rope forward")
-	r.check(c, pos)
-	if c.err != nil {
-		return c.err
-	}
-	n := pos.n
-	w := n * r.Heads * r.D
-	c.actBuf("out", out, w)
-	c.actBuf("x", x, w)
-	if c.err == nil && out.ptr == x.ptr {
-		c.fail("out and x are the same memory (rotate in place is not supported)")
-	}
-	if c.err != nil {
-		return c.err
-	}
-	return d.run(func() error {
-		return d.launch(c.variant("rope"), d.grid1(w), block1, 0, argBuf(out), argBuf(x), argBuf(r.Cos), argBuf(r.Sin), argBuf(pos),
-			argI32(int32(n)), argI32(int32(r.Heads)), argI32(int32(r.D)), argI32(int32(r.Rot)), argF32(1), argI32(0))
-	})
+	return d.rope("rope forward", "out", "x", r, out, x, pos, 1, false)
 }
 
 // RoPEBackward accumulates dx += rotate⁻¹(dout).
 func (d *Device) RoPEBackward(r *RoPE, dx, dout, pos *Buffer) error {
-	c := d.check("rope backward")
+	return d.rope("rope backward", "dx", "dout", r, dx, dout, pos, -1, true)
+}
+
+// rope launches the rotation of src into dst (by the angle's sign;
+// accumulating when acc is set), checking the buffers under their names.
+func (d *Device) rope(op, dstName, srcName string, r *RoPE, dst, src, pos *Buffer, sign float32, acc bool) error {
+	c := d.check(op)
 	r.check(c, pos)
 	if c.err != nil {
 		return c.err
 	}
 	n := pos.n
 	w := n * r.Heads * r.D
-	c.actBuf("dx", dx, w)
-	c.actBuf("dout", dout, w)
-	if c.err == nil && dx.ptr == dout.ptr {
-		c.fail("dx and dout are the same memory")
+	c.actBuf(dstName, dst, w)
+	c.actBuf(srcName, src, w)
+	if c.err == nil && dst.ptr == src.ptr {
+		c.fail("%s and %s are the same memory (rotating in place is not supported)", dstName, srcName)
 	}
 	if c.err != nil {
 		return c.err
 	}
 	return d.run(func() error {
-		return d.launch(c.variant("rope"), d.grid1(w), block1, 0, argBuf(dx), argBuf(dout), argBuf(r.Cos), argBuf(r.Sin), argBuf(pos),
-			argI32(int32(n)), argI32(int32(r.Heads)), argI32(int32(r.D)), argI32(int32(r.Rot)), argF32(-1), argI32(1))
+		return d.launch(c.variant("rope"), d.grid1(w), block1, 0, argBuf(dst), argBuf(src), argBuf(r.Cos), argBuf(r.Sin), argBuf(pos),
+			argI32(int32(n)), argI32(int32(r.Heads)), argI32(int32(r.D)), argI32(int32(r.Rot)), argF32(sign), boolInt(acc))
 	})
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mai-llm/mai/backend/cuda"
-	"github.com/mai-llm/mai/data"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/model/gpu"
 )
@@ -190,30 +189,11 @@ func benchDevice(bc BenchConfig, c model.Config, m *model.Model, dev *cuda.Devic
 // validateDevice is Validate on the device: the same batches, read in
 // order, through the device model's forward pass.
 func (t *Trainer) validateDevice(n int) (float64, error) {
-	if t.val == nil {
-		return 0, fmt.Errorf("validate: no validation split")
-	}
-	B, T := t.Cfg.Batch, t.Cfg.Seq
-	ld, err := data.NewLoader(t.val, data.LoaderConfig{Batch: B, SeqLen: T, Sequential: true})
-	if err != nil {
-		// A small validation split: fall back to one sequence per batch.
-		if ld, err = data.NewLoader(t.val, data.LoaderConfig{Batch: 1, SeqLen: T, Sequential: true}); err != nil {
-			return 0, fmt.Errorf("validate: %w", err)
-		}
-		B = 1
-	}
-	n = min(max(n, 1), int(ld.StepsPerEpoch()))
-	x, y := make([]int32, B*T), make([]int32, B*T)
-	var s float64
-	for range n {
-		if err := ld.Next(x, y); err != nil {
-			return 0, err
-		}
+	return t.validateBatches(n, func(x, y []int32, B, T int) (float64, error) {
 		l, err := t.gpu.model.Loss(x, y, B, T, nil)
 		if err != nil {
 			return 0, fmt.Errorf("validate: %w", err)
 		}
-		s += l.CE
-	}
-	return s / float64(n), nil
+		return l.CE, nil
+	})
 }

@@ -365,6 +365,23 @@ func (t *Trainer) Validate(n int) (float64, error) {
 	if t.dp != nil {
 		return t.validateDist(n)
 	}
+	tp := nn.NewTape(t.pool, false)
+	return t.validateBatches(n, func(x, y []int32, B, T int) (float64, error) {
+		_, ce, _, err := t.Model.Loss(tp, x, y, B, T)
+		if err != nil {
+			return 0, err
+		}
+		return float64(ce.Data[0]), nil
+	})
+}
+
+// validateBatches is the mean of loss over the first n batches of the
+// validation split, read in order (one sequence per batch when the split
+// is too small for a full one).
+func (t *Trainer) validateBatches(n int, loss func(x, y []int32, B, T int) (float64, error)) (float64, error) {
+	if t.val == nil {
+		return 0, fmt.Errorf("validate: no validation split")
+	}
 	B, T := t.Cfg.Batch, t.Cfg.Seq
 	ld, err := data.NewLoader(t.val, data.LoaderConfig{Batch: B, SeqLen: T, Sequential: true})
 	if err != nil {
@@ -376,17 +393,16 @@ func (t *Trainer) Validate(n int) (float64, error) {
 	}
 	n = min(max(n, 1), int(ld.StepsPerEpoch()))
 	x, y := make([]int32, B*T), make([]int32, B*T)
-	tp := nn.NewTape(t.pool, false)
 	var s float64
 	for range n {
 		if err := ld.Next(x, y); err != nil {
 			return 0, err
 		}
-		_, ce, _, err := t.Model.Loss(tp, x, y, B, T)
+		l, err := loss(x, y, B, T)
 		if err != nil {
 			return 0, err
 		}
-		s += float64(ce.Data[0])
+		s += l
 	}
 	return s / float64(n), nil
 }

@@ -822,64 +822,49 @@ func (b *bucket) point(buf []float32) {
 	}
 }
 
-// pack copies packed positions [from, to) of the bucket from flat (this
-// rank's layout) into dst[0 : to-from].
-func (b *bucket) pack(dst, flat []float32, from, to int) {
+// spansIn calls fn for the part of each span inside packed positions
+// [from, to): n values at i in a buffer holding [from, to), at off in this
+// rank's flat layout and at full in the one-process layout.
+func (b *bucket) spansIn(from, to int, fn func(i, off, full, n int)) {
 	pos := 0
 	for _, s := range b.spans {
 		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
-			copy(dst[lo-from:hi-from], flat[s.off+lo-pos:s.off+hi-pos])
+			fn(lo-from, s.off+lo-pos, s.full+lo-pos, hi-lo)
 		}
 		pos += s.n
 	}
+}
+
+// pack copies packed positions [from, to) of the bucket from flat (this
+// rank's layout) into dst[0 : to-from].
+func (b *bucket) pack(dst, flat []float32, from, to int) {
+	b.spansIn(from, to, func(i, off, _, n int) { copy(dst[i:i+n], flat[off:off+n]) })
 }
 
 // unpack is the inverse of pack.
 func (b *bucket) unpack(flat, src []float32, from, to int) {
-	pos := 0
-	for _, s := range b.spans {
-		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
-			copy(flat[s.off+lo-pos:s.off+hi-pos], src[lo-from:hi-from])
-		}
-		pos += s.n
-	}
+	b.spansIn(from, to, func(i, off, _, n int) { copy(flat[off:off+n], src[i:i+n]) })
 }
 
 // packFull is pack from the one-process flat layout.
 func (b *bucket) packFull(dst, full []float32, from, to int) {
-	pos := 0
-	for _, s := range b.spans {
-		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
-			copy(dst[lo-from:hi-from], full[s.full+lo-pos:s.full+hi-pos])
-		}
-		pos += s.n
-	}
+	b.spansIn(from, to, func(i, _, f, n int) { copy(dst[i:i+n], full[f:f+n]) })
 }
 
 // unpackFull is unpack into the one-process flat layout.
 func (b *bucket) unpackFull(full, src []float32, from, to int) {
-	pos := 0
-	for _, s := range b.spans {
-		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
-			copy(full[s.full+lo-pos:s.full+hi-pos], src[lo-from:hi-from])
-		}
-		pos += s.n
-	}
+	b.spansIn(from, to, func(i, _, f, n int) { copy(full[f:f+n], src[i:i+n]) })
 }
 
 // sumSquares returns the sum of squares of packed positions [from, to) of
 // flat (this rank's layout).
 func (b *bucket) sumSquares(flat []float32, from, to int) float64 {
 	var sq float64
-	pos := 0
-	for _, s := range b.spans {
-		if lo, hi := max(from, pos), min(to, pos+s.n); lo < hi {
-			for _, v := range flat[s.off+lo-pos : s.off+hi-pos] {
-				sq += float64(v) * float64(v)
-			}
+	b.spansIn(from, to, func(_, off, _, n int) {
+		for _, v := range flat[off : off+n] {
+			sq += float64(v) * float64(v)
 		}
-		pos += s.n
-	}
+	})
 	return sq
 }
 

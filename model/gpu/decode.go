@@ -91,14 +91,7 @@ func (g *Model) Forward(ids []int32, b, t int, kc *Cache) ([]float32, error) {
 		return nil, err
 	}
 	defer bt.free()
-	defer func() {
-		for l := range a.layers {
-			if ms := a.layers[l].moe; ms != nil {
-				ms.release(g.Dev)
-				a.layers[l].moe = nil
-			}
-		}
-	}()
+	defer a.releaseMoE(g.Dev)
 	if err := g.forward(a, bt); err != nil {
 		return nil, err
 	}

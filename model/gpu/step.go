@@ -67,6 +67,17 @@ type mlpActs struct {
 	g, u, a *cuda.Buffer
 }
 
+// releaseMoE frees the routing state MoE layers kept for one pass.
+func (a *acts) releaseMoE(dev *cuda.Device) {
+	for l := range a.layers {
+		if ms := a.layers[l].moe; ms != nil {
+			ms.release(dev)
+			a.layers[l].moe = nil
+		}
+	}
+}
+
+// free releases every activation buffer.
 func (a *acts) free(dev *cuda.Device) error {
 	err := dev.Free(a.all...)
 	a.all = nil
@@ -248,14 +259,7 @@ func (g *Model) run(ids, targets []int32, b, t int, pk *model.Packed, scale floa
 		return Losses{}, err
 	}
 	defer bt.free()
-	defer func() {
-		for l := range a.layers {
-			if ms := a.layers[l].moe; ms != nil {
-				ms.release(g.Dev)
-				a.layers[l].moe = nil
-			}
-		}
-	}()
+	defer a.releaseMoE(g.Dev)
 	if err := g.forward(a, bt); err != nil {
 		return Losses{}, err
 	}

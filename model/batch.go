@@ -337,6 +337,19 @@ const decodePanelBytes = 256 << 10
 // TestDecodeRowsBatchInvariant checks the bits.
 func decodeRows(p *cpu.Pool, w *cpu.QWeight, x []float32, rows []int, y []float32) {
 	in, out := w.Cols, w.Rows
+	if w.RowStable() && len(rows) > 1 && p != nil {
+		// One batched product gives every row the bits it gets alone.
+		xs := make([]float32, len(rows)*in)
+		for i, r := range rows {
+			copy(xs[i*in:(i+1)*in], x[r*in:(r+1)*in])
+		}
+		ys := make([]float32, len(rows)*out)
+		cpu.QMatMul(p, ys, xs, len(rows), w)
+		for i, r := range rows {
+			copy(y[r*out:(r+1)*out], ys[i*out:(i+1)*out])
+		}
+		return
+	}
 	if len(rows) == 1 || p == nil {
 		if p == nil {
 			p = cpu.NewPool(1)

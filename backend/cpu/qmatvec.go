@@ -57,24 +57,41 @@ func hasRowsKernel(w *QWeight) bool {
 
 // qmatvec is decode: y [w.Rows] = w · x for one activation row x.
 func qmatvec(k *dotSet, p *Pool, y, x []float32, w *QWeight) {
-	var a *qAct
-	if w.Type != QF16 {
-		a = qActPool.Get().(*qAct)
-		quantizeAct(a, x, quant.QK, false)
-		if k.negSums && w.Type == QQ4_0 {
-			a.setNegSums()
-		}
+	a := decodeAct(k, x, w)
+	if a != nil {
 		defer qActPool.Put(a)
 	}
-	// About 32 KiB of weights per chunk at least: several µs of work.
-	grain := max(1, (1<<15)/max(1, w.RowBytes()))
-	parallel(p, &qmvJobs, w.Rows, grain, qmmArgs{k: k, w: w, a: a, x: x, y: y, n: 1}, qmatvecRows)
+	// About 32 KiB of weights per chunk at least: several µs of work. An
+	// x16 weight is split in panels.
+	u := rowUnit(w)
+	grain := max(1, (1<<15)/max(1, u*w.RowBytes()))
+	parallel(p, &qmvJobs, w.Rows/u, grain, qmmArgs{k: k, w: w, a: a, x: x, y: y, n: 1}, qmatvecUnits)
 }
 
+// rowUnit is the number of rows decode splits w's rows in: a panel for
+// x16 weights, else one row.
+func rowUnit(w *QWeight) int {
+	if w.X16 {
+		return x16Rows
+	}
+	return 1
+}
+
+func qmatvecUnits(g *qmmArgs, lo, hi int) {
+	u := rowUnit(g.w)
+	qmatvecRows(g, lo*u, hi*u)
+}
+
+// qmatvecRows runs rows [lo, hi) of a decode product (whole panels of x16
+// weights).
 func qmatvecRows(g *qmmArgs, lo, hi int) {
 	w := g.w
 	rb := w.RowBytes()
 	data := w.Data[lo*rb : hi*rb]
+	if w.X16 {
+		g.k.x16Rows(data, (hi-lo)/x16Rows, g.a, g.y[lo:hi])
+		return
+	}
 	switch w.Type {
 	case QQ8_0:
 		g.k.rowsQ8_0(data, hi-lo, g.a, g.y[lo:hi])
@@ -146,6 +163,10 @@ func actBlock(t QType) int {
 func (w *QWeight) DequantizeRows(dst []float32, lo, hi int) {
 	if lo < 0 || hi > w.Rows || lo > hi || len(dst) != (hi-lo)*w.Cols {
 		panic("cpu.QWeight.DequantizeRows: rows or destination out of range")
+	}
+	if w.X16 {
+		w.dequantX16Rows(dotKernels(), dst, lo, hi)
+		return
 	}
 	rb := w.RowBytes()
 	dotKernels().dequant(w.Type, w.Data[lo*rb:hi*rb], dst)
@@ -219,6 +240,7 @@ type qmvsArgs struct {
 	ws     [3]*QWeight
 	ys     [3][]float32
 	nw     int
+	unit   int       // rows per unit of work (rowUnit)
 	swiglu []float32 // QMatVecSwiGLU's output
 }
 
@@ -231,7 +253,7 @@ func fusable(x []float32, ws []*QWeight) bool {
 		return false
 	}
 	for _, w := range ws {
-		if w.Type != ws[0].Type || w.Cols != len(x) || !hasRowsKernel(w) {
+		if w.Type != ws[0].Type || w.X16 != ws[0].X16 || w.Cols != len(x) || !hasRowsKernel(w) {
 			return false
 		}
 	}
@@ -261,15 +283,15 @@ func QMatVecs(p *Pool, ys [][]float32, x []float32, ws []*QWeight) {
 		return
 	}
 	k := dotKernels()
-	g := qmvsArgs{k: k, x: x, nw: len(ws)}
+	g := qmvsArgs{k: k, x: x, nw: len(ws), unit: rowUnit(ws[0])}
 	copy(g.ws[:], ws)
 	copy(g.ys[:], ys)
 	g.a = decodeAct(k, x, ws[0])
 	if g.a != nil {
 		defer qActPool.Put(g.a)
 	}
-	grain := max(1, (1<<15)/max(1, ws[0].RowBytes()))
-	parallel(p, &qmvsJobs, total, grain, g, qmatvecsRows)
+	grain := max(1, (1<<15)/max(1, g.unit*ws[0].RowBytes()))
+	parallel(p, &qmvsJobs, total/g.unit, grain, g, qmatvecsRows)
 }
 
 // QMatVecSwiGLU computes out = silu(gate · x) ⊙ (up · x) for one activation
@@ -289,15 +311,15 @@ func QMatVecSwiGLU(p *Pool, out, g, u, x []float32, gate, up *QWeight) {
 		return
 	}
 	k := dotKernels()
-	a := qmvsArgs{k: k, x: x, nw: 2, swiglu: out}
+	a := qmvsArgs{k: k, x: x, nw: 2, swiglu: out, unit: rowUnit(gate)}
 	a.ws[0], a.ws[1] = gate, up
 	a.ys[0], a.ys[1] = g, u
 	a.a = decodeAct(k, x, gate)
 	if a.a != nil {
 		defer qActPool.Put(a.a)
 	}
-	grain := max(1, (1<<14)/max(1, gate.RowBytes()))
-	parallel(p, &qmvsJobs, gate.Rows, grain, a, qmatvecSwiGLURows)
+	grain := max(1, (1<<14)/max(1, a.unit*gate.RowBytes()))
+	parallel(p, &qmvsJobs, gate.Rows/a.unit, grain, a, qmatvecSwiGLURows)
 }
 
 // decodeAct quantizes the activation row x for w's decode kernel (nil for
@@ -308,13 +330,17 @@ func decodeAct(k *dotSet, x []float32, w *QWeight) *qAct {
 	}
 	a := qActPool.Get().(*qAct)
 	quantizeAct(a, x, quant.QK, false)
-	if k.negSums && w.Type == QQ4_0 {
-		a.setNegSums()
+	switch {
+	case w.X16:
+		a.setNegSums(8)
+	case k.negSums && w.Type == QQ4_0:
+		a.setNegSums(1)
 	}
 	return a
 }
 
 func qmatvecsRows(g *qmvsArgs, lo, hi int) {
+	lo, hi = lo*g.unit, hi*g.unit
 	off := 0
 	for i := range g.nw {
 		w := g.ws[i]
@@ -328,6 +354,7 @@ func qmatvecsRows(g *qmvsArgs, lo, hi int) {
 }
 
 func qmatvecSwiGLURows(g *qmvsArgs, lo, hi int) {
+	lo, hi = lo*g.unit, hi*g.unit
 	for i := range 2 {
 		one := qmmArgs{k: g.k, w: g.ws[i], a: g.a, x: g.x, y: g.ys[i]}
 		qmatvecRows(&one, lo, hi)

@@ -41,6 +41,7 @@ var hasVNNI = func() bool {
 var vnniDots = func() dotSet {
 	d := avx2Dots
 	d.name, d.rowsQ4_0, d.rowsF16, d.negSums = "vnni", rowsQ4_0VNNI, rowsF16AVX512, true
+	d.x16, d.x16Gemm, d.x16Rows = true, x16GemmAsm, x16RowsAsm
 	return d
 }()
 
@@ -137,4 +138,29 @@ func rowsF16AVX512(w []byte, rows int, x []float32, y []float32) {
 	_ = w[rows*n*2-1]
 	_ = y[rows-1]
 	f16RowsAVX512(rows, n, &w[0], &x[0], &y[0])
+}
+
+//go:noescape
+func x16GemmVNNI(nb int, w *byte, xt *byte, y *float32, ldy int)
+
+//go:noescape
+func x16RowsVNNI(panels, nb int, w *byte, xq *int8, xd *float32, nsum *int32, y *float32)
+
+func x16GemmAsm(nb int, w, xt []byte, y []float32, ldy int) {
+	_ = w[nb*x16Rows*18-1]
+	_ = xt[nb*x16TileBytes-1]
+	_ = y[(x16Tile-1)*ldy+x16Rows-1]
+	x16GemmVNNI(nb, &w[0], &xt[0], &y[0], ldy)
+}
+
+func x16RowsAsm(w []byte, panels int, a *qAct, y []float32) {
+	nb := len(a.d)
+	if panels <= 0 || nb == 0 {
+		return
+	}
+	_ = w[panels*nb*x16Rows*18-1]
+	_ = a.q[nb*32-1]
+	_ = a.nsum[nb-1]
+	_ = y[panels*x16Rows-1]
+	x16RowsVNNI(panels, nb, &w[0], &a.q[0], &a.d[0], &a.nsum[0], &y[0])
 }

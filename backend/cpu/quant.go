@@ -102,7 +102,11 @@ type QWeight struct {
 	Rows, Cols int
 	// Data holds Rows rows of RowBytes bytes each. Q8_0, Q4_0, F16 and BF16
 	// rows are ggml's bytes; Q4_K rows use the unpacked layout of q4KBytes.
+	// With X16 the Q4_0 rows are interleaved in panels of 16 (q4x16.go).
 	Data []byte
+	// X16: Data is in the x16 layout, chosen at construction on CPUs whose
+	// kernels run it fastest (AVX-512 VNNI).
+	X16 bool
 }
 
 // RowBytes is the size of one stored row.
@@ -131,6 +135,12 @@ func NewQWeight(t quant.Type, rows, cols int, ggml []byte) (*QWeight, error) {
 	}
 	w := &QWeight{Type: qt, Rows: rows, Cols: cols}
 	if qt != QQ4K {
+		if dotKernels().x16 && x16Eligible(qt, rows) {
+			w.Data = make([]byte, len(ggml))
+			x16Pack(w.Data, ggml, rows, cols/quant.QK)
+			w.X16 = true
+			return w, nil
+		}
 		w.Data = append([]byte(nil), ggml...)
 		return w, nil
 	}
@@ -175,6 +185,11 @@ func QuantizeWeight(t quant.Type, rows, cols int, w []float32) (*QWeight, error)
 // GGML returns the weight as ggml bytes of type Type.GGML(), as a GGUF
 // file stores it.
 func (w *QWeight) GGML() []byte {
+	if w.X16 {
+		out := make([]byte, len(w.Data))
+		x16Unpack(out, w.Data, 0, w.Rows, w.Cols/quant.QK)
+		return out
+	}
 	if w.Type != QQ4K {
 		return append([]byte(nil), w.Data...)
 	}
@@ -200,6 +215,10 @@ func (w *QWeight) Dequantize(dst []float32) error {
 	}
 	return quant.Dequantize(w.Type.GGML(), dst, w.GGML())
 }
+
+// RowStable reports whether QMatMul gives a row of y the same bits
+// whatever the number of rows n it multiplies at once (x16 weights).
+func (w *QWeight) RowStable() bool { return w.X16 }
 
 // Bytes is the memory the weight takes.
 func (w *QWeight) Bytes() int { return len(w.Data) }
@@ -231,12 +250,15 @@ type qAct struct {
 	q    []int8
 	d    []float32
 	sums []int16
-	nsum []int32   // -Σq per block of 32 (setNegSums)
+	nsum []int32   // -f·Σq per block of 32 (setNegSums)
 	xr   []float32 // q·d: the rounded activations (prefill, qgemm)
 }
 
-// setNegSums fills a.nsum for activations quantized in blocks of 32.
-func (a *qAct) setNegSums() {
+// setNegSums fills a.nsum with −f·Σq for activations quantized in blocks
+// of 32. (The Q4_0 kernels fold the −8 offset of the weights in: the ggml
+// layout's kernel adds −Σq to each of its 8 lanes, the x16 kernels −8·Σq
+// to each row.)
+func (a *qAct) setNegSums(f int32) {
 	nb := len(a.q) / 32
 	a.nsum = grow(a.nsum, nb)
 	for b := range nb {
@@ -244,7 +266,7 @@ func (a *qAct) setNegSums() {
 		for _, v := range a.q[b*32 : (b+1)*32] {
 			s += int32(v)
 		}
-		a.nsum[b] = -s
+		a.nsum[b] = -f * s
 	}
 }
 
@@ -317,6 +339,12 @@ func QMatMul(p *Pool, y, x []float32, n int, w *QWeight) {
 
 func qmatmul(k *dotSet, p *Pool, y, x []float32, n int, w *QWeight) {
 	switch {
+	case w.X16 && n == 1:
+		qmatvec(k, p, y, x, w)
+		return
+	case w.X16:
+		x16Gemm(k, p, y, x, n, w)
+		return
 	case n >= qGemmMinRows:
 		qgemm(k, p, y, x, n, w)
 		return
@@ -384,11 +412,20 @@ type dotSet struct {
 	rowsF16 func(w []byte, rows int, x []float32, y []float32)
 	// dequant expands whole stored rows of type t to float32 (prefill).
 	dequant func(t QType, src []byte, dst []float32)
+
+	// x16: new Q4_0 weights take the x16 layout (its kernels are the
+	// fastest Q4_0 kernels of this set).
+	x16 bool
+	// x16Gemm multiplies one x16 panel by one tile of 8 activation rows.
+	x16Gemm func(nb int, w, xt []byte, y []float32, ldy int)
+	// x16Rows multiplies x16 panels by one activation row.
+	x16Rows func(w []byte, panels int, a *qAct, y []float32)
 }
 
 // goDots are the portable kernels.
 var goDots = dotSet{name: "go", f16: dotF16Go, bf16: dotBF16Go, q8_0: dotQ8_0Go, q4_0: dotQ4_0Go, q4K: dotQ4KGo,
-	rowsQ8_0: rowsQ8_0Go, rowsQ4_0: rowsQ4_0Go, rowsF16: rowsF16Go, dequant: dequantGo}
+	rowsQ8_0: rowsQ8_0Go, rowsQ4_0: rowsQ4_0Go, rowsF16: rowsF16Go, dequant: dequantGo,
+	x16Gemm: x16GemmGo, x16Rows: x16RowsGo}
 
 func f16at(b []byte) float32 { return quant.F16ToF32(binary.LittleEndian.Uint16(b)) }
 

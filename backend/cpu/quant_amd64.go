@@ -26,7 +26,8 @@ var hasF16C = func() bool {
 
 // avx2Dots are the assembly kernels.
 var avx2Dots = dotSet{name: "avx2", f16: dotF16Asm, bf16: dotBF16Asm, q8_0: dotQ8_0Asm, q4_0: dotQ4_0Asm, q4K: dotQ4KAsm,
-	rowsQ8_0: rowsQ8_0Asm, rowsQ4_0: rowsQ4_0Asm, rowsF16: rowsF16Asm, dequant: dequantAsm}
+	rowsQ8_0: rowsQ8_0Asm, rowsQ4_0: rowsQ4_0Asm, rowsF16: rowsF16Asm, dequant: dequantAsm,
+	x16Gemm: x16GemmGo, x16Rows: x16RowsGo}
 
 // dotKernels returns the row-dot kernels for this CPU.
 func dotKernels() *dotSet {

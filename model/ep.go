@@ -48,6 +48,14 @@ type Parallel struct {
 	// and an untied output head. Everything else (the embeddings) is final
 	// when Backward returns.
 	GradReady func(l int)
+	// Gather, when set, is called before block l's forward pass and again
+	// during the backward pass just before block l's backward (after
+	// GradReady(l+1)): a trainer that shards the parameters over ranks
+	// (ZeRO-3) brings the block's parameters into memory there. It must
+	// leave every parameter of block l at the same memory in both calls of
+	// one pass, since the tape keeps references to it. An error in the
+	// backward pass goes to Fail.
+	Gather func(l int) error
 	// Fail receives an error from a collective run inside the backward
 	// pass, which cannot return one. It must end the job (dist.Abort).
 	Fail func(error)
@@ -125,6 +133,29 @@ func (p *Parallel) mark(tp *nn.Tape, l int) {
 		return
 	}
 	tp.OnBackward(func() { p.GradReady(l) })
+}
+
+// gather brings block l's parameters into memory before its forward pass
+// and records the same for its backward pass; it goes at the start of the
+// block, after the previous block's last op.
+func (p *Parallel) gather(l int) error {
+	if p == nil || p.Gather == nil {
+		return nil
+	}
+	return p.Gather(l)
+}
+
+// regather records, after block l's last op, the point of the backward pass
+// just before block l's backward, where its parameters must be back.
+func (p *Parallel) regather(tp *nn.Tape, l int) {
+	if p == nil || p.Gather == nil {
+		return
+	}
+	tp.OnBackward(func() {
+		if err := p.Gather(l); err != nil {
+			p.fail(fmt.Errorf("parameter gather of block %d: %w", l, err))
+		}
+	})
 }
 
 func (p *Parallel) fail(err error) {

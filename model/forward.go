@@ -128,6 +128,9 @@ func (m *Model) run(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly
 	// go before the op that holds a block's first norm.
 	var h, y *nn.Var
 	for l := range m.Blocks {
+		if err := par.gather(l); err != nil {
+			return nil, fmt.Errorf("forward: parameter gather of block %d: %w", l, err)
+		}
 		par.mark(tp, l)
 		blk := &m.Blocks[l]
 		if l == 0 {
@@ -160,6 +163,7 @@ func (m *Model) run(tp *nn.Tape, ids []int32, b, t int, cache *KVCache, lastOnly
 				auxes, coefs = append(auxes, z), append(coefs, float32(c.ZLossCoef))
 			}
 		}
+		par.regather(tp, l)
 	}
 	par.mark(tp, len(m.Blocks))
 	if cache != nil {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -154,8 +155,8 @@ func (c *Config) validateDist() error {
 		return fmt.Errorf("train: unknown --dist %q (want auto, local or mpi)", c.Dist)
 	}
 	switch {
-	case c.Zero < 0 || c.Zero > 2:
-		return fmt.Errorf("train: --zero %d: want 0 (replicated optimizer state), 1 (sharded optimizer state) or 2 (sharded optimizer state and gradients)", c.Zero)
+	case c.Zero < 0 || c.Zero > 3:
+		return fmt.Errorf("train: --zero %d: want 0 (replicated optimizer state), 1 (sharded optimizer state), 2 (sharded optimizer state and gradients) or 3 (sharded parameters too)", c.Zero)
 	case c.ExpertParallel < 0:
 		return fmt.Errorf("train: --expert-parallel %d must not be negative", c.ExpertParallel)
 	case c.CapacityFactor < 0 || math.IsNaN(c.CapacityFactor):
@@ -232,7 +233,7 @@ func (t *Trainer) setupParallel() error {
 	t.par = &model.Parallel{Batch: world, Experts: ep, CapacityFactor: t.Cfg.CapacityFactor,
 		GradReady: dp.unitDone, Fail: t.fatal}
 	elems := 1 // ZeRO-2: one bucket per block, the smallest gradient working set
-	if mb := t.Cfg.BucketMB; mb > 0 || dp.zero < 2 {
+	if mb := t.Cfg.BucketMB; (mb > 0 || dp.zero < 2) && dp.zero < 3 {
 		if mb == 0 {
 			mb = DefaultBucketMB
 		}
@@ -244,12 +245,30 @@ func (t *Trainer) setupParallel() error {
 	dp.allocate(m, held, t.Opt)
 	m.Params, m.Grads = dp.params, dp.grads
 	t.Opt.M, t.Opt.V = nil, nil
+	if dp.zero == 3 {
+		// The parameter all-gathers run on the main goroutine while the
+		// reducer uses the gradient communicators: they get their own.
+		var egather dist.Comm
+		if edp != nil && edp.Size() > 1 {
+			if egather, err = world.Split(rank%g, rank); err != nil {
+				return fmt.Errorf("train: %w", err)
+			}
+			dp.comms = append(dp.comms, egather)
+		}
+		for _, b := range dp.buckets {
+			b.gcomm = world
+			if b.comm == edp {
+				b.gcomm = egather
+			}
+		}
+		t.par.Gather = dp.gather
+	}
 	dp.queue = make(chan *bucket, len(dp.buckets))
 	go dp.worker()
 	t.dp = dp
 	mx := []float64{float64(dp.mem.Params), float64(dp.mem.Grads), float64(dp.mem.Optimizer)}
 	slog.Info("training memory", "rank", rank, "params_bytes", dp.mem.Params, "grads_bytes", dp.mem.Grads, "optimizer_bytes", dp.mem.Optimizer,
-		"held_params", dp.local, "model_params", dp.full, "zero", dp.zero, "expert_ranks", g)
+		"held_params", dp.local, "kept_params", dp.kept, "model_params", dp.full, "zero", dp.zero, "expert_ranks", g)
 	if err := world.AllReduceFloat64(mx, dist.Max); err != nil {
 		return fmt.Errorf("train: %w", err)
 	}
@@ -359,7 +378,7 @@ func (t *Trainer) validateDist(n int) (float64, error) {
 	B, T := t.Cfg.Batch, t.Cfg.Seq
 	var par *model.Parallel
 	if t.par != nil {
-		par = &model.Parallel{Batch: t.par.Batch, Experts: t.par.Experts, Fail: t.par.Fail}
+		par = &model.Parallel{Batch: t.par.Batch, Experts: t.par.Experts, Gather: t.par.Gather, Fail: t.par.Fail}
 	}
 	tp := nn.NewTape(t.pool, false)
 	eval := func(x, y []int32, b int) (ce float64, count int, err error) {
@@ -492,14 +511,28 @@ func (t *Trainer) saveDist() (string, error) {
 //     released. The embeddings' bucket (tied to the output head, so written
 //     at the start and the end of the backward pass) has its own slot; a
 //     bucket no other rank shares is written directly into its chunk.
+//   - Zero 3: as Zero 2 with one bucket per block, and a block's bucket
+//     also holds only this rank's chunk of the block's parameters. Before
+//     the block's forward pass, and again before its backward pass, the
+//     chunks are all-gathered into the group's parameter slot (one block
+//     at a time: the gathers are synchronous), always at the same place, so
+//     both passes find the parameters at the memory the tape refers to; the
+//     block's variables point into the slot only while it holds them (nil
+//     otherwise, so a stray use fails). AdamW updates the
+//     chunk in place and nothing is gathered after the update. The
+//     embeddings and the final norm and head (used at both ends of every
+//     pass) and buckets no other rank shares stay whole, updated as with
+//     Zero 2.
 type dataParallel struct {
 	t       *Trainer
 	world   dist.Comm
 	comms   []dist.Comm // split from world; closed by Trainer.Close
 	zero    int
 	layers  int
-	full    int // parameters of the whole model (the one-process flat layout)
-	local   int // parameters this rank holds
+	full    int         // parameters of the whole model (the one-process flat layout)
+	local   int         // parameters this rank holds
+	kept    int         // of those, the ones in params (offsets [0, kept)); the rest are Zero 3 chunks
+	blocks  [][]*bucket // Zero 3: the parameter-sharded buckets of each block
 	buckets []*bucket
 	byUnit  map[int][]*bucket // buckets to reduce when a unit's gradients are final
 	byFirst map[int][]*bucket // Zero 2: slotted buckets whose gradients start being written in a unit
@@ -559,7 +592,18 @@ type bucket struct {
 	slot        *slot        // Zero 2, size > 1: where the backward pass writes the bucket's gradients
 	vars        []*nn.Var    // the bucket's parameters, at packed positions pos
 	pos         []int
+	lens        []int
 	fresh       bool // Zero 2: no micro-batch of this step has been added into shard yet
+
+	gcomm  dist.Comm  // Zero 3: the ranks of comm, for the parameter all-gathers
+	pshard []float32  // Zero 3: this rank's chunk of the parameters, packed [lo, hi) and zero padding
+	pslot  *paramSlot // Zero 3: where the block's parameters are gathered
+}
+
+// paramSlot is memory a block's parameters are all-gathered into (Zero 3).
+type paramSlot struct {
+	buf    []float32
+	holder *bucket // the bucket whose parameters buf holds, nil: none
 }
 
 // unitOf returns the block a parameter belongs to: its layer, Layers for
@@ -612,11 +656,19 @@ func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts
 		units map[int][]localParam
 	}
 	groups := []*group{{comm: grads, units: map[int][]localParam{}}, {comm: experts, units: map[int][]localParam{}}}
-	var held []localParam
-	dp.full, dp.local = 0, 0
+	if dp.zero == 3 {
+		elems = 1 // a bucket is a block: its parameters are gathered together
+	}
+	type candidate struct {
+		p    model.Param
+		g    *group
+		u    int
+		full bool // kept whole in params
+	}
+	var cands []candidate
+	dp.full, dp.local, dp.kept = 0, 0, 0
 	for _, p := range m.Tensors {
-		n := p.V.Len()
-		dp.full += n
+		dp.full += p.V.Len()
 		g := groups[0]
 		if e, ok := expertOf(p.Name); ok && sharded {
 			if e < lo || e >= hi {
@@ -624,11 +676,30 @@ func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts
 			}
 			g = groups[1]
 		}
-		lp := localParam{Param: p, off: dp.local}
-		dp.local += n
-		held = append(held, lp)
 		u := unitOf(p.Name, layers)
-		g.units[u] = append(g.units[u], lp)
+		// Zero 3 shards the blocks' parameters that other ranks share.
+		full := dp.zero < 3 || u < 0 || u >= layers || g.comm == nil || g.comm.Size() == 1
+		cands = append(cands, candidate{p, g, u, full})
+	}
+	// What is kept whole comes first in this rank's buffer.
+	slices.SortStableFunc(cands, func(a, b candidate) int {
+		switch {
+		case a.full == b.full:
+			return 0
+		case a.full:
+			return -1
+		}
+		return 1
+	})
+	var held []localParam
+	for _, c := range cands {
+		lp := localParam{Param: c.p, off: dp.local}
+		dp.local += c.p.V.Len()
+		if c.full {
+			dp.kept = dp.local
+		}
+		held = append(held, lp)
+		c.g.units[c.u] = append(c.g.units[c.u], lp)
 	}
 	dp.buckets = nil
 	dp.byUnit = map[int][]*bucket{}
@@ -660,7 +731,7 @@ func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts
 
 func (b *bucket) add(p localParam) {
 	off, full, n, decay := p.off, p.Off, p.V.Len(), p.Decay
-	b.vars, b.pos = append(b.vars, p.V), append(b.pos, b.n)
+	b.vars, b.pos, b.lens = append(b.vars, p.V), append(b.pos, b.n), append(b.lens, n)
 	if k := len(b.spans) - 1; k >= 0 && b.spans[k].off+b.spans[k].n == off && b.spans[k].full+b.spans[k].n == full {
 		b.spans[k].n += n
 	} else {
@@ -676,7 +747,13 @@ func (b *bucket) add(p localParam) {
 
 // slotted reports whether the backward pass writes the bucket into a slot
 // (Zero 2, shared with other ranks).
-func (b *bucket) slotted(zero int) bool { return zero == 2 && b.size > 1 }
+func (b *bucket) slotted(zero int) bool { return zero >= 2 && b.size > 1 }
+
+// shardsParams reports whether the bucket holds only this rank's chunk of
+// its parameters (Zero 3: a block shared with other ranks).
+func (dp *dataParallel) shardsParams(b *bucket) bool {
+	return dp.zero == 3 && b.size > 1 && b.first == b.last && b.first >= 0 && b.first < dp.layers
+}
 
 // allocate builds this rank's buffers for the planned layout, moves the
 // parameters of m (in the full layout) into them, points every parameter's
@@ -685,16 +762,21 @@ func (b *bucket) slotted(zero int) bool { return zero == 2 && b.size > 1 }
 func (dp *dataParallel) allocate(m *model.Model, held []localParam, opt *nn.AdamW) {
 	zero := dp.zero
 	var mem Memory
-	dp.params = make([]float32, dp.local)
-	mem.Params += int64(dp.local)
+	dp.params = make([]float32, dp.kept)
+	mem.Params += int64(dp.kept)
 	if zero < 2 {
 		dp.grads = make([]float32, dp.local)
 		mem.Grads += int64(dp.local)
 	}
+	full := m.Params // the one-process layout, for the Zero 3 chunks
 	for _, p := range held {
 		n := p.V.Len()
-		copy(dp.params[p.off:p.off+n], p.V.Data)
-		p.V.Data = dp.params[p.off : p.off+n]
+		if p.off < dp.kept {
+			copy(dp.params[p.off:p.off+n], p.V.Data)
+			p.V.Data = dp.params[p.off : p.off+n]
+		} else {
+			p.V.Data = nil // Zero 3: gathered before use
+		}
 		p.V.Grad = nil
 		if dp.grads != nil {
 			p.V.Grad = dp.grads[p.off : p.off+n]
@@ -749,7 +831,32 @@ func (dp *dataParallel) allocate(m *model.Model, held []localParam, opt *nn.Adam
 		next  int
 	}
 	rings := map[dist.Comm]*ring{}
-	if zero == 2 {
+	if zero == 3 {
+		// One parameter slot per group, sized for its largest block.
+		sizes := map[dist.Comm]int{}
+		for _, b := range dp.buckets {
+			if dp.shardsParams(b) {
+				sizes[b.comm] = max(sizes[b.comm], b.size*b.chunk)
+			}
+		}
+		slots := map[dist.Comm]*paramSlot{}
+		for c, n := range sizes {
+			slots[c] = &paramSlot{buf: make([]float32, n)}
+			mem.Params += int64(n)
+		}
+		dp.blocks = make([][]*bucket, dp.layers)
+		for _, b := range dp.buckets {
+			if !dp.shardsParams(b) {
+				continue
+			}
+			b.pshard = make([]float32, b.chunk)
+			mem.Params += int64(b.chunk)
+			b.packFull(b.pshard[:b.hi-b.lo], full, b.lo, b.hi)
+			b.pslot = slots[b.comm]
+			dp.blocks[b.first] = append(dp.blocks[b.first], b)
+		}
+	}
+	if zero >= 2 {
 		sizes := map[dist.Comm]int{}
 		for _, b := range dp.buckets {
 			if b.slotted(zero) && b.last != -1 {
@@ -769,13 +876,13 @@ func (dp *dataParallel) allocate(m *model.Model, held []localParam, opt *nn.Adam
 	for _, b := range dp.buckets {
 		k := b.hi - b.lo
 		switch {
-		case zero == 2 && b.size == 1:
+		case zero >= 2 && b.size == 1:
 			// Written by the backward pass directly, accumulated over
 			// micro-batches, never reduced.
 			b.shard = make([]float32, b.n)
 			mem.Grads += int64(b.n)
 			b.point(b.shard)
-		case zero == 2:
+		case zero >= 2:
 			b.shard = make([]float32, b.chunk)
 			mem.Grads += int64(b.chunk)
 			if b.last == -1 {
@@ -818,7 +925,7 @@ func newSlot(n int) *slot {
 // packed order.
 func (b *bucket) point(buf []float32) {
 	for i, v := range b.vars {
-		v.Grad = buf[b.pos[i] : b.pos[i]+v.Len()]
+		v.Grad = buf[b.pos[i] : b.pos[i]+b.lens[i]]
 	}
 }
 
@@ -917,7 +1024,7 @@ func (dp *dataParallel) scale(tp *nn.Tape, targets []int32, ce, aux *nn.Var, las
 		dp.lossAcc += float64(waux) * float64(aux.Data[0])
 	}
 	dp.armed = last
-	if dp.zero == 2 {
+	if dp.zero >= 2 {
 		if dp.micro == 0 {
 			for _, b := range dp.buckets {
 				b.fresh = true
@@ -949,13 +1056,13 @@ func (dp *dataParallel) unitDone(u int) {
 		return
 	}
 	for _, b := range dp.byUnit[u] {
-		if dp.zero == 2 && b.size == 1 {
+		if dp.zero >= 2 && b.size == 1 {
 			continue
 		}
 		dp.pending.Add(1)
 		dp.queue <- b
 	}
-	if dp.zero == 2 && u >= 0 {
+	if dp.zero >= 2 && u >= 0 {
 		dp.acquire(dp.byFirst[u-1])
 	}
 }
@@ -1080,17 +1187,23 @@ func (dp *dataParallel) update(lr float64) error {
 			dp.updateLocal(b, hp(b.m, b.v), lr)
 			continue
 		}
+		k := b.hi - b.lo
+		if b.pshard != nil {
+			// Zero 3: the chunk is all the rank keeps; the next pass
+			// gathers it.
+			hp(b.m, b.v).Update(t.pool, b.pshard[:k], b.shard[:k], clipSegs(b.segs, b.lo, b.hi), lr)
+			continue
+		}
 		// The chunk is updated where the all-gather (in place) expects it.
 		all := dp.send
-		if dp.zero == 2 {
+		if dp.zero >= 2 {
 			all = b.slot.buf // free: every reduction is done
 		}
 		all = all[:b.size*b.chunk]
 		mine := all[b.rank*b.chunk : (b.rank+1)*b.chunk]
-		k := b.hi - b.lo
 		p := mine[:k]
 		b.pack(p, dp.params, b.lo, b.hi)
-		if dp.zero == 2 {
+		if dp.zero >= 2 {
 			hp(b.m, b.v).Update(t.pool, p, b.shard[:k], clipSegs(b.segs, b.lo, b.hi), lr)
 		} else {
 			dp.updateChunk(b, hp(b.m, b.v), p, lr)
@@ -1102,7 +1215,65 @@ func (dp *dataParallel) update(lr float64) error {
 		b.unpack(dp.params, all, 0, b.n)
 	}
 	t.Opt.Step = step + 1
+	dp.evict()
 	return nil
+}
+
+// gather brings block l's parameters into the slots (Zero 3; the model's
+// Parallel.Gather). A slot that still holds them (the last block of the
+// forward pass, at the start of the backward pass; the first block, at the
+// start of the next micro-batch) is not gathered again. Every rank makes
+// the same calls, so they agree on what to skip.
+func (dp *dataParallel) gather(l int) error {
+	for _, b := range dp.blocks[l] {
+		s := b.pslot
+		if s.holder == b {
+			continue
+		}
+		dp.release(s)
+		all := s.buf[:b.size*b.chunk]
+		if err := b.gcomm.AllGather(b.pshard, all); err != nil {
+			return fmt.Errorf("parameter all-gather: %w", err)
+		}
+		for i, v := range b.vars {
+			v.Data = all[b.pos[i] : b.pos[i]+b.lens[i]]
+		}
+		s.holder = b
+	}
+	return nil
+}
+
+// release empties a parameter slot: the variables of the block it held
+// lose their memory, so that a stray use fails instead of reading another
+// block's values.
+func (dp *dataParallel) release(s *paramSlot) {
+	if s.holder == nil {
+		return
+	}
+	for _, v := range s.holder.vars {
+		v.Data = nil
+	}
+	s.holder = nil
+}
+
+// evict empties every parameter slot (after an update, the values they
+// hold are stale).
+func (dp *dataParallel) evict() {
+	for _, bs := range dp.blocks {
+		for _, b := range bs {
+			dp.release(b.pslot)
+		}
+	}
+}
+
+// owned copies the packed parameters [lo, hi) this rank owns of the bucket
+// into dst.
+func (dp *dataParallel) owned(b *bucket, dst []float32) {
+	if b.pshard != nil {
+		copy(dst, b.pshard[:b.hi-b.lo])
+		return
+	}
+	b.pack(dst, dp.params, b.lo, b.hi)
 }
 
 // updateChunk applies AdamW to this rank's chunk p (packed) of a bucket
@@ -1161,7 +1332,7 @@ func (dp *dataParallel) gatherParams(full []float32) error {
 			continue
 		}
 		p := dp.tmpChunk(b)
-		b.pack(p, dp.params, b.lo, b.hi)
+		dp.owned(b, p)
 		b.unpackFull(full, p, b.lo, b.hi)
 	}
 	return dp.world.AllReduce(full, dist.Sum)

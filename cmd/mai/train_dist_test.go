@@ -64,6 +64,48 @@ func TestTrainMPI(t *testing.T) {
 	}
 }
 
+// TestTrainMPIZero3 runs `mpirun -np 2 mai train --zero 3` (parameters
+// sharded over the ranks) on a dense preset, then continues the run in one
+// process from the checkpoint the two ranks wrote.
+func TestTrainMPIZero3(t *testing.T) {
+	mpirun, err := exec.LookPath("mpirun")
+	if err != nil {
+		t.Skip("mpirun is not on PATH (install openmpi-bin and libopenmpi-dev, or run scripts/deps.sh)")
+	}
+	corpus := corpusDir(t)
+	run := filepath.Join(t.TempDir(), "run")
+	args := []string{"train", "--preset", "tiny", "--data", corpus, "--out", run, "--seq", "32",
+		"--warmup", "1", "--eval-every", "0", "--save-every", "0", "--log-every", "1", "--threads", "1"}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mpirun, append([]string{"--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2",
+		maiBin}, append(args, "--batch", "2", "--steps", "3", "--zero", "3")...)...)
+	cmd.Env = os.Environ()
+	if os.Getenv("OMPI_MCA_btl_vader_single_copy_mechanism") == "" {
+		cmd.Env = append(cmd.Env, "OMPI_MCA_btl_vader_single_copy_mechanism=none")
+	}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mpirun -np 2 mai train --zero 3: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if n := strings.Count(stdout.String(), "done: 3 steps"); n != 1 {
+		t.Errorf("want one done line (rank 0), got %d:\n%s", n, stdout.String())
+	}
+	if n := strings.Count(stderr.String(), "zero=3"); n != 2 {
+		t.Errorf("want a training memory line with zero=3 from each rank, got %d:\n%s", n, stderr.String())
+	}
+	out, errOut, code := mai(t, append(args, "--batch", "4", "--steps", "5")...)
+	if code != 0 || !strings.Contains(errOut, "step=3") || !strings.Contains(out, "done: 5 steps") {
+		t.Fatalf("resuming in one process: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if got := len(losses(t, run)); got != 5 {
+		t.Errorf("metrics.jsonl has %d steps, want 5", got)
+	}
+}
+
 // TestDeployFiles checks that every `mai train` flag used in deploy/ exists
 // and that the Kubernetes manifests parse.
 func TestDeployFiles(t *testing.T) {

@@ -257,18 +257,29 @@ func (m *Model) ropeRows(tp *nn.Tape, q, k *nn.Var, pos []int32, rope *cpu.RoPE,
 	return qo, ko
 }
 
-// linearRows is x·wᵀ + b for inference: the rows marked in dec (decoded
-// tokens; dec nil marks none) through the quantized kernels when the model
-// keeps w in their form (decodeRows), every other row through the
-// row-stable float32 GEMM. Either way a row's result does not depend on the
-// other rows.
+// linearRows is x·wᵀ + b for inference: every row through the quantized
+// kernel when w's is row-stable (cpu.QWeight.RowStable); else the rows
+// marked in dec (decoded tokens; dec nil marks none) through the quantized
+// kernels when the model keeps w in their form (decodeRows), every other
+// row through the row-stable float32 GEMM. Either way a row's result does
+// not depend on the other rows.
 func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var, dec []bool) *nn.Var {
 	in, out := x.Cols(), w.Shape[0]
 	rows := x.Rows()
 	y := nn.Const(make([]float32, rows*out), rows, out)
 	var qw *cpu.QWeight
-	if dec != nil && m.q != nil {
+	if m.q != nil {
 		qw = m.q.lin[w]
+	}
+	if qw != nil && qw.RowStable() {
+		// Every row, prompt or decoded, through the one kernel whose row
+		// results do not depend on the batch.
+		cpu.QMatMul(tp.P, y.Data, x.Data, rows, qw)
+		addBiasRows(y.Data, b, rows, out)
+		return y
+	}
+	if dec == nil {
+		qw = nil
 	}
 	var di []int // decoded rows
 	if qw != nil {
@@ -299,24 +310,35 @@ func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var, dec []bool) *nn.Var {
 	if len(di) > 0 {
 		decodeRows(tp.P, qw, x.Data, di, y.Data)
 	}
-	if b != nil {
-		for i := 0; i < rows; i++ {
-			yi := y.Data[i*out : i*out+out]
-			for j, bv := range b.Data {
-				yi[j] += bv
-			}
-		}
-	}
+	addBiasRows(y.Data, b, rows, out)
 	return y
+}
+
+// addBiasRows adds b (nil: none) to each of the rows of y.
+func addBiasRows(y []float32, b *nn.Var, rows, out int) {
+	for i := range rows {
+		addBias(y[i*out:(i+1)*out], b)
+	}
 }
 
 // DecodeKernels reports whether ForwardPaged multiplies the rows of
 // decoded tokens (SeqChunk.DecodeFrom) by a different kernel than prompt
-// rows: true when some weight is kept in a quantized kernel form. Their
-// keys and values then differ in the last bits from what a prompt holding
-// the same tokens gives, so a prefix cache must not hand the one out for
-// the other.
-func (m *Model) DecodeKernels() bool { return m.q != nil && len(m.q.lin) > 0 }
+// rows: true when some weight is kept in a quantized kernel form whose
+// rows depend on the batch (not cpu.QWeight.RowStable; those multiply
+// every row). The keys and values of decoded tokens then differ in the
+// last bits from what a prompt holding the same tokens gives, so a prefix
+// cache must not hand the one out for the other.
+func (m *Model) DecodeKernels() bool {
+	if m.q == nil {
+		return false
+	}
+	for _, qw := range m.q.lin {
+		if !qw.RowStable() {
+			return true
+		}
+	}
+	return false
+}
 
 // decodePanelBytes bounds the stored bytes of the panel of weight rows that
 // decodeRows multiplies by every decoded row before moving on (it stays in

@@ -252,10 +252,10 @@ func TestForwardPagedDecodeRows(t *testing.T) {
 			if err := m.Quantize(QuantizeOptions{Type: tc.typ}); err != nil {
 				t.Fatal(err)
 			}
-			// Q4_0 in the x16 layout (CPUs with AVX-512 VNNI) multiplies
-			// prompt and decoded rows alike, so the two paths agree bit
-			// for bit.
-			stable := tc.typ == quant.Q4_0 && rowStableQ4_0(t)
+			// Q4_0 and Q8_0 in the x16 layout (CPUs with AVX-512 VNNI)
+			// multiply prompt and decoded rows alike, so the two paths
+			// agree bit for bit.
+			stable := tc.typ != quant.Q4_K && rowStableX16(t)
 			if m.DecodeKernels() == stable {
 				t.Fatalf("DecodeKernels %v for a %v model, row-stable kernels %v", m.DecodeKernels(), tc.typ, stable)
 			}
@@ -310,9 +310,9 @@ func TestForwardPagedDecodeRows(t *testing.T) {
 	}
 }
 
-// rowStableQ4_0 reports whether this CPU's Q4_0 weights take the
+// rowStableX16 reports whether this CPU's Q4_0 and Q8_0 weights take the
 // row-stable x16 kernels.
-func rowStableQ4_0(t *testing.T) bool {
+func rowStableX16(t *testing.T) bool {
 	t.Helper()
 	w, err := cpu.QuantizeWeight(quant.Q4_0, 16, 32, make([]float32, 16*32))
 	if err != nil {

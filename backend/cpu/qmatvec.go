@@ -89,7 +89,11 @@ func qmatvecRows(g *qmmArgs, lo, hi int) {
 	rb := w.RowBytes()
 	data := w.Data[lo*rb : hi*rb]
 	if w.X16 {
-		g.k.x16Rows(data, (hi-lo)/x16Rows, g.a, g.y[lo:hi])
+		rows := g.k.x16Rows4
+		if w.Type == QQ8_0 {
+			rows = g.k.x16Rows8
+		}
+		rows(data, (hi-lo)/x16Rows, g.a, g.y[lo:hi])
 		return
 	}
 	switch w.Type {
@@ -332,7 +336,7 @@ func decodeAct(k *dotSet, x []float32, w *QWeight) *qAct {
 	quantizeAct(a, x, quant.QK, false)
 	switch {
 	case w.X16:
-		a.setNegSums(8)
+		a.setNegSums(x16Offset(w.Type))
 	case k.negSums && w.Type == QQ4_0:
 		a.setNegSums(1)
 	}

@@ -3,6 +3,8 @@ package cpu
 // Wrappers of the multi-row and dequantizing kernels (qmatvec_amd64.s).
 // They check the lengths the assembly relies on.
 
+import "github.com/mai-llm/mai/format/quant"
+
 //go:noescape
 func q4_0RowsAVX2(rows, nb int, w *byte, xq *int8, xd *float32, y *float32)
 
@@ -41,7 +43,9 @@ var hasVNNI = func() bool {
 var vnniDots = func() dotSet {
 	d := avx2Dots
 	d.name, d.rowsQ4_0, d.rowsF16, d.negSums = "vnni", rowsQ4_0VNNI, rowsF16AVX512, true
-	d.x16, d.x16Gemm, d.x16Rows = true, x16GemmAsm, x16RowsAsm
+	d.x16 = true
+	d.x16Gemm4, d.x16Gemm8 = x16GemmAsm(quant.Q4_0Bytes), x16GemmAsm(quant.Q8_0Bytes)
+	d.x16Rows4, d.x16Rows8 = x16RowsAsm(quant.Q4_0Bytes), x16RowsAsm(quant.Q8_0Bytes)
 	return d
 }()
 
@@ -144,23 +148,43 @@ func rowsF16AVX512(w []byte, rows int, x []float32, y []float32) {
 func x16GemmVNNI(nb int, w *byte, xt *byte, y *float32, ldy int)
 
 //go:noescape
+func x16GemmQ8VNNI(nb int, w *byte, xt *byte, y *float32, ldy int)
+
+//go:noescape
 func x16RowsVNNI(panels, nb int, w *byte, xq *int8, xd *float32, nsum *int32, y *float32)
 
-func x16GemmAsm(nb int, w, xt []byte, y []float32, ldy int) {
-	_ = w[nb*x16Rows*18-1]
-	_ = xt[nb*x16TileBytes-1]
-	_ = y[(x16Tile-1)*ldy+x16Rows-1]
-	x16GemmVNNI(nb, &w[0], &xt[0], &y[0], ldy)
+//go:noescape
+func x16RowsQ8VNNI(panels, nb int, w *byte, xq *int8, xd *float32, nsum *int32, y *float32)
+
+// x16GemmAsm returns the x16 GEMM kernel for Q4_0 (bb 18) or Q8_0 (bb 34).
+func x16GemmAsm(bb int) func(nb int, w, xt []byte, y []float32, ldy int) {
+	kern := x16GemmVNNI
+	if bb == 34 {
+		kern = x16GemmQ8VNNI
+	}
+	return func(nb int, w, xt []byte, y []float32, ldy int) {
+		_ = w[nb*x16Rows*bb-1]
+		_ = xt[nb*x16TileBytes-1]
+		_ = y[(x16Tile-1)*ldy+x16Rows-1]
+		kern(nb, &w[0], &xt[0], &y[0], ldy)
+	}
 }
 
-func x16RowsAsm(w []byte, panels int, a *qAct, y []float32) {
-	nb := len(a.d)
-	if panels <= 0 || nb == 0 {
-		return
+// x16RowsAsm returns the x16 decode kernel for Q4_0 (bb 18) or Q8_0 (bb 34).
+func x16RowsAsm(bb int) func(w []byte, panels int, a *qAct, y []float32) {
+	kern := x16RowsVNNI
+	if bb == 34 {
+		kern = x16RowsQ8VNNI
 	}
-	_ = w[panels*nb*x16Rows*18-1]
-	_ = a.q[nb*32-1]
-	_ = a.nsum[nb-1]
-	_ = y[panels*x16Rows-1]
-	x16RowsVNNI(panels, nb, &w[0], &a.q[0], &a.d[0], &a.nsum[0], &y[0])
+	return func(w []byte, panels int, a *qAct, y []float32) {
+		nb := len(a.d)
+		if panels <= 0 || nb == 0 {
+			return
+		}
+		_ = w[panels*nb*x16Rows*bb-1]
+		_ = a.q[nb*32-1]
+		_ = a.nsum[nb-1]
+		_ = y[panels*x16Rows-1]
+		kern(panels, nb, &w[0], &a.q[0], &a.d[0], &a.nsum[0], &y[0])
+	}
 }

@@ -102,7 +102,8 @@ type QWeight struct {
 	Rows, Cols int
 	// Data holds Rows rows of RowBytes bytes each. Q8_0, Q4_0, F16 and BF16
 	// rows are ggml's bytes; Q4_K rows use the unpacked layout of q4KBytes.
-	// With X16 the Q4_0 rows are interleaved in panels of 16 (q4x16.go).
+	// With X16 the Q4_0 or Q8_0 rows are interleaved in panels of 16
+	// (x16.go).
 	Data []byte
 	// X16: Data is in the x16 layout, chosen at construction on CPUs whose
 	// kernels run it fastest (AVX-512 VNNI).
@@ -137,7 +138,7 @@ func NewQWeight(t quant.Type, rows, cols int, ggml []byte) (*QWeight, error) {
 	if qt != QQ4K {
 		if dotKernels().x16 && x16Eligible(qt, rows) {
 			w.Data = make([]byte, len(ggml))
-			x16Pack(w.Data, ggml, rows, cols/quant.QK)
+			x16Pack(qt, w.Data, ggml, rows, cols/quant.QK)
 			w.X16 = true
 			return w, nil
 		}
@@ -187,7 +188,7 @@ func QuantizeWeight(t quant.Type, rows, cols int, w []float32) (*QWeight, error)
 func (w *QWeight) GGML() []byte {
 	if w.X16 {
 		out := make([]byte, len(w.Data))
-		x16Unpack(out, w.Data, 0, w.Rows, w.Cols/quant.QK)
+		x16Unpack(w.Type, out, w.Data, 0, w.Rows, w.Cols/quant.QK)
 		return out
 	}
 	if w.Type != QQ4K {
@@ -256,7 +257,7 @@ type qAct struct {
 
 // setNegSums fills a.nsum with −f·Σq for activations quantized in blocks
 // of 32. (The Q4_0 kernels fold the −8 offset of the weights in: the ggml
-// layout's kernel adds −Σq to each of its 8 lanes, the x16 kernels −8·Σq
+// layout's kernel adds −Σq to each of its 8 lanes, the x16 kernels −o·Σq
 // to each row.)
 func (a *qAct) setNegSums(f int32) {
 	nb := len(a.q) / 32
@@ -413,19 +414,21 @@ type dotSet struct {
 	// dequant expands whole stored rows of type t to float32 (prefill).
 	dequant func(t QType, src []byte, dst []float32)
 
-	// x16: new Q4_0 weights take the x16 layout (its kernels are the
-	// fastest Q4_0 kernels of this set).
+	// x16: new Q4_0 and Q8_0 weights take the x16 layout (its kernels
+	// are the fastest of this set).
 	x16 bool
-	// x16Gemm multiplies one x16 panel by one tile of 8 activation rows.
-	x16Gemm func(nb int, w, xt []byte, y []float32, ldy int)
-	// x16Rows multiplies x16 panels by one activation row.
-	x16Rows func(w []byte, panels int, a *qAct, y []float32)
+	// x16Gemm4 and x16Gemm8 multiply one Q4_0 or Q8_0 x16 panel by one
+	// tile of 8 activation rows.
+	x16Gemm4, x16Gemm8 func(nb int, w, xt []byte, y []float32, ldy int)
+	// x16Rows4 and x16Rows8 multiply Q4_0 or Q8_0 x16 panels by one
+	// activation row.
+	x16Rows4, x16Rows8 func(w []byte, panels int, a *qAct, y []float32)
 }
 
 // goDots are the portable kernels.
 var goDots = dotSet{name: "go", f16: dotF16Go, bf16: dotBF16Go, q8_0: dotQ8_0Go, q4_0: dotQ4_0Go, q4K: dotQ4KGo,
 	rowsQ8_0: rowsQ8_0Go, rowsQ4_0: rowsQ4_0Go, rowsF16: rowsF16Go, dequant: dequantGo,
-	x16Gemm: x16GemmGo, x16Rows: x16RowsGo}
+	x16Gemm4: x16GemmGo(QQ4_0), x16Gemm8: x16GemmGo(QQ8_0), x16Rows4: x16RowsGo(QQ4_0), x16Rows8: x16RowsGo(QQ8_0)}
 
 func f16at(b []byte) float32 { return quant.F16ToF32(binary.LittleEndian.Uint16(b)) }
 

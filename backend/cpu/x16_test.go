@@ -1,0 +1,169 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/mai-llm/mai/format/quant"
+)
+
+// x16Types are the types with an x16 layout.
+var x16Types = []quant.Type{quant.Q4_0, quant.Q8_0}
+
+// x16Weight quantizes a random rows×cols matrix to typ and returns it in
+// ggml order and in the x16 layout.
+func x16Weight(t testing.TB, rng *rand.Rand, typ quant.Type, rows, cols int) (ggml, x16 *QWeight) {
+	t.Helper()
+	w := qRandVec(rng, rows*cols, 0.05)
+	n, err := typ.RowBytes(int64(rows * cols))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]byte, n)
+	if err := quant.Quantize(typ, raw, w); err != nil {
+		t.Fatal(err)
+	}
+	qt, _ := QTypeOf(typ)
+	ggml = &QWeight{Type: qt, Rows: rows, Cols: cols, Data: raw}
+	x16 = &QWeight{Type: qt, Rows: rows, Cols: cols, Data: slices.Clone(raw)}
+	x16.interleave()
+	if !x16.X16 {
+		t.Fatalf("%d×%d %v weight not interleaved", rows, cols, typ)
+	}
+	return ggml, x16
+}
+
+// TestX16Layout checks that the x16 layout keeps every byte: the ggml bytes
+// come back, and rows dequantize as the reference dequantizer does.
+func TestX16Layout(t *testing.T) {
+	for _, typ := range x16Types {
+		t.Run(typ.String(), func(t *testing.T) { testX16Layout(t, typ) })
+	}
+}
+
+func testX16Layout(t *testing.T, typ quant.Type) {
+	rng := rand.New(rand.NewPCG(31, 32))
+	ggml, x16 := x16Weight(t, rng, typ, 48, 96)
+	if !slices.Equal(x16.GGML(), ggml.Data) {
+		t.Fatal("GGML() of an x16 weight differs from the ggml bytes it was made from")
+	}
+	full := make([]float32, 48*96)
+	if err := quant.Dequantize(typ, full, ggml.Data); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, 48*96)
+	if err := x16.Dequantize(got); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, full) {
+		t.Fatal("Dequantize of an x16 weight differs from the reference")
+	}
+	row := make([]float32, 3*96)
+	x16.DequantizeRows(row, 17, 20)
+	if !slices.Equal(row, full[17*96:20*96]) {
+		t.Fatal("DequantizeRows of an x16 weight differs from the reference")
+	}
+	if w, err := NewQWeight(typ, 48, 96, ggml.Data); err != nil || w.X16 != dotKernels().x16 {
+		t.Fatalf("NewQWeight: X16 %v, want %v (err %v)", w.X16, dotKernels().x16, err)
+	}
+	if w, err := NewQWeight(typ, 47, 96, ggml.Data[:47*ggml.RowBytes()]); err != nil || w.X16 {
+		t.Fatalf("NewQWeight of 47 rows: X16 %v (err %v), want the ggml layout", w.X16, err)
+	}
+}
+
+// TestX16MatchesFloat64 checks every kernel set's x16 products — decode and
+// batched rows, full and partial tiles — against float64 dot products of
+// the dequantized weights and the activations as Q8_0 rounds them, and
+// that a row's result is the same bits whatever the rows that come with it
+// and the thread count.
+func TestX16MatchesFloat64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(33, 34))
+	for _, typ := range x16Types {
+		for _, shape := range [][2]int{{16, 32}, {48, 96}, {160, 768}} {
+			testX16Product(t, rng, typ, shape[0], shape[1])
+		}
+	}
+}
+
+func testX16Product(t *testing.T, rng *rand.Rand, typ quant.Type, rows, cols int) {
+	ggml, x16 := x16Weight(t, rng, typ, rows, cols)
+	deq := make([]float32, rows*cols)
+	if err := ggml.Dequantize(deq); err != nil {
+		t.Fatal(err)
+	}
+	const n = 21
+	x := qRandVec(rng, n*cols, 1)
+	xa := refActivations(typ, x)
+	for _, ks := range availableDots() {
+		t.Run(fmt.Sprintf("%v/%dx%d/%s", typ, rows, cols, ks.name), func(t *testing.T) {
+			one := make([]float32, n*rows)
+			for i := range n {
+				qmatmulWith(ks, NewPool(1), one[i*rows:(i+1)*rows], x[i*cols:(i+1)*cols], 1, x16)
+			}
+			for i := range n {
+				for r := range rows {
+					var ref, mag float64
+					for c := range cols {
+						p := float64(deq[r*cols+c]) * xa[i*cols+c]
+						ref += p
+						mag += math.Abs(p)
+					}
+					if d := math.Abs(float64(one[i*rows+r]) - ref); !(d <= 2e-6*mag+1e-30) {
+						t.Fatalf("row %d·x%d: %.9g, float64 reference %.9g (|diff| %.3g, scale %.3g)", r, i, one[i*rows+r], ref, d, mag)
+					}
+				}
+			}
+			for _, m := range []int{2, 8, 9, n} {
+				for _, threads := range []int{1, 3} {
+					y := make([]float32, m*rows)
+					for i := range y {
+						y[i] = float32(math.NaN())
+					}
+					qmatmulWith(ks, NewPool(threads), y, x[:m*cols], m, x16)
+					if !slices.Equal(y, one[:m*rows]) {
+						t.Fatalf("%d rows on %d threads: not the bits of one row at a time", m, threads)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkX16 measures the x16 products (decode and 128-row prefill)
+// beside the ggml-layout kernels, on a 2048×2048 weight.
+func BenchmarkX16(b *testing.B) {
+	const rows, cols = 2048, 2048
+	rng := rand.New(rand.NewPCG(35, 36))
+	p := Default()
+	for _, typ := range x16Types {
+		ggml, x16 := x16Weight(b, rng, typ, rows, cols)
+		benchX16(b, p, rng, typ, ggml, x16)
+	}
+}
+
+func benchX16(b *testing.B, p *Pool, rng *rand.Rand, typ quant.Type, ggml, x16 *QWeight) {
+	rows, cols := ggml.Rows, ggml.Cols
+	for _, n := range []int{1, 128} {
+		x := qRandVec(rng, n*cols, 1)
+		y := make([]float32, n*rows)
+		for _, w := range []*QWeight{ggml, x16} {
+			name := "ggml"
+			if w.X16 {
+				name = "x16"
+			}
+			b.Run(fmt.Sprintf("%v/n=%d/%s", typ, n, name), func(b *testing.B) {
+				c0, _ := processCPUTime()
+				for b.Loop() {
+					QMatMul(p, y, x, n, w)
+				}
+				c1, _ := processCPUTime()
+				cpu := (c1 - c0).Seconds() / float64(b.N)
+				b.ReportMetric(cpu*1e6, "cpu-µs/op")
+				b.ReportMetric(2*float64(n*rows*cols)/cpu/1e9, "cpu-GOP/s")
+			})
+		}
+	}
+}

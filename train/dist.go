@@ -556,9 +556,10 @@ type dataParallel struct {
 	lossAcc, ceAcc float64 // this rank's weighted share of the step's loss
 }
 
-// Memory is what one rank holds for training, in bytes: parameters,
-// gradients (with the buffers gradients are written, packed and reduced in)
-// and optimizer moments.
+// Memory is what one rank holds for training, in bytes: parameters (with
+// Zero 3, its chunks of the blocks, what it keeps whole and the slot blocks
+// are gathered into), gradients (with the buffers gradients are written,
+// packed and reduced in) and optimizer moments.
 type Memory struct {
 	Params    int64 `json:"params"`
 	Grads     int64 `json:"grads"`

@@ -632,93 +632,99 @@ func TestDistributedZero3(t *testing.T) {
 		t.Skip("mpirun is not on PATH (install openmpi-bin and libopenmpi-dev, or run scripts/deps.sh)")
 	}
 	dataDir := corpus(t, 300_000)
-	t.Run("dense", func(t *testing.T) {
-		init := deepInit(t)
-		one := distConfig(dataDir, filepath.Join(t.TempDir(), "one"), "tiny", 4)
-		one.Accum, one.Init = 2, init
-		runLocal(t, one)
+	init := deepInit(t)
+	one := distConfig(dataDir, filepath.Join(t.TempDir(), "one"), "tiny", 4)
+	one.Accum, one.Init = 2, init
+	runLocal(t, one)
 
-		two := distConfig(dataDir, filepath.Join(t.TempDir(), "two"), "tiny", 2)
-		two.Accum, two.Init, two.Zero = 2, init, 3
-		out, err, took := mpirunTrain(t, 2, two, 2*time.Minute)
-		if err != nil {
-			t.Fatalf("mpirun -np 2: %v after %v; output:\n%s", err, took, out)
-		}
-		t.Logf("2 ranks: %v", took)
-		compareRuns(t, "2 ranks, ZeRO-3", two.Out, one.Out, 1e-5)
-		// Parameters: half of the blocks, one gathered block, and the
-		// embeddings and final norm whole; gradients and optimizer state as
-		// ZeRO-2.
-		checkMemory(t, "ZeRO-3", readMemory(t, two.Out), readMemory(t, one.Out), 0.6, 0.67, 0.51)
-		if got, want := readMemory(t, two.Out).Params, zero3Params(t, init, 2); got < want || got > want+4*64 {
-			t.Errorf("ZeRO-3: parameter bytes per rank %d, want %d (half of each block, one gathered block, the rest whole)", got, want)
-		}
+	two := distConfig(dataDir, filepath.Join(t.TempDir(), "two"), "tiny", 2)
+	two.Accum, two.Init, two.Zero = 2, init, 3
+	out, err, took := mpirunTrain(t, 2, two, 2*time.Minute)
+	if err != nil {
+		t.Fatalf("mpirun -np 2: %v after %v; output:\n%s", err, took, out)
+	}
+	t.Logf("2 ranks: %v", took)
+	compareRuns(t, "2 ranks, ZeRO-3", two.Out, one.Out, 1e-5)
+	// Parameters: half of the blocks, one gathered block, and the
+	// embeddings and final norm whole; gradients and optimizer state as
+	// ZeRO-2.
+	checkMemory(t, "ZeRO-3", readMemory(t, two.Out), readMemory(t, one.Out), 0.6, 0.67, 0.51)
+	if got, want := readMemory(t, two.Out).Params, zero3Params(t, init, 2); got < want || got > want+4*64 {
+		t.Errorf("ZeRO-3: parameter bytes per rank %d, want %d (half of each block, one gathered block, the rest whole)", got, want)
+	}
 
-		// Resume the checkpoint at step 10 in other layouts.
-		for _, tc := range []struct {
-			name  string
-			ranks int
-			zero  int
-		}{{"1 process", 1, 0}, {"2 ranks without ZeRO-3", 2, 0}, {"4 ranks with ZeRO-3", 4, 3}} {
-			cfg := one
-			if tc.ranks > 1 {
-				cfg = two
-				cfg.Batch, cfg.Zero = 4/tc.ranks, tc.zero
+	// Resume the checkpoint at step 10 in other layouts.
+	for _, tc := range []struct {
+		name  string
+		ranks int
+		zero  int
+	}{{"1 process", 1, 0}, {"2 ranks without ZeRO-3", 2, 0}, {"4 ranks with ZeRO-3", 4, 3}} {
+		cfg := one
+		if tc.ranks > 1 {
+			cfg = two
+			cfg.Batch, cfg.Zero = 4/tc.ranks, tc.zero
+		}
+		cfg.Out = filepath.Join(t.TempDir(), "resumed")
+		atStep(t, two.Out, cfg.Out, 10)
+		if tc.ranks == 1 {
+			resumeLocal(t, cfg, cfg.Out, 10)
+		} else {
+			out, err, took := mpirunTrain(t, tc.ranks, cfg, 2*time.Minute)
+			if err != nil {
+				t.Fatalf("mpirun -np %d (resume): %v after %v; output:\n%s", tc.ranks, err, took, out)
 			}
-			cfg.Out = filepath.Join(t.TempDir(), "resumed")
-			atStep(t, two.Out, cfg.Out, 10)
-			if tc.ranks == 1 {
-				resumeLocal(t, cfg, cfg.Out, 10)
-			} else {
-				out, err, took := mpirunTrain(t, tc.ranks, cfg, 2*time.Minute)
-				if err != nil {
-					t.Fatalf("mpirun -np %d (resume): %v after %v; output:\n%s", tc.ranks, err, took, out)
-				}
-				if !strings.Contains(out, "step=10") {
-					t.Errorf("%s did not resume at step 10; output:\n%s", tc.name, out)
-				}
+			if !strings.Contains(out, "step=10") {
+				t.Errorf("%s did not resume at step 10; output:\n%s", tc.name, out)
 			}
-			compareRuns(t, "2 ranks with ZeRO-3, resumed at step 10 by "+tc.name, cfg.Out, one.Out, 1e-5)
 		}
-	})
-	t.Run("moe", func(t *testing.T) {
-		one := distConfig(dataDir, filepath.Join(t.TempDir(), "one"), "tiny-moe", 4)
-		runLocal(t, one)
-		two := distConfig(dataDir, filepath.Join(t.TempDir(), "two"), "tiny-moe", 2)
-		two.Zero = 3
-		out, err, took := mpirunTrain(t, 2, two, 2*time.Minute)
-		if err != nil {
-			t.Fatalf("mpirun -np 2: %v after %v; output:\n%s", err, took, out)
-		}
-		t.Logf("2 ranks: %v", took)
-		compareRuns(t, "2 ranks, experts split, ZeRO-3", two.Out, one.Out, 1e-5)
-		// ZeRO-2 holds 0.61 (dense 20% whole, half the experts).
-		checkMemory(t, "expert parallel, ZeRO-3", readMemory(t, two.Out), readMemory(t, one.Out), 0.58, 0.66, 0.51)
+		compareRuns(t, "2 ranks with ZeRO-3, resumed at step 10 by "+tc.name, cfg.Out, one.Out, 1e-5)
+	}
+}
 
-		// Four ranks in two expert groups: each expert's parameters are
-		// sharded over the two ranks holding it, gathered on their own
-		// communicator.
-		four := two
-		four.Out, four.Batch, four.ExpertParallel = filepath.Join(t.TempDir(), "four"), 1, 2
-		out, err, took = mpirunTrain(t, 4, four, 2*time.Minute)
-		if err != nil {
-			t.Fatalf("mpirun -np 4: %v after %v; output:\n%s", err, took, out)
-		}
-		t.Logf("4 ranks: %v", took)
-		compareRuns(t, "4 ranks, 2 expert groups, ZeRO-3", four.Out, one.Out, 1e-5)
-		// Per rank: a quarter of the optimizer state; the parameters of
-		// four blocks, one of them gathered at a time, are less than ZeRO-2's
-		// (its own experts' half and the rest whole: 0.6).
-		got, ref := readMemory(t, four.Out), readMemory(t, one.Out)
-		if r := float64(got.Optimizer) / float64(ref.Optimizer); r < 0.24 || r > 0.26 {
-			t.Errorf("4 ranks, ZeRO-3: optimizer state per rank %.3f of one process's, want 0.25", r)
-		}
-		r := float64(got.Params) / float64(ref.Params)
-		t.Logf("4 ranks, ZeRO-3: parameters per rank %d bytes (%.3f of one process's)", got.Params, r)
-		if r > 0.45 {
-			t.Errorf("4 ranks, ZeRO-3: parameters per rank %.3f of one process's, want at most 0.45", r)
-		}
-	})
+// TestDistributedZero3MoE is TestDistributedZero3 for a MoE model: with
+// the experts split over two ranks (the rest sharded by ZeRO-3), and on
+// four ranks in two expert groups (each expert sharded over its group).
+func TestDistributedZero3MoE(t *testing.T) {
+	if _, err := exec.LookPath("mpirun"); err != nil {
+		t.Skip("mpirun is not on PATH (install openmpi-bin and libopenmpi-dev, or run scripts/deps.sh)")
+	}
+	dataDir := corpus(t, 300_000)
+	one := distConfig(dataDir, filepath.Join(t.TempDir(), "one"), "tiny-moe", 4)
+	runLocal(t, one)
+	two := distConfig(dataDir, filepath.Join(t.TempDir(), "two"), "tiny-moe", 2)
+	two.Zero = 3
+	out, err, took := mpirunTrain(t, 2, two, 2*time.Minute)
+	if err != nil {
+		t.Fatalf("mpirun -np 2: %v after %v; output:\n%s", err, took, out)
+	}
+	t.Logf("2 ranks: %v", took)
+	compareRuns(t, "2 ranks, experts split, ZeRO-3", two.Out, one.Out, 1e-5)
+	// ZeRO-2 holds 0.61 (dense 20% whole, half the experts).
+	checkMemory(t, "expert parallel, ZeRO-3", readMemory(t, two.Out), readMemory(t, one.Out), 0.58, 0.66, 0.51)
+
+	// Four ranks in two expert groups: each expert's parameters are
+	// sharded over the two ranks holding it, gathered on their own
+	// communicator.
+	four := two
+	four.Out, four.Batch, four.ExpertParallel = filepath.Join(t.TempDir(), "four"), 1, 2
+	out, err, took = mpirunTrain(t, 4, four, 2*time.Minute)
+	if err != nil {
+		t.Fatalf("mpirun -np 4: %v after %v; output:\n%s", err, took, out)
+	}
+	t.Logf("4 ranks: %v", took)
+	compareRuns(t, "4 ranks, 2 expert groups, ZeRO-3", four.Out, one.Out, 1e-5)
+	// Per rank: a quarter of the optimizer state; the parameters of
+	// four blocks, one of them gathered at a time, are less than ZeRO-2's
+	// (its own experts' half and the rest whole: 0.6).
+	got, ref := readMemory(t, four.Out), readMemory(t, one.Out)
+	if r := float64(got.Optimizer) / float64(ref.Optimizer); r < 0.24 || r > 0.26 {
+		t.Errorf("4 ranks, ZeRO-3: optimizer state per rank %.3f of one process's, want 0.25", r)
+	}
+	r := float64(got.Params) / float64(ref.Params)
+	t.Logf("4 ranks, ZeRO-3: parameters per rank %d bytes (%.3f of one process's)", got.Params, r)
+	if r > 0.45 {
+		t.Errorf("4 ranks, ZeRO-3: parameters per rank %.3f of one process's, want at most 0.45", r)
+	}
 }
 
 // atStep copies the run in from to dir as it was right after the

@@ -518,11 +518,10 @@ func (t *Trainer) saveDist() (string, error) {
 //     at a time: the gathers are synchronous), always at the same place, so
 //     both passes find the parameters at the memory the tape refers to; the
 //     block's variables point into the slot only while it holds them (nil
-//     otherwise, so a stray use fails). AdamW updates the
-//     chunk in place and nothing is gathered after the update. The
-//     embeddings and the final norm and head (used at both ends of every
-//     pass) and buckets no other rank shares stay whole, updated as with
-//     Zero 2.
+//     otherwise, so a stray use fails). AdamW updates the chunk in place
+//     and nothing is gathered after the update. The embeddings and the
+//     final norm and head (used at both ends of every pass) and buckets no
+//     other rank shares stay whole, updated as with Zero 2.
 type dataParallel struct {
 	t       *Trainer
 	world   dist.Comm
@@ -593,8 +592,8 @@ type bucket struct {
 	slot        *slot        // Zero 2, size > 1: where the backward pass writes the bucket's gradients
 	vars        []*nn.Var    // the bucket's parameters, at packed positions pos
 	pos         []int
-	lens        []int
-	fresh       bool // Zero 2: no micro-batch of this step has been added into shard yet
+	lens        []int // the parameters' lengths (their Data is nil while a Zero 3 block is not gathered)
+	fresh       bool  // Zero 2: no micro-batch of this step has been added into shard yet
 
 	gcomm  dist.Comm  // Zero 3: the ranks of comm, for the parameter all-gathers
 	pshard []float32  // Zero 3: this rank's chunk of the parameters, packed [lo, hi) and zero padding
@@ -664,7 +663,7 @@ func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts
 		p    model.Param
 		g    *group
 		u    int
-		full bool // kept whole in params
+		keep bool // kept whole in params
 	}
 	var cands []candidate
 	dp.full, dp.local, dp.kept = 0, 0, 0
@@ -679,15 +678,15 @@ func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts
 		}
 		u := unitOf(p.Name, layers)
 		// Zero 3 shards the blocks' parameters that other ranks share.
-		full := dp.zero < 3 || u < 0 || u >= layers || g.comm == nil || g.comm.Size() == 1
-		cands = append(cands, candidate{p, g, u, full})
+		keep := dp.zero < 3 || u < 0 || u >= layers || g.comm == nil || g.comm.Size() == 1
+		cands = append(cands, candidate{p, g, u, keep})
 	}
 	// What is kept whole comes first in this rank's buffer.
 	slices.SortStableFunc(cands, func(a, b candidate) int {
 		switch {
-		case a.full == b.full:
+		case a.keep == b.keep:
 			return 0
-		case a.full:
+		case a.keep:
 			return -1
 		}
 		return 1
@@ -696,7 +695,7 @@ func (dp *dataParallel) plan(m *model.Model, par *model.Parallel, grads, experts
 	for _, c := range cands {
 		lp := localParam{Param: c.p, off: dp.local}
 		dp.local += c.p.V.Len()
-		if c.full {
+		if c.keep {
 			dp.kept = dp.local
 		}
 		held = append(held, lp)

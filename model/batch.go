@@ -132,7 +132,7 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 			slots = append(slots, int(ch.Blocks[p/kv.BlockSize])*kv.BlockSize+p%kv.BlockSize)
 		}
 	}
-	x := tp.Embedding(m.Embed, ids)
+	x := m.embedding(tp, ids)
 	if c.Pos == "learned" {
 		x = tp.Add(x, tp.Embedding(m.Pos, pos))
 	}

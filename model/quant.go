@@ -225,6 +225,30 @@ func (m *Model) Materialize() error {
 	return nil
 }
 
+// MaterializeGEMM writes the float32 values of the quantized weights that
+// ForwardPaged (the batched serving forward) multiplies in float32: those
+// a model loaded with LoadOptions.NoFloat32Copy left out whose kernels are
+// not row-stable (cpu.QWeight.RowStable). Row-stable weights and the
+// embedding table stay in their stored form only, so a server holds a
+// Q4_0 or Q8_0 model in about its file's size.
+func (m *Model) MaterializeGEMM() error {
+	if m.q == nil {
+		return nil
+	}
+	m.q.mu.Lock()
+	defer m.q.mu.Unlock()
+	for v, qw := range m.q.lazy {
+		if qw.RowStable() || v == m.Embed && m.Head != m.Embed {
+			continue
+		}
+		if err := qw.Dequantize(v.Data); err != nil {
+			return fmt.Errorf("materialize: %w", err)
+		}
+		delete(m.q.lazy, v)
+	}
+	return nil
+}
+
 // lazyWeight returns the stored form of v when its float32 values are
 // not written (see quantState.lazy).
 func (m *Model) lazyWeight(v *nn.Var) *cpu.QWeight {

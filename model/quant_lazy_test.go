@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -76,5 +77,58 @@ func TestLoadNoFloat32Copy(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestMaterializeGEMM checks the serving load (no float32 copies, then
+// MaterializeGEMM): the batched paged forward gives a full load's logits
+// bit for bit, prompt and decoded rows, with a vocabulary of no multiple of
+// 16 (the output head not row-stable, so materialized) and tied embeddings
+// (the table multiplied as the head).
+func TestMaterializeGEMM(t *testing.T) {
+	for _, tied := range []bool{false, true} {
+		for _, typ := range []quant.Type{quant.Q8_0, quant.Q4_0, quant.Q4_K} {
+			t.Run(fmt.Sprintf("%v/tied=%v", typ, tied), func(t *testing.T) {
+				cfg := familyConfigs()["llama"]
+				cfg.Dim, cfg.HeadDim, cfg.FFN, cfg.Vocab, cfg.Tied = 256, 64, 512, 97, tied
+				m, err := New(cfg, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.Init(10)
+				if err := m.Quantize(QuantizeOptions{Type: typ, OutputType: typ}); err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(t.TempDir(), "q.gguf")
+				if err := m.SaveGGUF(path, GGUFOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				full, err := LoadGGUF(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lazy, err := LoadGGUFWith(path, LoadOptions{NoFloat32Copy: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := lazy.MaterializeGEMM(); err != nil {
+					t.Fatal(err)
+				}
+				if typ != quant.Q4_K && rowStableX16(t) && lazy.ResidentWeightBytes() >= full.ResidentWeightBytes()/2 {
+					t.Errorf("resident weights %d bytes after MaterializeGEMM, %d with float32 copies: want less than half", lazy.ResidentWeightBytes(), full.ResidentWeightBytes())
+				}
+				seqs := [][]int32{testIDs(11, 97), testIDs(5, 97)}
+				perm := []int32{3, 1, 0, 2, 5, 4}
+				for _, from := range [][]int{nil, {6, 2}} {
+					want := pagedRun(t, full, seqs, []int{64}, 4, perm, from...)
+					got := pagedRun(t, lazy, seqs, []int{64}, 4, perm, from...)
+					for i := range seqs {
+						if !slices.Equal(got[i], want[i]) {
+							t.Fatalf("decode from %v: sequence %d logits differ (relative error %.3g)", from, i, relErr(got[i], want[i]))
+						}
+					}
+				}
+			})
+		}
 	}
 }

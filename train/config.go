@@ -57,7 +57,7 @@ type Config struct {
 	// Distributed training (see docs/distributed-training.md). Batch is per
 	// rank: the global batch is Batch × Accum × ranks.
 	Dist           string  `json:"dist,omitempty"`            // communicator: auto (MPI when launched by mpirun/srun), local or mpi
-	Zero           int     `json:"zero,omitempty"`            // 0: replicated; 1: sharded optimizer state (ZeRO-1); 2: sharded gradients too (ZeRO-2)
+	Zero           int     `json:"zero,omitempty"`            // 0: replicated; 1: sharded optimizer state (ZeRO-1); 2: sharded gradients too (ZeRO-2); 3: and block parameters (ZeRO-3)
 	ExpertParallel int     `json:"expert_parallel,omitempty"` // ranks that share one copy of the experts (0: the most that divide ranks and experts)
 	CapacityFactor float64 `json:"capacity_factor,omitempty"` // MoE expert capacity per rank (0: no cap, no dropped tokens)
 	BucketMB       float64 `json:"bucket_mb,omitempty"`       // gradient reduction bucket size in MiB (0: 25; ZeRO-2: one per block)

@@ -42,16 +42,27 @@ func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, e
 	for i := range prompt {
 		prompt[i] = int32(rng.IntN(m.Cfg.Vocab))
 	}
+	// The tape's arena holds the activations from pass to pass (reset
+	// before each), as the serving engine's does.
 	tp := nn.NewTape(m.Pool, false)
+	tp.Arena = true
 	// Warm up as llama-bench does (one untimed run of each test): a full
 	// prefill and a few decode steps, so that the timed runs find the heap
 	// grown and its pages mapped, the weights' pages touched, the worker
 	// threads started.
 	cache := m.NewCache(1, promptTokens+genTokens)
-	if _, err := m.Forward(tp, prompt, 1, promptTokens, cache, true); err != nil {
-		return nil, err
+	// Two untimed prefills: the first sizes the arena, the second touches
+	// its pages (llama-bench's one warm-up run finds its buffers allocated
+	// at context creation).
+	for range 2 {
+		tp.Reset()
+		cache.Len = 0
+		if _, err := m.Forward(tp, prompt, 1, promptTokens, cache, true); err != nil {
+			return nil, err
+		}
 	}
 	for i := range min(4, genTokens) {
+		tp.Reset()
 		if _, err := m.Forward(tp, prompt[i:i+1], 1, 1, cache, true); err != nil {
 			return nil, err
 		}
@@ -63,6 +74,7 @@ func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, e
 	// only), as a long generation runs in its steady state.
 	runtime.GC()
 	c0, t0 := processCPU(), time.Now()
+	tp.Reset()
 	out, err := m.Forward(tp, prompt, 1, promptTokens, cache, true)
 	if err != nil {
 		return nil, err
@@ -71,6 +83,7 @@ func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, e
 	next := Argmax(out.Logits.Data)
 	c1, t1 := processCPU(), time.Now()
 	for range genTokens {
+		tp.Reset()
 		out, err = m.Forward(tp, []int32{next}, 1, 1, cache, true)
 		if err != nil {
 			return nil, err

@@ -307,6 +307,10 @@ func NewEngine(m *model.Model, cfg EngineConfig) (*Engine, error) {
 	}
 	e := &Engine{m: m, cfg: cfg, kv: kv, pool: newBlockPool(cfg.NumBlocks, cfg.BlockSize), tp: nn.NewTape(m.Pool, false),
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	// A step's activations come from the tape's arena, reset before each
+	// step (a step reads its logits before the next one starts), so that
+	// steps of a recurring shape allocate nothing.
+	e.tp.Arena = true
 	if cfg.Draft != nil {
 		if e.spec, err = newSpeculator(m, cfg); err != nil {
 			return nil, err
@@ -634,6 +638,7 @@ func (e *Engine) forward(chunks []model.SeqChunk) (out *model.BatchOutput, err e
 			err = fmt.Errorf("forward pass panicked: %v\n%s", r, debug.Stack())
 		}
 	}()
+	e.tp.Reset()
 	return e.m.ForwardPaged(e.tp, e.kv, chunks)
 }
 

@@ -45,6 +45,7 @@ func Generate(ctx context.Context, m *model.Model, prompt []int32, opt Options, 
 		maxNew = ctxLen - len(prompt)
 	}
 	tp := nn.NewTape(m.Pool, false)
+	tp.Arena = true // reset before each pass: its logits are read before the next
 	var cache *model.KVCache
 	if !opt.NoCache {
 		cache = m.NewCache(1, len(prompt)+maxNew)
@@ -61,6 +62,7 @@ func Generate(ctx context.Context, m *model.Model, prompt []int32, opt Options, 
 		if cache == nil {
 			in = hist
 		}
+		tp.Reset()
 		out, err := m.Forward(tp, in, 1, len(in), cache, true)
 		if err != nil {
 			return nil, err

@@ -31,7 +31,9 @@ func newSpeculator(target *model.Model, cfg EngineConfig) (*speculator, error) {
 	if k <= 0 {
 		k = 4
 	}
-	return &speculator{draft: d, k: k, tp: nn.NewTape(d.Pool, false)}, nil
+	tp := nn.NewTape(d.Pool, false)
+	tp.Arena = true // reset before each draft pass: outputs are read before the next
+	return &speculator{draft: d, k: k, tp: tp}, nil
 }
 
 // eligible reports whether s can be decoded speculatively now.
@@ -45,7 +47,8 @@ func (sp *speculator) eligible(s *seq) bool {
 // k greedy proposals.
 func (sp *speculator) propose(s *seq, k int) ([]int32, error) {
 	if s.draft == nil {
-		s.draft = sp.draft.NewCache(1, sp.draft.Cfg.MaxSeq)
+		// Sized to the sequence's end: NewCache touches every page.
+		s.draft = sp.draft.NewCache(1, min(sp.draft.Cfg.MaxSeq, s.nPrompt+s.maxNew))
 	}
 	c := s.draft
 	in := s.tokens[c.Len:]
@@ -54,6 +57,7 @@ func (sp *speculator) propose(s *seq, k int) ([]int32, error) {
 		if c.Len+len(in) > c.Max {
 			break
 		}
+		sp.tp.Reset()
 		o, err := sp.draft.Forward(sp.tp, in, 1, len(in), c, true)
 		if err != nil {
 			return nil, err

@@ -163,7 +163,7 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 			copy(kc[s*w:(s+1)*w], k.Data[r*w:(r+1)*w])
 			copy(vc[s*w:(s+1)*w], v.Data[r*w:(r+1)*w])
 		}
-		o := nn.Const(make([]float32, n*c.Heads*c.HeadDim), n, c.Heads*c.HeadDim)
+		o := nn.Const(tp.Floats(n*c.Heads*c.HeadDim), n, c.Heads*c.HeadDim)
 		cpu.PagedAttentionForward(tp.P, &att, o.Data, q.Data, kc, vc)
 		x = tp.Add(x, m.linearRows(tp, o, blk.O, blk.OB, dec))
 		h = m.norm(tp, x, blk.MLPNorm, blk.MLPNormB)
@@ -242,8 +242,8 @@ func (m *Model) ropeRows(tp *nn.Tape, q, k *nn.Var, pos []int32, rope *cpu.RoPE,
 		return tp.RoPE(q, &rq, pos), tp.RoPE(k, &rk, pos)
 	}
 	qw, kw := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
-	qo := nn.Const(make([]float32, len(q.Data)), q.Shape...)
-	ko := nn.Const(make([]float32, len(k.Data)), k.Shape...)
+	qo := nn.Const(tp.Floats(len(q.Data)), q.Shape...)
+	ko := nn.Const(tp.Floats(len(k.Data)), k.Shape...)
 	off := 0
 	for _, ch := range chunks {
 		t := len(ch.IDs)
@@ -266,7 +266,7 @@ func (m *Model) ropeRows(tp *nn.Tape, q, k *nn.Var, pos []int32, rope *cpu.RoPE,
 func (m *Model) linearRows(tp *nn.Tape, x, w, b *nn.Var, dec []bool) *nn.Var {
 	in, out := x.Cols(), w.Shape[0]
 	rows := x.Rows()
-	y := nn.Const(make([]float32, rows*out), rows, out)
+	y := nn.Const(tp.Floats(rows*out), rows, out)
 	var qw *cpu.QWeight
 	if m.q != nil {
 		qw = m.q.lin[w]

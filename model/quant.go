@@ -269,7 +269,7 @@ func (m *Model) embedding(tp *nn.Tape, ids []int32) *nn.Var {
 		return tp.Embedding(m.Embed, ids)
 	}
 	d := qw.Cols
-	y := nn.Const(make([]float32, len(ids)*d), len(ids), d)
+	y := nn.Const(tp.Floats(len(ids)*d), len(ids), d)
 	for i, id := range ids {
 		qw.DequantizeRows(y.Data[i*d:(i+1)*d], int(id), int(id)+1)
 	}

@@ -86,6 +86,11 @@ func Const(data []float32, shape ...int) *Var {
 type Tape struct {
 	P    *cpu.Pool
 	Grad bool
+	// Arena makes an inference tape (Grad false) take op outputs from its
+	// arena too, so that repeated forward passes of one shape allocate
+	// (and fault in, and zero) no memory: what ops return is then valid
+	// until Reset, which the caller runs before each pass.
+	Arena bool
 
 	ops     []op
 	mem     arena       // float32 memory of the current step
@@ -176,9 +181,14 @@ func (tp *Tape) begin() {
 	}
 }
 
+// Floats returns n float32s for the current step whose contents are
+// undefined: the caller writes every one (an op implemented outside nn).
+// They follow the tape's lifetime rule (see Arena).
+func (tp *Tape) Floats(n int) []float32 { return tp.floats(n, false) }
+
 // floats returns n float32s for the current step, zeroed when zero is set.
 func (tp *Tape) floats(n int, zero bool) []float32 {
-	if !tp.Grad {
+	if !tp.Grad && !tp.Arena {
 		return make([]float32, n)
 	}
 	s := tp.mem.alloc(n)
@@ -200,7 +210,7 @@ var arenaPoison bool
 
 // newVar returns a Var of the given shape over data (and grad).
 func (tp *Tape) newVar(data, grad []float32, shape []int) *Var {
-	if !tp.Grad || len(shape) > len(varSlot{}.shape) {
+	if !tp.Grad && !tp.Arena || len(shape) > len(varSlot{}.shape) {
 		return &Var{Tensor: tensor.Tensor{Shape: append([]int(nil), shape...), Data: data}, Grad: grad}
 	}
 	s := tp.vars.get()

@@ -78,8 +78,19 @@ func (p *Pool) Chunks(n, grain int) (parts, size int) {
 // merged so that tiny loops run on the calling goroutine. fn should be a
 // function value that allocates nothing per call (a method value bound once,
 // or a function literal that captures nothing).
-func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
+func (p *Pool) For(n, grain int, fn func(lo, hi int)) { p.forSplit(n, grain, 1, fn) }
+
+// forSplit is For with up to split chunks per thread, each taken by
+// whichever thread is free: a thread that starts late or runs slower then
+// takes fewer chunks instead of holding the others up at the end.
+func (p *Pool) forSplit(n, grain, split int, fn func(lo, hi int)) {
 	parts, size := p.Chunks(n, grain)
+	if split > 1 && parts > 1 {
+		grain = max(grain, 1)
+		parts = min(p.n*split, (n+grain-1)/grain)
+		size = (n + parts - 1) / parts
+		parts = (n + size - 1) / size
+	}
 	if parts == 0 {
 		return
 	}
@@ -212,6 +223,11 @@ type jobs[A any] struct{ free sync.Pool }
 // fn should be a top-level function (a function value that captures nothing),
 // so that nothing is allocated per call.
 func parallel[A any](p *Pool, js *jobs[A], n, grain int, args A, fn func(a *A, lo, hi int)) {
+	parallelSplit(p, js, n, grain, 1, args, fn)
+}
+
+// parallelSplit is parallel with up to split chunks per thread (forSplit).
+func parallelSplit[A any](p *Pool, js *jobs[A], n, grain, split int, args A, fn func(a *A, lo, hi int)) {
 	if n <= 0 {
 		return
 	}
@@ -221,7 +237,7 @@ func parallel[A any](p *Pool, js *jobs[A], n, grain int, args A, fn func(a *A, l
 		j.run = j.call
 	}
 	j.args, j.fn = args, fn
-	p.For(n, grain, j.run)
+	p.forSplit(n, grain, split, j.run)
 	var zero A
 	j.args, j.fn = zero, nil // drop references to the caller's slices
 	js.free.Put(j)

@@ -75,3 +75,32 @@ func TestPoolAllocs(t *testing.T) {
 		t.Errorf("Axpy allocates %v times per call", got)
 	}
 }
+
+// TestPoolForSplit checks that forSplit runs every index once in chunks of
+// at least grain, with up to split chunks per thread.
+func TestPoolForSplit(t *testing.T) {
+	for _, threads := range []int{1, 2, 3} {
+		p := NewPool(threads)
+		for _, tc := range []struct{ n, grain, split int }{{1, 1, 4}, {7, 1, 4}, {100, 1, 4}, {100, 30, 4}, {1000, 1, 8}} {
+			hits := make([]atomic.Int32, tc.n)
+			var chunks atomic.Int32
+			p.forSplit(tc.n, tc.grain, tc.split, func(lo, hi int) {
+				chunks.Add(1)
+				if hi-lo < min(tc.grain, tc.n) && hi != tc.n {
+					t.Errorf("n=%d grain=%d: chunk [%d,%d) below the grain", tc.n, tc.grain, lo, hi)
+				}
+				for i := lo; i < hi; i++ {
+					hits[i].Add(1)
+				}
+			})
+			for i := range hits {
+				if h := hits[i].Load(); h != 1 {
+					t.Fatalf("threads=%d n=%d: index %d ran %d times", threads, tc.n, i, h)
+				}
+			}
+			if c := int(chunks.Load()); threads > 1 && c > threads*tc.split {
+				t.Errorf("threads=%d n=%d split=%d: %d chunks", threads, tc.n, tc.split, c)
+			}
+		}
+	}
+}

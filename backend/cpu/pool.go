@@ -87,7 +87,7 @@ func (p *Pool) forSplit(n, grain, split int, fn func(lo, hi int)) {
 	parts, size := p.Chunks(n, grain)
 	if split > 1 && parts > 1 {
 		grain = max(grain, 1)
-		parts = min(p.n*split, (n+grain-1)/grain)
+		parts = max(1, min(p.n*split, n/grain))
 		size = (n + parts - 1) / parts
 		parts = (n + size - 1) / size
 	}

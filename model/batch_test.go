@@ -249,7 +249,7 @@ func TestForwardPagedDecodeRows(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.Init(3)
-			if err := m.Quantize(QuantizeOptions{Type: tc.typ}); err != nil {
+			if err := m.Quantize(QuantizeOptions{Type: tc.typ, OutputType: tc.typ}); err != nil {
 				t.Fatal(err)
 			}
 			// Q4_0 and Q8_0 in the x16 layout (CPUs with AVX-512 VNNI)

@@ -157,7 +157,8 @@ func qgemmPanels(g *qmmArgs, lo, hi int) {
 }
 
 // actBlock is the block size the activations of w's integer kernels are
-// quantized in, or 0 for the 16-bit types (float32 activations).
+// quantized in, or 0 for the types multiplied by float32 activations
+// (F16, BF16, Q6_K).
 func actBlock(t QType) int {
 	switch t {
 	case QQ8_0, QQ4_0:

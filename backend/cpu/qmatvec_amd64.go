@@ -114,6 +114,11 @@ func dequantAsm(t QType, src []byte, dst []float32) {
 		_ = src[nb*34-1]
 		_ = dst[nb*32-1]
 		dequantQ8_0AVX2(nb, &src[0], &dst[0])
+	case QQ6K:
+		nb := len(dst) / 256
+		_ = src[nb*210-1]
+		_ = dst[nb*256-1]
+		dequantQ6KAVX2(nb, &src[0], &dst[0])
 	case QF16:
 		n := len(dst) &^ 15
 		_ = src[2*len(dst)-1]
@@ -143,6 +148,9 @@ func rowsF16AVX512(w []byte, rows int, x []float32, y []float32) {
 	_ = y[rows-1]
 	f16RowsAVX512(rows, n, &w[0], &x[0], &y[0])
 }
+
+//go:noescape
+func dequantQ6KAVX2(nb int, w *byte, dst *float32)
 
 //go:noescape
 func x16GemmVNNI(nb int, w *byte, xt *byte, y *float32, ldy int)

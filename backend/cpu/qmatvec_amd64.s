@@ -405,3 +405,86 @@ z16loop:
 	JNZ           z16row
 	VZEROUPPER
 	RET
+
+// Q6OUT scales the 16 values q−32 of X4 (bytes, q in 0..63) by d·sc (sc:
+// the int8 scale at sc(SI), d in X0) and stores them at out(DI), as
+// float32(d·sc)·(q−32).
+#define Q6OUT(sc, out) \
+	VPSUBB       X11, X4, X4; \
+	MOVBLSX      sc(SI), AX; \
+	VCVTSI2SSL   AX, X7, X7; \
+	VMULSS       X0, X7, X7; \
+	VBROADCASTSS X7, Y7; \
+	VPMOVSXBD    X4, Y8; \
+	VPSRLDQ      $8, X4, X9; \
+	VPMOVSXBD    X9, Y9; \
+	VCVTDQ2PS    Y8, Y8; \
+	VCVTDQ2PS    Y9, Y9; \
+	VMULPS       Y7, Y8, Y8; \
+	VMULPS       Y7, Y9, Y9; \
+	VMOVUPS      Y8, out(DI); \
+	VMOVUPS      Y9, (out+32)(DI)
+
+// Q6CHUNK expands 16 consecutive l of one 128-value half of a Q6_K block:
+// ql (low nibbles of l and l+32), qh (2-bit highs), sc (the scale of l),
+// out (byte offset of value l).
+#define Q6CHUNK(ql, qh, sc, out) \
+	VMOVDQU ql(SI), X1; \
+	VMOVDQU (ql+32)(SI), X2; \
+	VMOVDQU qh(SI), X3; \
+	VPAND   X14, X1, X4; \
+	VPAND   X12, X3, X5; \
+	VPSLLW  $4, X5, X5; \
+	VPOR    X5, X4, X4; \
+	Q6OUT(sc, out); \
+	VPAND   X14, X2, X4; \
+	VPSLLW  $2, X3, X5; \
+	VPAND   X13, X5, X5; \
+	VPOR    X5, X4, X4; \
+	Q6OUT((sc+2), (out+128)); \
+	VPSRLW  $4, X1, X4; \
+	VPAND   X14, X4, X4; \
+	VPAND   X13, X3, X5; \
+	VPOR    X5, X4, X4; \
+	Q6OUT((sc+4), (out+256)); \
+	VPSRLW  $4, X2, X4; \
+	VPAND   X14, X4, X4; \
+	VPSRLW  $2, X3, X5; \
+	VPAND   X13, X5, X5; \
+	VPOR    X5, X4, X4; \
+	Q6OUT((sc+6), (out+384))
+
+// func dequantQ6KAVX2(nb int, w *byte, dst *float32)
+// Expands nb ggml Q6_K blocks (210 bytes: ql[128], qh[64], int8 scales[16],
+// f16 d) into 256 float32 each, bit for bit as the reference dequantizer.
+TEXT ·dequantQ6KAVX2(SB), NOSPLIT, $0-24
+	MOVQ nb+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ dst+16(FP), DI
+	MOVL $0x0F0F0F0F, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, X14
+	MOVL $0x30303030, AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, X13
+	MOVL $0x03030303, AX
+	VMOVD AX, X12
+	VPBROADCASTD X12, X12
+	MOVL $0x20202020, AX
+	VMOVD AX, X11
+	VPBROADCASTD X11, X11
+
+dq6loop:
+	MOVWLZX   208(SI), AX
+	VMOVD     AX, X0
+	VCVTPH2PS X0, X0
+	Q6CHUNK(0, 128, 192, 0)
+	Q6CHUNK(16, 144, 193, 64)
+	Q6CHUNK(64, 160, 200, 512)
+	Q6CHUNK(80, 176, 201, 576)
+	ADDQ      $210, SI
+	ADDQ      $1024, DI
+	DECQ      CX
+	JNZ       dq6loop
+	VZEROUPPER
+	RET

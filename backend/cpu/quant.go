@@ -20,6 +20,7 @@ const (
 	QQ8_0                  // ggml Q8_0 (blocks of 32), dotted with 8-bit activations
 	QQ4_0                  // ggml Q4_0 (blocks of 32), dotted with 8-bit activations
 	QQ4K                   // ggml Q4_K (super-blocks of 256), dotted with 8-bit activations
+	QQ6K                   // ggml Q6_K (super-blocks of 256), expanded to float32 in cache-sized panels
 )
 
 // QTypeOf returns the kernel type for a ggml type, if there is a kernel for it.
@@ -35,6 +36,8 @@ func QTypeOf(t quant.Type) (QType, bool) {
 		return QQ4_0, true
 	case quant.Q4_K:
 		return QQ4K, true
+	case quant.Q6_K:
+		return QQ6K, true
 	}
 	return 0, false
 }
@@ -52,6 +55,8 @@ func (t QType) GGML() quant.Type {
 		return quant.Q4_0
 	case QQ4K:
 		return quant.Q4_K
+	case QQ6K:
+		return quant.Q6_K
 	}
 	return quant.Type(1 << 30)
 }
@@ -69,6 +74,8 @@ func (t QType) String() string {
 		return "q4_0"
 	case QQ4K:
 		return "q4_K"
+	case QQ6K:
+		return "q6_K"
 	}
 	return fmt.Sprintf("qtype(%d)", uint8(t))
 }
@@ -91,6 +98,8 @@ func blockOf(t QType) (elems, bytes int) {
 		return quant.QK, quant.Q4_0Bytes
 	case QQ4K:
 		return quant.QKK, q4KBytes
+	case QQ6K:
+		return quant.QKK, quant.Q6_KBytes
 	}
 	return 0, 0
 }
@@ -340,6 +349,10 @@ func QMatMul(p *Pool, y, x []float32, n int, w *QWeight) {
 
 func qmatmul(k *dotSet, p *Pool, y, x []float32, n int, w *QWeight) {
 	switch {
+	case w.Type == QQ6K:
+		// No integer kernel: every product expands panels to float32.
+		qgemm(k, p, y, x, n, w)
+		return
 	case w.X16 && n == 1:
 		qmatvec(k, p, y, x, w)
 		return

@@ -11,7 +11,7 @@ import (
 	"github.com/mai-llm/mai/format/quant"
 )
 
-var qTypes = []quant.Type{quant.F16, quant.BF16, quant.Q8_0, quant.Q4_0, quant.Q4_K}
+var qTypes = []quant.Type{quant.F16, quant.BF16, quant.Q8_0, quant.Q4_0, quant.Q4_K, quant.Q6_K}
 
 func qRandVec(rng *rand.Rand, n int, scale float64) []float32 {
 	v := make([]float32, n)
@@ -89,7 +89,7 @@ func TestQuantDotsMatchFloat64(t *testing.T) {
 							}
 							// Quantization error: a loose bound that still
 							// catches a wrong layout (which gives O(mag)).
-							tol := map[quant.Type]float64{quant.F16: 1e-3, quant.BF16: 1e-2, quant.Q8_0: 2e-2, quant.Q4_0: 0.15, quant.Q4_K: 0.1}[typ]
+							tol := map[quant.Type]float64{quant.F16: 1e-3, quant.BF16: 1e-2, quant.Q8_0: 2e-2, quant.Q4_0: 0.15, quant.Q4_K: 0.1, quant.Q6_K: 0.05}[typ]
 							if d := math.Abs(got - exact); d > tol*mag {
 								t.Fatalf("row %d·x%d: kernel %.6g, exact %.6g: error %.3g of scale %.3g", r, i, got, exact, d, mag)
 							}
@@ -138,8 +138,8 @@ func TestQWeightErrors(t *testing.T) {
 	if _, err := NewQWeight(quant.Q8_0, 2, 32, make([]byte, 67)); err == nil {
 		t.Error("short data: want an error")
 	}
-	if _, err := NewQWeight(quant.Q6_K, 1, 256, make([]byte, 210)); err == nil {
-		t.Error("Q6_K has no kernel: want an error")
+	if _, err := NewQWeight(quant.Q5_K, 1, 256, make([]byte, 176)); err == nil {
+		t.Error("Q5_K has no kernel: want an error")
 	}
 	if _, err := QuantizeWeight(quant.Q4_K, 1, 32, make([]float32, 32)); err == nil {
 		t.Error("Q4_K of 32 columns: want an error")

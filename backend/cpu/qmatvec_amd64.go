@@ -43,7 +43,7 @@ var hasVNNI = func() bool {
 var vnniDots = func() dotSet {
 	d := avx2Dots
 	d.name, d.rowsQ4_0, d.rowsF16, d.negSums = "vnni", rowsQ4_0VNNI, rowsF16AVX512, true
-	d.x16 = true
+	d.x16, d.dequant = true, dequantAVX512
 	d.x16Gemm4, d.x16Gemm8 = x16GemmAsm(quant.Q4_0Bytes), x16GemmAsm(quant.Q8_0Bytes)
 	d.x16Rows4, d.x16Rows8 = x16RowsAsm(quant.Q4_0Bytes), x16RowsAsm(quant.Q8_0Bytes)
 	return d
@@ -153,6 +153,9 @@ func rowsF16AVX512(w []byte, rows int, x []float32, y []float32) {
 func dequantQ6KAVX2(nb int, w *byte, dst *float32)
 
 //go:noescape
+func dequantQ6KAVX512(nb int, w *byte, dst *float32)
+
+//go:noescape
 func x16GemmVNNI(nb int, w *byte, xt *byte, y *float32, ldy int)
 
 //go:noescape
@@ -195,4 +198,16 @@ func x16RowsAsm(bb int) func(w []byte, panels int, a *qAct, y []float32) {
 		_ = y[panels*x16Rows-1]
 		kern(panels, nb, &w[0], &a.q[0], &a.d[0], &a.nsum[0], &y[0])
 	}
+}
+
+// dequantAVX512 is dequantAsm with the AVX-512 Q6_K expansion.
+func dequantAVX512(t QType, src []byte, dst []float32) {
+	if t != QQ6K || len(dst) == 0 {
+		dequantAsm(t, src, dst)
+		return
+	}
+	nb := len(dst) / 256
+	_ = src[nb*210-1]
+	_ = dst[nb*256-1]
+	dequantQ6KAVX512(nb, &src[0], &dst[0])
 }

@@ -488,3 +488,79 @@ dq6loop:
 	JNZ       dq6loop
 	VZEROUPPER
 	RET
+
+// Q6OUTZ is Q6OUT with 512-bit conversions; the 16 block scales d·sc are
+// precomputed at sc(SP).
+#define Q6OUTZ(sc, out) \
+	VPSUBB       X11, X4, X4; \
+	VBROADCASTSS sc(SP), Z7; \
+	VPMOVSXBD    X4, Z8; \
+	VCVTDQ2PS    Z8, Z8; \
+	VMULPS       Z7, Z8, Z8; \
+	VMOVUPS      Z8, out(DI)
+
+#define Q6CHUNKZ(ql, qh, sc, out) \
+	VMOVDQU ql(SI), X1; \
+	VMOVDQU (ql+32)(SI), X2; \
+	VMOVDQU qh(SI), X3; \
+	VPAND   X14, X1, X4; \
+	VPAND   X12, X3, X5; \
+	VPSLLW  $4, X5, X5; \
+	VPOR    X5, X4, X4; \
+	Q6OUTZ(sc, out); \
+	VPAND   X14, X2, X4; \
+	VPSLLW  $2, X3, X5; \
+	VPAND   X13, X5, X5; \
+	VPOR    X5, X4, X4; \
+	Q6OUTZ((sc+8), (out+128)); \
+	VPSRLW  $4, X1, X4; \
+	VPAND   X14, X4, X4; \
+	VPAND   X13, X3, X5; \
+	VPOR    X5, X4, X4; \
+	Q6OUTZ((sc+16), (out+256)); \
+	VPSRLW  $4, X2, X4; \
+	VPAND   X14, X4, X4; \
+	VPSRLW  $2, X3, X5; \
+	VPAND   X13, X5, X5; \
+	VPOR    X5, X4, X4; \
+	Q6OUTZ((sc+24), (out+384))
+
+// func dequantQ6KAVX512(nb int, w *byte, dst *float32)
+// dequantQ6KAVX2 with the block's 16 scales d·sc computed at once and
+// 512-bit conversions (same bits).
+TEXT ·dequantQ6KAVX512(SB), NOSPLIT, $64-24
+	MOVQ nb+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ dst+16(FP), DI
+	MOVL $0x0F0F0F0F, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, X14
+	MOVL $0x30303030, AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, X13
+	MOVL $0x03030303, AX
+	VMOVD AX, X12
+	VPBROADCASTD X12, X12
+	MOVL $0x20202020, AX
+	VMOVD AX, X11
+	VPBROADCASTD X11, X11
+
+dq6zloop:
+	MOVWLZX      208(SI), AX
+	VMOVD        AX, X0
+	VCVTPH2PS    X0, X0
+	VBROADCASTSS X0, Z0
+	VPMOVSXBD    192(SI), Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       Z0, Z6, Z6
+	VMOVUPS      Z6, (SP)
+	Q6CHUNKZ(0, 128, 0, 0)
+	Q6CHUNKZ(16, 144, 4, 64)
+	Q6CHUNKZ(64, 160, 32, 512)
+	Q6CHUNKZ(80, 176, 36, 576)
+	ADDQ         $210, SI
+	ADDQ         $1024, DI
+	DECQ         CX
+	JNZ          dq6zloop
+	VZEROUPPER
+	RET

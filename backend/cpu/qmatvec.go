@@ -103,6 +103,8 @@ func qmatvecRows(g *qmmArgs, lo, hi int) {
 		return
 	}
 	switch w.Type {
+	case QQ6K:
+		g.k.rowsQ6K(data, hi-lo, g.a, g.y[lo:hi])
 	case QQ8_0:
 		g.k.rowsQ8_0(data, hi-lo, g.a, g.y[lo:hi])
 	case QQ4_0:
@@ -342,6 +344,8 @@ func decodeAct(k *dotSet, x []float32, w *QWeight) *qAct {
 	a := qActPool.Get().(*qAct)
 	quantizeAct(a, x, quant.QK, false)
 	switch {
+	case w.Type == QQ6K:
+		a.setSum4()
 	case w.X16:
 		a.setNegSums(x16Offset(w.Type))
 	case k.negSums && w.Type == QQ4_0:

@@ -43,7 +43,7 @@ var hasVNNI = func() bool {
 var vnniDots = func() dotSet {
 	d := avx2Dots
 	d.name, d.rowsQ4_0, d.rowsF16, d.negSums = "vnni", rowsQ4_0VNNI, rowsF16AVX512, true
-	d.x16, d.dequant = true, dequantAVX512
+	d.x16, d.dequant, d.rowsQ6K = true, dequantAVX512, rowsQ6KVNNI
 	d.x16Gemm4, d.x16Gemm8 = x16GemmAsm(quant.Q4_0Bytes), x16GemmAsm(quant.Q8_0Bytes)
 	d.x16Rows4, d.x16Rows8 = x16RowsAsm(quant.Q4_0Bytes), x16RowsAsm(quant.Q8_0Bytes)
 	return d
@@ -153,6 +153,9 @@ func rowsF16AVX512(w []byte, rows int, x []float32, y []float32) {
 func dequantQ6KAVX2(nb int, w *byte, dst *float32)
 
 //go:noescape
+func q6KRowsVNNI(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)
+
+//go:noescape
 func dequantQ6KAVX512(nb int, w *byte, dst *float32)
 
 //go:noescape
@@ -210,4 +213,17 @@ func dequantAVX512(t QType, src []byte, dst []float32) {
 	_ = src[nb*210-1]
 	_ = dst[nb*256-1]
 	dequantQ6KAVX512(nb, &src[0], &dst[0])
+}
+
+func rowsQ6KVNNI(w []byte, rows int, a *qAct, y []float32) {
+	nsb := len(a.q) / 256
+	if rows <= 0 || nsb == 0 {
+		return
+	}
+	_ = w[rows*nsb*210-1]
+	_ = a.q[nsb*256-1]
+	_ = a.d[nsb*8-1]
+	_ = a.sum4[nsb*64-1]
+	_ = y[rows-1]
+	q6KRowsVNNI(rows, nsb, &w[0], &a.q[0], &a.d[0], &a.sum4[0], &y[0])
 }

@@ -564,3 +564,97 @@ dq6zloop:
 	JNZ          dq6zloop
 	VZEROUPPER
 	RET
+
+// Q6VNNI multiplies block j (32 values, k-th of its half) of the Q6_K row at
+// SI by the activation block j: Y6 holds its values (u8 0..63); the dot
+// with the int8 activations at xq(DI), less 32·Σ of each 4 activations
+// (off(R8)), converted and scaled per 16 values by d·sc (at 4·2j(SP)) and
+// the activation scale (xd(R9)), is added to Y0.
+#define Q6VNNI(j) \
+	VPXOR        Y7, Y7, Y7; \
+	VPDPBUSD     (32*j)(DI), Y6, Y7; \
+	VPSUBD       (32*j)(R8), Y7, Y7; \
+	VCVTDQ2PS    Y7, Y7; \
+	VBROADCASTSS (8*j)(SP), X8; \
+	VBROADCASTSS (8*j+4)(SP), X9; \
+	VINSERTF128  $1, X9, Y8, Y8; \
+	VMULPS.BCST  (4*j)(R9), Y8, Y8; \
+	VFMADD231PS  Y8, Y7, Y0
+
+// Q6HALFV runs the four blocks of one 128-value half (ql at qlo(SI), qh at
+// qho(SI)), the first being block j0.
+#define Q6HALFV(qlo, qho, j0) \
+	VMOVDQU qlo(SI), Y3; \
+	VMOVDQU (qlo+32)(SI), Y4; \
+	VMOVDQU qho(SI), Y5; \
+	VPAND   Y14, Y3, Y6; \
+	VPAND   Y12, Y5, Y10; \
+	VPSLLW  $4, Y10, Y10; \
+	VPOR    Y10, Y6, Y6; \
+	Q6VNNI(j0); \
+	VPAND   Y14, Y4, Y6; \
+	VPSLLW  $2, Y5, Y10; \
+	VPAND   Y13, Y10, Y10; \
+	VPOR    Y10, Y6, Y6; \
+	Q6VNNI((j0+1)); \
+	VPSRLW  $4, Y3, Y6; \
+	VPAND   Y14, Y6, Y6; \
+	VPAND   Y13, Y5, Y10; \
+	VPOR    Y10, Y6, Y6; \
+	Q6VNNI((j0+2)); \
+	VPSRLW  $4, Y4, Y6; \
+	VPAND   Y14, Y6, Y6; \
+	VPSRLW  $2, Y5, Y10; \
+	VPAND   Y13, Y10, Y10; \
+	VPOR    Y10, Y6, Y6; \
+	Q6VNNI((j0+3))
+
+// func q6KRowsVNNI(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)
+// y[r] = row r of w (ggml Q6_K, nsb blocks of 210 bytes) · x, x as Q8_0
+// blocks of 32 (xq, xd) with off: 32·Σ of every 4 consecutive xq.
+TEXT ·q6KRowsVNNI(SB), NOSPLIT, $64-56
+	MOVQ rows+0(FP), R10
+	MOVQ w+16(FP), SI
+	MOVQ y+48(FP), R11
+	MOVL $0x0F0F0F0F, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL $0x30303030, AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, Y13
+	MOVL $0x03030303, AX
+	VMOVD AX, X12
+	VPBROADCASTD X12, Y12
+
+q6vrow:
+	MOVQ   nsb+8(FP), CX
+	MOVQ   xq+24(FP), DI
+	MOVQ   off+40(FP), R8
+	MOVQ   xd+32(FP), R9
+	VXORPS Y0, Y0, Y0
+
+q6vblk:
+	MOVWLZX      208(SI), AX
+	VMOVD        AX, X1
+	VCVTPH2PS    X1, X1
+	VBROADCASTSS X1, Z1
+	VPMOVSXBD    192(SI), Z2
+	VCVTDQ2PS    Z2, Z2
+	VMULPS       Z1, Z2, Z2
+	VMOVUPS      Z2, (SP)
+	Q6HALFV(0, 128, 0)
+	Q6HALFV(64, 160, 4)
+	ADDQ         $210, SI
+	ADDQ         $256, DI
+	ADDQ         $256, R8
+	ADDQ         $32, R9
+	DECQ         CX
+	JNZ          q6vblk
+
+	HSUM
+	VMOVSS X0, (R11)
+	ADDQ   $4, R11
+	DECQ   R10
+	JNZ    q6vrow
+	VZEROUPPER
+	RET

@@ -261,6 +261,7 @@ type qAct struct {
 	d    []float32
 	sums []int16
 	nsum []int32   // -f·Σq per block of 32 (setNegSums)
+	sum4 []int32   // 32·Σq of every 4 consecutive values (setSum4, Q6_K decode)
 	xr   []float32 // q·d: the rounded activations (prefill, qgemm)
 }
 
@@ -277,6 +278,17 @@ func (a *qAct) setNegSums(f int32) {
 			s += int32(v)
 		}
 		a.nsum[b] = -f * s
+	}
+}
+
+// setSum4 fills a.sum4: the Q6_K decode kernel multiplies unsigned 6-bit
+// values and takes off 32 times the sum of the activations each 4 of them
+// met.
+func (a *qAct) setSum4() {
+	a.sum4 = grow(a.sum4, len(a.q)/4)
+	for i := range a.sum4 {
+		q := a.q[4*i : 4*i+4]
+		a.sum4[i] = 32 * (int32(q[0]) + int32(q[1]) + int32(q[2]) + int32(q[3]))
 	}
 }
 
@@ -349,8 +361,12 @@ func QMatMul(p *Pool, y, x []float32, n int, w *QWeight) {
 
 func qmatmul(k *dotSet, p *Pool, y, x []float32, n int, w *QWeight) {
 	switch {
+	case w.Type == QQ6K && n == 1 && k.rowsQ6K != nil:
+		qmatvec(k, p, y, x, w)
+		return
 	case w.Type == QQ6K:
-		// No integer kernel: every product expands panels to float32.
+		// Without the integer decode kernel, and for prompt rows, products
+		// expand panels to float32.
 		qgemm(k, p, y, x, n, w)
 		return
 	case w.X16 && n == 1:
@@ -423,6 +439,9 @@ type dotSet struct {
 	rowsQ4_0 func(w []byte, rows int, a *qAct, y []float32)
 	// negSums: rowsQ4_0 reads qAct.nsum (the negated block sums).
 	negSums bool
+	// rowsQ6K multiplies Q6_K rows by Q8_0 activations (with qAct.sum4);
+	// nil where no integer Q6_K kernel runs (products then expand panels).
+	rowsQ6K func(w []byte, rows int, a *qAct, y []float32)
 	rowsF16 func(w []byte, rows int, x []float32, y []float32)
 	// dequant expands whole stored rows of type t to float32 (prefill).
 	dequant func(t QType, src []byte, dst []float32)

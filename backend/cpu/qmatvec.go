@@ -128,8 +128,11 @@ func qgemm(k *dotSet, p *Pool, y, x []float32, n int, w *QWeight) {
 		quantizeAct(a, x, blk, false)
 		a.xr = grow(a.xr, len(x))
 		if blk != quant.QK || !q8ToF32Blocks(a.q, a.d, a.xr) {
-			for i, q := range a.q {
-				a.xr[i] = float32(q) * a.d[i/blk]
+			for b, d := range a.d {
+				xr := a.xr[b*blk : (b+1)*blk]
+				for i, q := range a.q[b*blk : (b+1)*blk] {
+					xr[i] = float32(q) * d
+				}
 			}
 		}
 		x = a.xr

@@ -153,6 +153,9 @@ func rowsF16AVX512(w []byte, rows int, x []float32, y []float32) {
 func dequantQ6KAVX2(nb int, w *byte, dst *float32)
 
 //go:noescape
+func dequantQ4KAVX512(nb int, w *byte, dst *float32)
+
+//go:noescape
 func q6KRowsVNNI(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)
 
 //go:noescape
@@ -203,16 +206,23 @@ func x16RowsAsm(bb int) func(w []byte, panels int, a *qAct, y []float32) {
 	}
 }
 
-// dequantAVX512 is dequantAsm with the AVX-512 Q6_K expansion.
+// dequantAVX512 is dequantAsm with the AVX-512 Q6_K and Q4_K expansions.
 func dequantAVX512(t QType, src []byte, dst []float32) {
-	if t != QQ6K || len(dst) == 0 {
-		dequantAsm(t, src, dst)
-		return
-	}
 	nb := len(dst) / 256
-	_ = src[nb*210-1]
-	_ = dst[nb*256-1]
-	dequantQ6KAVX512(nb, &src[0], &dst[0])
+	switch {
+	case nb == 0:
+		dequantAsm(t, src, dst)
+	case t == QQ6K:
+		_ = src[nb*210-1]
+		_ = dst[nb*256-1]
+		dequantQ6KAVX512(nb, &src[0], &dst[0])
+	case t == QQ4K:
+		_ = src[nb*q4KBytes-1]
+		_ = dst[nb*256-1]
+		dequantQ4KAVX512(nb, &src[0], &dst[0])
+	default:
+		dequantAsm(t, src, dst)
+	}
 }
 
 func rowsQ6KVNNI(w []byte, rows int, a *qAct, y []float32) {

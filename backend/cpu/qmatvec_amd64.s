@@ -658,3 +658,64 @@ q6vblk:
 	JNZ    q6vrow
 	VZEROUPPER
 	RET
+
+// Q4KHALF expands 16 nibble bytes at nib(SI) (low nibbles: values with
+// scale/min index 2j, high: 2j+1) into 16+16 float32 at lo(DI), hi(DI) as
+// d·sc·q − dmin·m; the scales and mins are at (SP) and 32(SP).
+#define Q4KHALF(nib, j, lo, hi) \
+	VMOVDQU      nib(SI), X3; \
+	VPAND        X14, X3, X4; \
+	VPSRLW       $4, X3, X5; \
+	VPAND        X14, X5, X5; \
+	VPMOVZXBD    X4, Z4; \
+	VPMOVZXBD    X5, Z5; \
+	VCVTDQ2PS    Z4, Z4; \
+	VCVTDQ2PS    Z5, Z5; \
+	VBROADCASTSS (8*j)(SP), Z6; \
+	VBROADCASTSS (8*j+4)(SP), Z7; \
+	VMULPS       Z6, Z4, Z4; \
+	VMULPS       Z7, Z5, Z5; \
+	VBROADCASTSS (32+8*j)(SP), Z6; \
+	VBROADCASTSS (32+8*j+4)(SP), Z7; \
+	VSUBPS       Z6, Z4, Z4; \
+	VSUBPS       Z7, Z5, Z5; \
+	VMOVUPS      Z4, lo(DI); \
+	VMOVUPS      Z5, hi(DI)
+
+// func dequantQ4KAVX512(nb int, w *byte, dst *float32)
+// Expands nb Q4_K blocks in the kernels' layout (q4KBytes: f32 d, f32 dmin,
+// 8 u8 scales, 8 u8 mins, 128 nibble bytes) into 256 float32 each, bit for
+// bit as dequantQ4KGo.
+TEXT ·dequantQ4KAVX512(SB), NOSPLIT, $64-24
+	MOVQ nb+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ dst+16(FP), DI
+	MOVL $0x0F0F0F0F, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, X14
+
+dq4kloop:
+	VBROADCASTSS (SI), Y0
+	VBROADCASTSS 4(SI), Y1
+	VPMOVZXBD    8(SI), Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y0, Y2, Y2
+	VMOVUPS      Y2, (SP)
+	VPMOVZXBD    16(SI), Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	Q4KHALF(24, 0, 0, 128)
+	Q4KHALF(40, 0, 64, 192)
+	Q4KHALF(56, 1, 256, 384)
+	Q4KHALF(72, 1, 320, 448)
+	Q4KHALF(88, 2, 512, 640)
+	Q4KHALF(104, 2, 576, 704)
+	Q4KHALF(120, 3, 768, 896)
+	Q4KHALF(136, 3, 832, 960)
+	ADDQ         $152, SI
+	ADDQ         $1024, DI
+	DECQ         CX
+	JNZ          dq4kloop
+	VZEROUPPER
+	RET

@@ -324,7 +324,7 @@ func quantizeActGo(a *qAct, x []float32, blk int, withSums bool) {
 		}
 		q := a.q[b*blk : (b+1)*blk]
 		for i, v := range xs {
-			q[i] = int8(math.RoundToEven(float64(v * id)))
+			q[i] = roundI8(float32(v * id))
 		}
 		if withSums {
 			for g := 0; g < blk/32; g++ {
@@ -336,6 +336,13 @@ func quantizeActGo(a *qAct, x []float32, blk int, withSums bool) {
 			}
 		}
 	}
+}
+
+// roundI8 rounds p (|p| ≤ 127.5) to the nearest integer, ties to even, as
+// math.RoundToEven does, without leaving float32: adding 1.5·2²³ leaves the
+// rounded value in the low bits of the mantissa.
+func roundI8(p float32) int8 {
+	return int8(int32(math.Float32bits(p+12582912)) - 0x4B400000)
 }
 
 func grow[T any](s []T, n int) []T {

@@ -233,3 +233,18 @@ func TestQ8ToF32Vector(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundI8 checks the float32 rounding of activations against
+// math.RoundToEven over the whole range, ties included.
+func TestRoundI8(t *testing.T) {
+	for i := -1275; i <= 1275; i++ {
+		for _, p := range []float32{float32(i) / 10, float32(i)/10 + 0.05, math.Nextafter32(float32(i)/10, 0)} {
+			if p < -127.5 || p > 127.5 {
+				continue
+			}
+			if got, want := roundI8(p), int8(math.RoundToEven(float64(p))); got != want {
+				t.Fatalf("roundI8(%v) = %d, want %d", p, got, want)
+			}
+		}
+	}
+}

@@ -252,10 +252,10 @@ func TestForwardPagedDecodeRows(t *testing.T) {
 			if err := m.Quantize(QuantizeOptions{Type: tc.typ, OutputType: tc.typ}); err != nil {
 				t.Fatal(err)
 			}
-			// Q4_0 and Q8_0 in the x16 layout (CPUs with AVX-512 VNNI)
-			// multiply prompt and decoded rows alike, so the two paths
-			// agree bit for bit.
-			stable := tc.typ != quant.Q4_K && rowStableX16(t)
+			// Q4_0, Q8_0 and Q4_K in the x16 layout (CPUs with AVX-512
+			// VNNI) multiply prompt and decoded rows alike, so the two
+			// paths agree bit for bit.
+			stable := rowStableX16(t)
 			if m.DecodeKernels() == stable {
 				t.Fatalf("DecodeKernels %v for a %v model, row-stable kernels %v", m.DecodeKernels(), tc.typ, stable)
 			}
@@ -310,8 +310,8 @@ func TestForwardPagedDecodeRows(t *testing.T) {
 	}
 }
 
-// rowStableX16 reports whether this CPU's Q4_0 and Q8_0 weights take the
-// row-stable x16 kernels.
+// rowStableX16 reports whether this CPU's Q4_0, Q8_0 and Q4_K weights
+// take the row-stable x16 kernels.
 func rowStableX16(t *testing.T) bool {
 	t.Helper()
 	w, err := cpu.QuantizeWeight(quant.Q4_0, 16, 32, make([]float32, 16*32))

@@ -55,6 +55,8 @@ func hasRowsKernel(w *QWeight) bool {
 	switch w.Type {
 	case QQ8_0, QQ4_0:
 		return true
+	case QQ4K:
+		return w.X16
 	case QF16:
 		return w.Cols%32 == 0
 	}
@@ -96,8 +98,11 @@ func qmatvecRows(g *qmmArgs, lo, hi int) {
 	data := w.Data[lo*rb : hi*rb]
 	if w.X16 {
 		rows := g.k.x16Rows4
-		if w.Type == QQ8_0 {
+		switch w.Type {
+		case QQ8_0:
 			rows = g.k.x16Rows8
+		case QQ4K:
+			rows = g.k.x16RowsK
 		}
 		rows(data, (hi-lo)/x16Rows, g.a, g.y[lo:hi])
 		return
@@ -349,6 +354,8 @@ func decodeAct(k *dotSet, x []float32, w *QWeight) *qAct {
 	switch {
 	case w.Type == QQ6K:
 		a.setSum4()
+	case w.X16 && w.Type == QQ4K:
+		a.setDxSums()
 	case w.X16:
 		a.setNegSums(x16Offset(w.Type))
 	case k.negSums && w.Type == QQ4_0:

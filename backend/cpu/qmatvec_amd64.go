@@ -44,6 +44,7 @@ var vnniDots = func() dotSet {
 	d := avx2Dots
 	d.name, d.rowsQ4_0, d.rowsF16, d.negSums = "vnni", rowsQ4_0VNNI, rowsF16AVX512, true
 	d.x16, d.dequant, d.rowsQ6K = true, dequantAVX512, rowsQ6KVNNI
+	d.x16GemmK, d.x16RowsK = x16KGemmAsm, x16KRowsAsm
 	d.x16Gemm4, d.x16Gemm8 = x16GemmAsm(quant.Q4_0Bytes), x16GemmAsm(quant.Q8_0Bytes)
 	d.x16Rows4, d.x16Rows8 = x16RowsAsm(quant.Q4_0Bytes), x16RowsAsm(quant.Q8_0Bytes)
 	return d
@@ -162,6 +163,12 @@ func q6KRowsVNNI(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *f
 func dequantQ6KAVX512(nb int, w *byte, dst *float32)
 
 //go:noescape
+func x16KGemmVNNI(nsb int, w *byte, xt *byte, y *float32, ldy int)
+
+//go:noescape
+func x16KRowsVNNI(panels, nsb int, w *byte, xq *int8, xd *float32, dxs *float32, y *float32)
+
+//go:noescape
 func x16GemmVNNI(nb int, w *byte, xt *byte, y *float32, ldy int)
 
 //go:noescape
@@ -236,4 +243,23 @@ func rowsQ6KVNNI(w []byte, rows int, a *qAct, y []float32) {
 	_ = a.sum4[nsb*64-1]
 	_ = y[rows-1]
 	q6KRowsVNNI(rows, nsb, &w[0], &a.q[0], &a.d[0], &a.sum4[0], &y[0])
+}
+
+func x16KGemmAsm(nsb int, w, xt []byte, y []float32, ldy int) {
+	_ = w[nsb*x16Rows*q4KBytes-1]
+	_ = xt[8*nsb*x16TileBytes-1]
+	_ = y[(x16Tile-1)*ldy+x16Rows-1]
+	x16KGemmVNNI(nsb, &w[0], &xt[0], &y[0], ldy)
+}
+
+func x16KRowsAsm(w []byte, panels int, a *qAct, y []float32) {
+	nsb := len(a.d) / 8
+	if panels <= 0 || nsb == 0 {
+		return
+	}
+	_ = w[panels*nsb*x16Rows*q4KBytes-1]
+	_ = a.q[nsb*256-1]
+	_ = a.dxs[nsb*8-1]
+	_ = y[panels*x16Rows-1]
+	x16KRowsVNNI(panels, nsb, &w[0], &a.q[0], &a.d[0], &a.dxs[0], &y[0])
 }

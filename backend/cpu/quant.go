@@ -128,6 +128,12 @@ func (w *QWeight) RowBytes() int {
 // NewQWeight wraps rows×cols values stored as ggml type t (the bytes of a
 // GGUF tensor) for the kernels. The bytes are copied (Q4_K is repacked).
 func NewQWeight(t quant.Type, rows, cols int, ggml []byte) (*QWeight, error) {
+	return newQWeight(t, rows, cols, ggml, dotKernels().x16)
+}
+
+// newQWeight is NewQWeight with the x16 layout taken (where eligible) or
+// not.
+func newQWeight(t quant.Type, rows, cols int, ggml []byte, x16 bool) (*QWeight, error) {
 	qt, ok := QTypeOf(t)
 	if !ok {
 		return nil, fmt.Errorf("quantized weight: no kernel for %v", t)
@@ -145,7 +151,7 @@ func NewQWeight(t quant.Type, rows, cols int, ggml []byte) (*QWeight, error) {
 	}
 	w := &QWeight{Type: qt, Rows: rows, Cols: cols}
 	if qt != QQ4K {
-		if dotKernels().x16 && x16Eligible(qt, rows) {
+		if x16 && x16Eligible(qt, rows) {
 			w.Data = make([]byte, len(ggml))
 			x16Pack(qt, w.Data, ggml, rows, cols/quant.QK)
 			w.X16 = true
@@ -165,6 +171,9 @@ func NewQWeight(t quant.Type, rows, cols int, ggml []byte) (*QWeight, error) {
 			dst[8+j], dst[16+j] = scaleMinK4(j, src[4:16])
 		}
 		copy(dst[24:], src[16:])
+	}
+	if x16 {
+		w.interleave()
 	}
 	return w, nil
 }
@@ -195,18 +204,21 @@ func QuantizeWeight(t quant.Type, rows, cols int, w []float32) (*QWeight, error)
 // GGML returns the weight as ggml bytes of type Type.GGML(), as a GGUF
 // file stores it.
 func (w *QWeight) GGML() []byte {
+	data := w.Data
 	if w.X16 {
-		out := make([]byte, len(w.Data))
-		x16Unpack(w.Type, out, w.Data, 0, w.Rows, w.Cols/quant.QK)
-		return out
+		data = make([]byte, len(w.Data))
+		w.unpackX16(data, 0, w.Rows)
+		if w.Type != QQ4K {
+			return data
+		}
 	}
 	if w.Type != QQ4K {
 		return append([]byte(nil), w.Data...)
 	}
-	nb := len(w.Data) / q4KBytes
+	nb := len(data) / q4KBytes
 	out := make([]byte, nb*quant.Q4_KBytes)
 	for b := range nb {
-		src := w.Data[b*q4KBytes : (b+1)*q4KBytes]
+		src := data[b*q4KBytes : (b+1)*q4KBytes]
 		dst := out[b*quant.Q4_KBytes : (b+1)*quant.Q4_KBytes]
 		binary.LittleEndian.PutUint16(dst[0:], quant.F32ToF16(math.Float32frombits(binary.LittleEndian.Uint32(src[0:]))))
 		binary.LittleEndian.PutUint16(dst[2:], quant.F32ToF16(math.Float32frombits(binary.LittleEndian.Uint32(src[4:]))))
@@ -262,6 +274,7 @@ type qAct struct {
 	sums []int16
 	nsum []int32   // -f·Σq per block of 32 (setNegSums)
 	sum4 []int32   // 32·Σq of every 4 consecutive values (setSum4, Q6_K decode)
+	dxs  []float32 // d·Σq per block of 32 (setDxSums, Q4_K x16 decode)
 	xr   []float32 // q·d: the rounded activations (prefill, qgemm)
 }
 
@@ -462,12 +475,16 @@ type dotSet struct {
 	// x16Rows4 and x16Rows8 multiply Q4_0 or Q8_0 x16 panels by one
 	// activation row.
 	x16Rows4, x16Rows8 func(w []byte, panels int, a *qAct, y []float32)
+	// x16GemmK and x16RowsK are the same for Q4_K panels (nsb super-blocks).
+	x16GemmK func(nsb int, w, xt []byte, y []float32, ldy int)
+	x16RowsK func(w []byte, panels int, a *qAct, y []float32)
 }
 
 // goDots are the portable kernels.
 var goDots = dotSet{name: "go", f16: dotF16Go, bf16: dotBF16Go, q8_0: dotQ8_0Go, q4_0: dotQ4_0Go, q4K: dotQ4KGo,
 	rowsQ8_0: rowsQ8_0Go, rowsQ4_0: rowsQ4_0Go, rowsF16: rowsF16Go, dequant: dequantGo,
-	x16Gemm4: x16GemmGo(QQ4_0), x16Gemm8: x16GemmGo(QQ8_0), x16Rows4: x16RowsGo(QQ4_0), x16Rows8: x16RowsGo(QQ8_0)}
+	x16Gemm4: x16GemmGo(QQ4_0), x16Gemm8: x16GemmGo(QQ8_0), x16Rows4: x16RowsGo(QQ4_0), x16Rows8: x16RowsGo(QQ8_0),
+	x16GemmK: x16KGemmGo, x16RowsK: x16KRowsGo}
 
 func f16at(b []byte) float32 { return quant.F16ToF32(binary.LittleEndian.Uint16(b)) }
 

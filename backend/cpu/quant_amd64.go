@@ -27,7 +27,8 @@ var hasF16C = func() bool {
 // avx2Dots are the assembly kernels.
 var avx2Dots = dotSet{name: "avx2", f16: dotF16Asm, bf16: dotBF16Asm, q8_0: dotQ8_0Asm, q4_0: dotQ4_0Asm, q4K: dotQ4KAsm,
 	rowsQ8_0: rowsQ8_0Asm, rowsQ4_0: rowsQ4_0Asm, rowsF16: rowsF16Asm, dequant: dequantAsm,
-	x16Gemm4: x16GemmGo(QQ4_0), x16Gemm8: x16GemmGo(QQ8_0), x16Rows4: x16RowsGo(QQ4_0), x16Rows8: x16RowsGo(QQ8_0)}
+	x16Gemm4: x16GemmGo(QQ4_0), x16Gemm8: x16GemmGo(QQ8_0), x16Rows4: x16RowsGo(QQ4_0), x16Rows8: x16RowsGo(QQ8_0),
+	x16GemmK: x16KGemmGo, x16RowsK: x16KRowsGo}
 
 // dotKernels returns the row-dot kernels for this CPU.
 func dotKernels() *dotSet {

@@ -50,14 +50,17 @@ const x16TileBytes = x16Tile*quant.QK + x16Tile*4 + x16Tile*4
 // x16Eligible reports whether a weight of type t and rows rows can take
 // the x16 layout.
 func x16Eligible(t QType, rows int) bool {
-	return (t == QQ4_0 || t == QQ8_0) && rows%x16Rows == 0
+	return (t == QQ4_0 || t == QQ8_0 || t == QQ4K) && rows%x16Rows == 0
 }
 
 // x16Offset is o, what the x16 layout adds to t's weights to make them
 // unsigned.
 func x16Offset(t QType) int32 {
-	if t == QQ8_0 {
+	switch t {
+	case QQ8_0:
 		return 128
+	case QQ4K:
+		return 0 // the mins term takes d·Σq instead
 	}
 	return 8
 }
@@ -76,8 +79,22 @@ func (w *QWeight) interleave() {
 		return
 	}
 	out := make([]byte, len(w.Data))
-	x16Pack(w.Type, out, w.Data, w.Rows, w.Cols/quant.QK)
+	if w.Type == QQ4K {
+		x16PackK(out, w.Data, w.Rows, w.Cols/quant.QKK)
+	} else {
+		x16Pack(w.Type, out, w.Data, w.Rows, w.Cols/quant.QK)
+	}
 	w.Data, w.X16 = out, true
+}
+
+// unpackX16 writes rows lo..hi-1 of an x16 weight in the row layout (ggml's,
+// or the kernels' Q4_K layout) into dst.
+func (w *QWeight) unpackX16(dst []byte, lo, hi int) {
+	if w.Type == QQ4K {
+		x16UnpackK(dst, w.Data, lo, hi, w.Cols/quant.QKK)
+		return
+	}
+	x16Unpack(w.Type, dst, w.Data, lo, hi, w.Cols/quant.QK)
 }
 
 // x16Pack writes ggml rows src of type t as x16 panels into dst.
@@ -135,7 +152,7 @@ var x16Bufs = sync.Pool{New: func() any { return new([]byte) }}
 func (w *QWeight) dequantX16Rows(k *dotSet, dst []float32, lo, hi int) {
 	bp := x16Bufs.Get().(*[]byte)
 	buf := grow(*bp, (hi-lo)*w.RowBytes())
-	x16Unpack(w.Type, buf, w.Data, lo, hi, w.Cols/quant.QK)
+	w.unpackX16(buf, lo, hi)
 	k.dequant(w.Type, buf, dst)
 	*bp = buf
 	x16Bufs.Put(bp)
@@ -152,7 +169,7 @@ type x16Act struct {
 var x16ActPool = sync.Pool{New: func() any { return new(x16Act) }}
 
 // pack quantizes n rows of x and lays them out in tiles, with offset sums
-// for weights offset by o.
+// for weights offset by o, or (o = 0, Q4_K) d·Σq as float32.
 func (a *x16Act) pack(x []float32, n, cols int, o int32) {
 	quantizeAct(&a.qAct, x, quant.QK, false)
 	nb := cols / quant.QK
@@ -171,7 +188,11 @@ func (a *x16Act) pack(x []float32, n, cols int, o int32) {
 				s += int32(v)
 			}
 			binary.LittleEndian.PutUint32(blk[256+4*j:], math.Float32bits(a.d[t*nb+b]))
-			binary.LittleEndian.PutUint32(blk[288+4*j:], uint32(-o*s))
+			sum := uint32(-o * s)
+			if o == 0 {
+				sum = math.Float32bits(a.d[t*nb+b] * float32(s))
+			}
+			binary.LittleEndian.PutUint32(blk[288+4*j:], sum)
 		}
 	}
 }
@@ -209,8 +230,15 @@ func x16GemmChunk(g *x16Args, lo, hi int) {
 	pb := x16Rows * w.RowBytes()
 	tb := nb * x16TileBytes
 	gemm := g.k.x16Gemm4
-	if w.Type == QQ8_0 {
+	switch w.Type {
+	case QQ8_0:
 		gemm = g.k.x16Gemm8
+	case QQ4K:
+		gemm = g.k.x16GemmK
+	}
+	kb := nb // blocks the kernel walks: of 32 values, or Q4_K's of 256
+	if w.Type == QQ4K {
+		kb = w.Cols / quant.QKK
 	}
 	var tmp [x16Tile * x16Rows]float32
 	for c := lo; c < hi; c++ {
@@ -219,10 +247,10 @@ func x16GemmChunk(g *x16Args, lo, hi int) {
 		xt := g.a.tiles[t*tb : (t+1)*tb]
 		rows := min(x16Tile, g.n-t*x16Tile)
 		if rows == x16Tile {
-			gemm(nb, wp, xt, g.y[t*x16Tile*w.Rows+p*x16Rows:], w.Rows)
+			gemm(kb, wp, xt, g.y[t*x16Tile*w.Rows+p*x16Rows:], w.Rows)
 			continue
 		}
-		gemm(nb, wp, xt, tmp[:], x16Rows)
+		gemm(kb, wp, xt, tmp[:], x16Rows)
 		for r := range rows {
 			copy(g.y[(t*x16Tile+r)*w.Rows+p*x16Rows:][:x16Rows], tmp[r*x16Rows:][:x16Rows])
 		}

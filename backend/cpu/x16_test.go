@@ -11,10 +11,10 @@ import (
 )
 
 // x16Types are the types with an x16 layout.
-var x16Types = []quant.Type{quant.Q4_0, quant.Q8_0}
+var x16Types = []quant.Type{quant.Q4_0, quant.Q8_0, quant.Q4_K}
 
 // x16Weight quantizes a random rows×cols matrix to typ and returns it in
-// ggml order and in the x16 layout.
+// the row layout and in the x16 layout.
 func x16Weight(t testing.TB, rng *rand.Rand, typ quant.Type, rows, cols int) (ggml, x16 *QWeight) {
 	t.Helper()
 	w := qRandVec(rng, rows*cols, 0.05)
@@ -26,10 +26,12 @@ func x16Weight(t testing.TB, rng *rand.Rand, typ quant.Type, rows, cols int) (gg
 	if err := quant.Quantize(typ, raw, w); err != nil {
 		t.Fatal(err)
 	}
-	qt, _ := QTypeOf(typ)
-	ggml = &QWeight{Type: qt, Rows: rows, Cols: cols, Data: raw}
-	x16 = &QWeight{Type: qt, Rows: rows, Cols: cols, Data: slices.Clone(raw)}
-	x16.interleave()
+	if ggml, err = newQWeight(typ, rows, cols, raw, false); err != nil {
+		t.Fatal(err)
+	}
+	if x16, err = newQWeight(typ, rows, cols, raw, true); err != nil {
+		t.Fatal(err)
+	}
 	if !x16.X16 {
 		t.Fatalf("%d×%d %v weight not interleaved", rows, cols, typ)
 	}
@@ -46,31 +48,33 @@ func TestX16Layout(t *testing.T) {
 
 func testX16Layout(t *testing.T, typ quant.Type) {
 	rng := rand.New(rand.NewPCG(31, 32))
-	ggml, x16 := x16Weight(t, rng, typ, 48, 96)
-	if !slices.Equal(x16.GGML(), ggml.Data) {
+	const rows, cols = 48, 512
+	rowW, x16 := x16Weight(t, rng, typ, rows, cols)
+	raw := rowW.GGML()
+	if !slices.Equal(x16.GGML(), raw) {
 		t.Fatal("GGML() of an x16 weight differs from the ggml bytes it was made from")
 	}
-	full := make([]float32, 48*96)
-	if err := quant.Dequantize(typ, full, ggml.Data); err != nil {
+	full := make([]float32, rows*cols)
+	if err := quant.Dequantize(typ, full, raw); err != nil {
 		t.Fatal(err)
 	}
-	got := make([]float32, 48*96)
+	got := make([]float32, rows*cols)
 	if err := x16.Dequantize(got); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(got, full) {
 		t.Fatal("Dequantize of an x16 weight differs from the reference")
 	}
-	row := make([]float32, 3*96)
+	row := make([]float32, 3*cols)
 	x16.DequantizeRows(row, 17, 20)
-	if !slices.Equal(row, full[17*96:20*96]) {
+	if !slices.Equal(row, full[17*cols:20*cols]) {
 		t.Fatal("DequantizeRows of an x16 weight differs from the reference")
 	}
-	if w, err := NewQWeight(typ, 48, 96, ggml.Data); err != nil || w.X16 != dotKernels().x16 {
+	if w, err := NewQWeight(typ, rows, cols, raw); err != nil || w.X16 != dotKernels().x16 {
 		t.Fatalf("NewQWeight: X16 %v, want %v (err %v)", w.X16, dotKernels().x16, err)
 	}
-	if w, err := NewQWeight(typ, 47, 96, ggml.Data[:47*ggml.RowBytes()]); err != nil || w.X16 {
-		t.Fatalf("NewQWeight of 47 rows: X16 %v (err %v), want the ggml layout", w.X16, err)
+	if w, err := NewQWeight(typ, rows-1, cols, raw[:len(raw)/rows*(rows-1)]); err != nil || w.X16 {
+		t.Fatalf("NewQWeight of %d rows: X16 %v (err %v), want the row layout", rows-1, w.X16, err)
 	}
 }
 
@@ -82,21 +86,21 @@ func testX16Layout(t *testing.T, typ quant.Type) {
 func TestX16MatchesFloat64(t *testing.T) {
 	rng := rand.New(rand.NewPCG(33, 34))
 	for _, typ := range x16Types {
-		for _, shape := range [][2]int{{16, 32}, {48, 96}, {160, 768}} {
+		for _, shape := range [][2]int{{16, 256}, {48, 512}, {160, 768}} {
 			testX16Product(t, rng, typ, shape[0], shape[1])
 		}
 	}
 }
 
 func testX16Product(t *testing.T, rng *rand.Rand, typ quant.Type, rows, cols int) {
-	ggml, x16 := x16Weight(t, rng, typ, rows, cols)
+	rowW, x16 := x16Weight(t, rng, typ, rows, cols)
 	deq := make([]float32, rows*cols)
-	if err := ggml.Dequantize(deq); err != nil {
+	if err := rowW.Dequantize(deq); err != nil {
 		t.Fatal(err)
 	}
 	const n = 21
 	x := qRandVec(rng, n*cols, 1)
-	xa := refActivations(typ, x)
+	xa := refActivations(quant.Q8_0, x) // every x16 type meets Q8_0 blocks of 32
 	for _, ks := range availableDots() {
 		t.Run(fmt.Sprintf("%v/%dx%d/%s", typ, rows, cols, ks.name), func(t *testing.T) {
 			one := make([]float32, n*rows)

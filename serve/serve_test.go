@@ -668,12 +668,14 @@ func TestJSONMode(t *testing.T) {
 func TestRequestTimeout(t *testing.T) {
 	ts := startServer(t, Config{RequestTimeout: time.Millisecond}, infer.EngineConfig{})
 	var e ErrorBody
-	code := post(t, ts.URL+"/v1/completions", "", map[string]any{"model": "tiny", "prompt": "slow", "max_tokens": 200}, &e)
+	// ignore_eos: a generation that samples end-of-text at once can finish
+	// within the millisecond.
+	code := post(t, ts.URL+"/v1/completions", "", map[string]any{"model": "tiny", "prompt": "slow", "max_tokens": 200, "ignore_eos": true}, &e)
 	if code != http.StatusGatewayTimeout || e.Error.Type != "server_error" {
 		t.Fatalf("%d %+v", code, e)
 	}
 	// A stream that times out ends with an error event.
-	evs := sseEvents(t, ts.URL+"/v1/completions", map[string]any{"model": "tiny", "prompt": "slow", "max_tokens": 200, "stream": true})
+	evs := sseEvents(t, ts.URL+"/v1/completions", map[string]any{"model": "tiny", "prompt": "slow", "max_tokens": 200, "ignore_eos": true, "stream": true})
 	if last := evs[len(evs)-1]; !strings.Contains(last, `"error"`) {
 		t.Errorf("stream ended with %q", last)
 	}

@@ -211,18 +211,7 @@ func (m *Model) setStored(name string, t quant.Type, raw []byte, f32 bool) error
 // as float32, the GPU upload) sees them. It is safe to call more than once
 // and from several goroutines; it does nothing for other models.
 func (m *Model) Materialize() error {
-	if m.q == nil {
-		return nil
-	}
-	m.q.mu.Lock()
-	defer m.q.mu.Unlock()
-	for v, qw := range m.q.lazy {
-		if err := qw.Dequantize(v.Data); err != nil {
-			return fmt.Errorf("materialize: %w", err)
-		}
-		delete(m.q.lazy, v)
-	}
-	return nil
+	return m.materialize(func(*nn.Var, *cpu.QWeight) bool { return true })
 }
 
 // MaterializeGEMM writes the float32 values of the quantized weights that
@@ -230,15 +219,23 @@ func (m *Model) Materialize() error {
 // a model loaded with LoadOptions.NoFloat32Copy left out whose kernels are
 // not row-stable (cpu.QWeight.RowStable). Row-stable weights and the
 // embedding table stay in their stored form only, so a server holds a
-// Q4_0 or Q8_0 model in about its file's size.
+// Q4_0, Q8_0 or Q4_K model in about its file's size.
 func (m *Model) MaterializeGEMM() error {
+	return m.materialize(func(v *nn.Var, qw *cpu.QWeight) bool {
+		return !qw.RowStable() && (v != m.Embed || m.Head == m.Embed)
+	})
+}
+
+// materialize writes the float32 values of the lazy tensors that want
+// them.
+func (m *Model) materialize(want func(*nn.Var, *cpu.QWeight) bool) error {
 	if m.q == nil {
 		return nil
 	}
 	m.q.mu.Lock()
 	defer m.q.mu.Unlock()
 	for v, qw := range m.q.lazy {
-		if qw.RowStable() || v == m.Embed && m.Head != m.Embed {
+		if !want(v, qw) {
 			continue
 		}
 		if err := qw.Dequantize(v.Data); err != nil {

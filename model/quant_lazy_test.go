@@ -20,26 +20,7 @@ func TestLoadNoFloat32Copy(t *testing.T) {
 	ids := testIDs(2*40, 97) // 40 tokens a row: the prefill GEMM path
 	for _, typ := range []quant.Type{quant.Q8_0, quant.Q4_0, quant.Q4_K, quant.F16, quant.BF16} {
 		t.Run(typ.String(), func(t *testing.T) {
-			m, err := New(cfg, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.Init(9)
-			if err := m.Quantize(QuantizeOptions{Type: typ, OutputType: typ}); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(t.TempDir(), "q.gguf")
-			if err := m.SaveGGUF(path, GGUFOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			full, err := LoadGGUF(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lazy, err := LoadGGUFWith(path, LoadOptions{NoFloat32Copy: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			full, lazy := loadBothWays(t, cfg, typ, 9)
 			if lazy.lazyWeight(lazy.Embed) == nil {
 				t.Fatal("the embedding kept its float32 copy")
 			}
@@ -91,26 +72,7 @@ func TestMaterializeGEMM(t *testing.T) {
 			t.Run(fmt.Sprintf("%v/tied=%v", typ, tied), func(t *testing.T) {
 				cfg := familyConfigs()["llama"]
 				cfg.Dim, cfg.HeadDim, cfg.FFN, cfg.Vocab, cfg.Tied = 256, 64, 512, 97, tied
-				m, err := New(cfg, false)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m.Init(10)
-				if err := m.Quantize(QuantizeOptions{Type: typ, OutputType: typ}); err != nil {
-					t.Fatal(err)
-				}
-				path := filepath.Join(t.TempDir(), "q.gguf")
-				if err := m.SaveGGUF(path, GGUFOptions{}); err != nil {
-					t.Fatal(err)
-				}
-				full, err := LoadGGUF(path)
-				if err != nil {
-					t.Fatal(err)
-				}
-				lazy, err := LoadGGUFWith(path, LoadOptions{NoFloat32Copy: true})
-				if err != nil {
-					t.Fatal(err)
-				}
+				full, lazy := loadBothWays(t, cfg, typ, 10)
 				if err := lazy.MaterializeGEMM(); err != nil {
 					t.Fatal(err)
 				}
@@ -131,4 +93,30 @@ func TestMaterializeGEMM(t *testing.T) {
 			})
 		}
 	}
+}
+
+// loadBothWays builds a model of cfg with random weights (seed), stores it
+// as a GGUF file of type typ and loads that file with and without float32
+// copies of the quantized weights.
+func loadBothWays(t *testing.T, cfg Config, typ quant.Type, seed uint64) (full, lazy *Model) {
+	t.Helper()
+	m, err := New(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(seed)
+	if err := m.Quantize(QuantizeOptions{Type: typ, OutputType: typ}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "q.gguf")
+	if err := m.SaveGGUF(path, GGUFOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if full, err = LoadGGUF(path); err != nil {
+		t.Fatal(err)
+	}
+	if lazy, err = LoadGGUFWith(path, LoadOptions{NoFloat32Copy: true}); err != nil {
+		t.Fatal(err)
+	}
+	return full, lazy
 }

@@ -97,13 +97,7 @@ func qmatvecRows(g *qmmArgs, lo, hi int) {
 	rb := w.RowBytes()
 	data := w.Data[lo*rb : hi*rb]
 	if w.X16 {
-		rows := g.k.x16Rows4
-		switch w.Type {
-		case QQ8_0:
-			rows = g.k.x16Rows8
-		case QQ4K:
-			rows = g.k.x16RowsK
-		}
+		_, rows := g.k.x16For(w.Type)
 		rows(data, (hi-lo)/x16Rows, g.a, g.y[lo:hi])
 		return
 	}

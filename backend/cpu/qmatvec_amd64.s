@@ -425,33 +425,51 @@ z16loop:
 	VMOVUPS      Y8, out(DI); \
 	VMOVUPS      Y9, (out+32)(DI)
 
+// Q6LOAD loads, for 16 consecutive l of one 128-value half of a Q6_K block,
+// the low-nibble bytes of l and l+32 (X1, X2) and the 2-bit highs (X3).
+#define Q6LOAD(ql, qh) \
+	VMOVDQU ql(SI), X1; \
+	VMOVDQU (ql+32)(SI), X2; \
+	VMOVDQU qh(SI), X3
+
+// Q6V0 to Q6V3 assemble into X4 the 6-bit values of l, l+32, l+64, l+96.
+#define Q6V0 \
+	VPAND  X14, X1, X4; \
+	VPAND  X12, X3, X5; \
+	VPSLLW $4, X5, X5; \
+	VPOR   X5, X4, X4
+
+#define Q6V1 \
+	VPAND  X14, X2, X4; \
+	VPSLLW $2, X3, X5; \
+	VPAND  X13, X5, X5; \
+	VPOR   X5, X4, X4
+
+#define Q6V2 \
+	VPSRLW $4, X1, X4; \
+	VPAND  X14, X4, X4; \
+	VPAND  X13, X3, X5; \
+	VPOR   X5, X4, X4
+
+#define Q6V3 \
+	VPSRLW $4, X2, X4; \
+	VPAND  X14, X4, X4; \
+	VPSRLW $2, X3, X5; \
+	VPAND  X13, X5, X5; \
+	VPOR   X5, X4, X4
+
 // Q6CHUNK expands 16 consecutive l of one 128-value half of a Q6_K block:
 // ql (low nibbles of l and l+32), qh (2-bit highs), sc (the scale of l),
 // out (byte offset of value l).
 #define Q6CHUNK(ql, qh, sc, out) \
-	VMOVDQU ql(SI), X1; \
-	VMOVDQU (ql+32)(SI), X2; \
-	VMOVDQU qh(SI), X3; \
-	VPAND   X14, X1, X4; \
-	VPAND   X12, X3, X5; \
-	VPSLLW  $4, X5, X5; \
-	VPOR    X5, X4, X4; \
+	Q6LOAD(ql, qh); \
+	Q6V0; \
 	Q6OUT(sc, out); \
-	VPAND   X14, X2, X4; \
-	VPSLLW  $2, X3, X5; \
-	VPAND   X13, X5, X5; \
-	VPOR    X5, X4, X4; \
+	Q6V1; \
 	Q6OUT((sc+2), (out+128)); \
-	VPSRLW  $4, X1, X4; \
-	VPAND   X14, X4, X4; \
-	VPAND   X13, X3, X5; \
-	VPOR    X5, X4, X4; \
+	Q6V2; \
 	Q6OUT((sc+4), (out+256)); \
-	VPSRLW  $4, X2, X4; \
-	VPAND   X14, X4, X4; \
-	VPSRLW  $2, X3, X5; \
-	VPAND   X13, X5, X5; \
-	VPOR    X5, X4, X4; \
+	Q6V3; \
 	Q6OUT((sc+6), (out+384))
 
 // func dequantQ6KAVX2(nb int, w *byte, dst *float32)
@@ -500,29 +518,14 @@ dq6loop:
 	VMOVUPS      Z8, out(DI)
 
 #define Q6CHUNKZ(ql, qh, sc, out) \
-	VMOVDQU ql(SI), X1; \
-	VMOVDQU (ql+32)(SI), X2; \
-	VMOVDQU qh(SI), X3; \
-	VPAND   X14, X1, X4; \
-	VPAND   X12, X3, X5; \
-	VPSLLW  $4, X5, X5; \
-	VPOR    X5, X4, X4; \
+	Q6LOAD(ql, qh); \
+	Q6V0; \
 	Q6OUTZ(sc, out); \
-	VPAND   X14, X2, X4; \
-	VPSLLW  $2, X3, X5; \
-	VPAND   X13, X5, X5; \
-	VPOR    X5, X4, X4; \
+	Q6V1; \
 	Q6OUTZ((sc+8), (out+128)); \
-	VPSRLW  $4, X1, X4; \
-	VPAND   X14, X4, X4; \
-	VPAND   X13, X3, X5; \
-	VPOR    X5, X4, X4; \
+	Q6V2; \
 	Q6OUTZ((sc+16), (out+256)); \
-	VPSRLW  $4, X2, X4; \
-	VPAND   X14, X4, X4; \
-	VPSRLW  $2, X3, X5; \
-	VPAND   X13, X5, X5; \
-	VPOR    X5, X4, X4; \
+	Q6V3; \
 	Q6OUTZ((sc+24), (out+384))
 
 // func dequantQ6KAVX512(nb int, w *byte, dst *float32)

@@ -145,6 +145,18 @@ func x16Unpack(t QType, dst, src []byte, lo, hi, nb int) {
 	}
 }
 
+// x16For returns k's x16 kernels for weights of type t: the GEMM over an
+// activation tile and the decode kernel over panels.
+func (k *dotSet) x16For(t QType) (gemm func(nb int, w, xt []byte, y []float32, ldy int), rows func(w []byte, panels int, a *qAct, y []float32)) {
+	switch t {
+	case QQ8_0:
+		return k.x16Gemm8, k.x16Rows8
+	case QQ4K:
+		return k.x16GemmK, k.x16RowsK
+	}
+	return k.x16Gemm4, k.x16Rows4
+}
+
 // x16Bufs recycles the ggml rows DequantizeRows unpacks x16 rows into.
 var x16Bufs = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -229,13 +241,7 @@ func x16GemmChunk(g *x16Args, lo, hi int) {
 	nb := w.Cols / quant.QK
 	pb := x16Rows * w.RowBytes()
 	tb := nb * x16TileBytes
-	gemm := g.k.x16Gemm4
-	switch w.Type {
-	case QQ8_0:
-		gemm = g.k.x16Gemm8
-	case QQ4K:
-		gemm = g.k.x16GemmK
-	}
+	gemm, _ := g.k.x16For(w.Type)
 	kb := nb // blocks the kernel walks: of 32 values, or Q4_K's of 256
 	if w.Type == QQ4K {
 		kb = w.Cols / quant.QKK

@@ -28,28 +28,14 @@ func TestTrainMPI(t *testing.T) {
 	}
 	corpus := corpusDir(t)
 	run := filepath.Join(t.TempDir(), "run")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, mpirun, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2",
-		maiBin, "train", "--preset", "tiny-moe", "--data", corpus, "--out", run, "--batch", "2", "--seq", "32",
+	stdout, stderr := mpiTrain(t, mpirun, 3*time.Minute, "train", "--preset", "tiny-moe", "--data", corpus, "--out", run, "--batch", "2", "--seq", "32",
 		"--steps", "3", "--warmup", "1", "--eval-every", "3", "--eval-batches", "2", "--save-every", "0",
 		"--log-every", "1", "--threads", "1", "--capacity-factor", "0.5")
-	cmd.Env = os.Environ()
-	if os.Getenv("OMPI_MCA_btl_vader_single_copy_mechanism") == "" {
-		cmd.Env = append(cmd.Env, "OMPI_MCA_btl_vader_single_copy_mechanism=none")
+	if n := strings.Count(stdout, "done: 3 steps"); n != 1 {
+		t.Errorf("want one done line (rank 0), got %d:\n%s", n, stdout)
 	}
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("mpirun -np 2 mai train: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	if n := strings.Count(stdout.String(), "done: 3 steps"); n != 1 {
-		t.Errorf("want one done line (rank 0), got %d:\n%s", n, stdout.String())
-	}
-	if !strings.Contains(stderr.String(), "step     3/3") || !strings.Contains(stderr.String(), "| dropped ") {
-		t.Errorf("no progress line with dropped tokens:\n%s", stderr.String())
+	if !strings.Contains(stderr, "step     3/3") || !strings.Contains(stderr, "| dropped ") {
+		t.Errorf("no progress line with dropped tokens:\n%s", stderr)
 	}
 	if got := len(losses(t, run)); got != 3 {
 		t.Errorf("metrics.jsonl has %d steps, want 3", got)
@@ -76,26 +62,12 @@ func TestTrainMPIZero3(t *testing.T) {
 	run := filepath.Join(t.TempDir(), "run")
 	args := []string{"train", "--preset", "tiny", "--data", corpus, "--out", run, "--seq", "32",
 		"--warmup", "1", "--eval-every", "0", "--save-every", "0", "--log-every", "1", "--threads", "1"}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, mpirun, append([]string{"--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2",
-		maiBin}, append(args, "--batch", "2", "--steps", "3", "--zero", "3")...)...)
-	cmd.Env = os.Environ()
-	if os.Getenv("OMPI_MCA_btl_vader_single_copy_mechanism") == "" {
-		cmd.Env = append(cmd.Env, "OMPI_MCA_btl_vader_single_copy_mechanism=none")
+	stdout, stderr := mpiTrain(t, mpirun, 2*time.Minute, append(args, "--batch", "2", "--steps", "3", "--zero", "3")...)
+	if n := strings.Count(stdout, "done: 3 steps"); n != 1 {
+		t.Errorf("want one done line (rank 0), got %d:\n%s", n, stdout)
 	}
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("mpirun -np 2 mai train --zero 3: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	if n := strings.Count(stdout.String(), "done: 3 steps"); n != 1 {
-		t.Errorf("want one done line (rank 0), got %d:\n%s", n, stdout.String())
-	}
-	if n := strings.Count(stderr.String(), "zero=3"); n != 2 {
-		t.Errorf("want a training memory line with zero=3 from each rank, got %d:\n%s", n, stderr.String())
+	if n := strings.Count(stderr, "zero=3"); n != 2 {
+		t.Errorf("want a training memory line with zero=3 from each rank, got %d:\n%s", n, stderr)
 	}
 	out, errOut, code := mai(t, append(args, "--batch", "4", "--steps", "5")...)
 	if code != 0 || !strings.Contains(errOut, "step=3") || !strings.Contains(out, "done: 5 steps") {
@@ -194,4 +166,25 @@ func TestDeployFiles(t *testing.T) {
 	if !strings.Contains(strings.Join(kinds, ","), "kubeflow.org/v2beta1 MPIJob") {
 		t.Errorf("mpijob.yaml holds %v, no kubeflow.org/v2beta1 MPIJob", kinds)
 	}
+}
+
+// mpiTrain runs `mpirun -np 2 mai ARGS` and returns its output, failing the
+// test if it fails or outlives timeout.
+func mpiTrain(t *testing.T, mpirun string, timeout time.Duration, args ...string) (stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mpirun, append([]string{"--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", maiBin}, args...)...)
+	cmd.Env = os.Environ()
+	if os.Getenv("OMPI_MCA_btl_vader_single_copy_mechanism") == "" {
+		cmd.Env = append(cmd.Env, "OMPI_MCA_btl_vader_single_copy_mechanism=none")
+	}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mpirun -np 2 mai %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String()
 }

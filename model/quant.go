@@ -46,7 +46,7 @@ func (s *storedTensor) bytes() []byte {
 }
 
 // QuantTypes are the types `mai quantize` produces.
-var QuantTypes = []string{"q8_0", "q4_0", "q4_K", "f16", "bf16"}
+var QuantTypes = []string{"q8_0", "q4_0", "q4_K", "q6_K", "f16", "bf16"}
 
 // QuantizeOptions selects the storage types of Model.Quantize.
 type QuantizeOptions struct {

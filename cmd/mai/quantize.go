@@ -15,7 +15,7 @@ func init() {
 	)
 	cmd := &cobra.Command{
 		Use:   "quantize",
-		Short: "Quantize a model's weights into a GGUF file (q8_0, q4_0, q4_K, f16, bf16)",
+		Short: "Quantize a model's weights into a GGUF file (q8_0, q4_0, q4_K, q6_K, f16, bf16)",
 		Example: `  mai quantize --type q4_K --model runs/tiny --out tiny-q4_K.gguf
   mai quantize --type q8_0 --model model-f32.gguf --out model-q8_0.gguf`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -32,8 +32,11 @@ const decodeSplit = 4
 // GEMM path. Below it each weight row is dotted with each activation row.
 const qGemmMinRows = 32
 
-// qPanelFloats bounds one dequantized weight panel (256 KiB of float32).
-const qPanelFloats = 1 << 16
+// qPanelFloats bounds one dequantized weight panel (512 KiB of float32:
+// with the GEMM's own packed copy it stays in a 1 MiB L2; 256 KiB panels
+// repacked the activations twice as often, 1 MiB ones left too few panels
+// to share out; m134 f16 pp128 +8-10 % over 256 KiB).
+const qPanelFloats = 1 << 17
 
 // qPanels recycles the per-thread dequantized panels.
 var qPanels = sync.Pool{New: func() any { s := make([]float32, 0, qPanelFloats); return &s }}
@@ -136,9 +139,14 @@ func qgemm(k *dotSet, p *Pool, y, x []float32, n int, w *QWeight) {
 		}
 		x = a.xr
 	}
+	// Panels of at most qPanelFloats, as many as a multiple of the threads
+	// so that none waits at the end, in multiples of 32 rows.
 	chunk := max(32, qPanelFloats/w.Cols) &^ 31
-	chunk = min(chunk, w.Rows)
 	panels := (w.Rows + chunk - 1) / chunk
+	th := p.Threads()
+	panels = (panels + th - 1) / th * th
+	chunk = min(w.Rows, ((w.Rows+panels-1)/panels+31)&^31)
+	panels = (w.Rows + chunk - 1) / chunk
 	parallel(p, &qgemmJobs, panels, 1, qmmArgs{k: k, w: w, x: x, y: y, n: n, chunk: chunk}, qgemmPanels)
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/mai-llm/mai/format/quant"
 )
 
-// The x16 layout of Q4_0 and Q8_0 weights: rows interleaved in panels of
+// The x16 layout of Q4_0 and Q8_0 weights (Q4_K: x16k.go): rows interleaved in panels of
 // 16, so that one 512-bit register holds four weight bytes of each of 16
 // rows and an integer multiply-add (VPDPBUSD, unsigned bytes times signed
 // bytes) with four broadcast activation bytes advances 16 dot products at

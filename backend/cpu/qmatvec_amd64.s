@@ -566,8 +566,8 @@ dq6zloop:
 // SI by the activation block j: Y6 holds its values (u8 0..63); the dot
 // with the int8 activations at xq(DI), less 32·Σ of each 4 activations
 // (off(R8)), converted and scaled per 16 values by d·sc (at 4·2j(SP)) and
-// the activation scale (xd(R9)), is added to Y0.
-#define Q6VNNI(j) \
+// the activation scale (xd(R9)), is added to acc (Y0 or Y11: two chains).
+#define Q6VNNI(j, acc) \
 	VPXOR        Y7, Y7, Y7; \
 	VPDPBUSD     (32*j)(DI), Y6, Y7; \
 	VPSUBD       (32*j)(R8), Y7, Y7; \
@@ -576,7 +576,7 @@ dq6zloop:
 	VBROADCASTSS (8*j+4)(SP), X9; \
 	VINSERTF128  $1, X9, Y8, Y8; \
 	VMULPS.BCST  (4*j)(R9), Y8, Y8; \
-	VFMADD231PS  Y8, Y7, Y0
+	VFMADD231PS  Y8, Y7, acc
 
 // Q6HALFV runs the four blocks of one 128-value half (ql at qlo(SI), qh at
 // qho(SI)), the first being block j0.
@@ -588,23 +588,23 @@ dq6zloop:
 	VPAND   Y12, Y5, Y10; \
 	VPSLLW  $4, Y10, Y10; \
 	VPOR    Y10, Y6, Y6; \
-	Q6VNNI(j0); \
+	Q6VNNI(j0, Y0); \
 	VPAND   Y14, Y4, Y6; \
 	VPSLLW  $2, Y5, Y10; \
 	VPAND   Y13, Y10, Y10; \
 	VPOR    Y10, Y6, Y6; \
-	Q6VNNI((j0+1)); \
+	Q6VNNI((j0+1), Y11); \
 	VPSRLW  $4, Y3, Y6; \
 	VPAND   Y14, Y6, Y6; \
 	VPAND   Y13, Y5, Y10; \
 	VPOR    Y10, Y6, Y6; \
-	Q6VNNI((j0+2)); \
+	Q6VNNI((j0+2), Y0); \
 	VPSRLW  $4, Y4, Y6; \
 	VPAND   Y14, Y6, Y6; \
 	VPSRLW  $2, Y5, Y10; \
 	VPAND   Y13, Y10, Y10; \
 	VPOR    Y10, Y6, Y6; \
-	Q6VNNI((j0+3))
+	Q6VNNI((j0+3), Y11)
 
 // func q6KRowsVNNI(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)
 // y[r] = row r of w (ggml Q6_K, nsb blocks of 210 bytes) · x, x as Q8_0
@@ -629,6 +629,7 @@ q6vrow:
 	MOVQ   off+40(FP), R8
 	MOVQ   xd+32(FP), R9
 	VXORPS Y0, Y0, Y0
+	VXORPS Y11, Y11, Y11
 
 q6vblk:
 	MOVWLZX      208(SI), AX
@@ -648,6 +649,7 @@ q6vblk:
 	DECQ         CX
 	JNZ          q6vblk
 
+	VADDPS Y11, Y0, Y0
 	HSUM
 	VMOVSS X0, (R11)
 	ADDQ   $4, R11

@@ -280,18 +280,13 @@ func (j *attnJob) row(buf []float32, r int) {
 		buf[s] = x
 		m = max(m, x)
 	}
-	var sum float64
-	for s := s0; s < s1; s++ {
-		e := float32(math.Exp(float64(buf[s] - m)))
-		buf[s] = e
-		sum += float64(e)
-	}
+	sum := vExpSub(buf[s0:s1], buf[s0:s1], m)
 	clear(oi)
-	inv := float32(1 / sum)
+	inv := 1 / sum
 	for s := s0; s < s1; s++ {
 		axpy(oi, v[b*a.KStride+(s*a.KV+kh)*a.D:][:a.D], buf[s]*inv)
 	}
-	j.x.lse[(b*a.H+h)*a.Tq+t] = m + float32(math.Log(sum))
+	j.x.lse[(b*a.H+h)*a.Tq+t] = m + float32(math.Log(float64(sum)))
 }
 
 // dot returns Σ a[i]*b[i] over len(a) (vectorized).

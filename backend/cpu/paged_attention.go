@@ -92,14 +92,9 @@ func PagedAttentionForward(p *Pool, a *PagedAttn, out, q, k, v []float32) {
 				buf[s] = x
 				m = max(m, x)
 			}
-			var sum float64
-			for s := s0; s < s1; s++ {
-				e := float32(math.Exp(float64(buf[s] - m)))
-				buf[s] = e
-				sum += float64(e)
-			}
+			sum := vExpSub(buf[s0:s1], buf[s0:s1], m)
 			clear(oi)
-			inv := float32(1 / sum)
+			inv := 1 / sum
 			for s := s0; s < s1; s++ {
 				off := (int(blocks[s/bs])*bs+s%bs)*w + kh*a.D
 				axpy(oi, v[off:][:a.D], buf[s]*inv)

@@ -1,7 +1,7 @@
 # The README's test command is `make test`: it installs what the checks need and runs them.
 GO ?= go
 
-.PHONY: test build deps vet
+.PHONY: test build deps vet test-arm64
 
 build:
 	CGO_ENABLED=0 $(GO) build -o bin/mai ./cmd/mai
@@ -13,3 +13,7 @@ test: deps
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 	$(GO) test -timeout 40m ./...
+
+# The portable (non-amd64) kernels, as arm64 binaries under qemu-user; slow.
+test-arm64:
+	@bash scripts/test-arm64.sh

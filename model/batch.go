@@ -118,11 +118,12 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 	pos := make([]int32, 0, n)
 	slots := make([]int, 0, n) // cache row of every token
 	var dec []bool             // rows of decoded tokens; nil when none
+	decKernels := m.DecodeKernels()
 	for _, ch := range chunks {
 		ids = append(ids, ch.IDs...)
 		for t := range ch.IDs {
 			p := ch.Start + t
-			if ch.DecodeFrom > 0 && p >= ch.DecodeFrom && m.DecodeKernels() {
+			if ch.DecodeFrom > 0 && p >= ch.DecodeFrom && decKernels {
 				if dec == nil {
 					dec = make([]bool, n)
 				}
@@ -346,7 +347,9 @@ func (m *Model) DecodeKernels() bool {
 const decodePanelBytes = 256 << 10
 
 // decodeRows computes y[r] = w·x[r] for the rows r in rows (of x [·, w.Cols]
-// and y [·, w.Rows]) through cpu.QMatMul with one activation row per call: a
+// and y [·, w.Rows]) of a weight whose kernels are not row-stable (linearRows
+// multiplies row-stable ones itself) through cpu.QMatMul with one activation
+// row per call: a
 // single row takes the multi-row matrix-vector kernels, whose result for a
 // weight row does not depend on which other weight rows come with it, so
 // every row's result is the same bits whatever the other rows and the thread
@@ -359,19 +362,6 @@ const decodePanelBytes = 256 << 10
 // TestDecodeRowsBatchInvariant checks the bits.
 func decodeRows(p *cpu.Pool, w *cpu.QWeight, x []float32, rows []int, y []float32) {
 	in, out := w.Cols, w.Rows
-	if w.RowStable() && len(rows) > 1 && p != nil {
-		// One batched product gives every row the bits it gets alone.
-		xs := make([]float32, len(rows)*in)
-		for i, r := range rows {
-			copy(xs[i*in:(i+1)*in], x[r*in:(r+1)*in])
-		}
-		ys := make([]float32, len(rows)*out)
-		cpu.QMatMul(p, ys, xs, len(rows), w)
-		for i, r := range rows {
-			copy(y[r*out:(r+1)*out], ys[i*out:(i+1)*out])
-		}
-		return
-	}
 	if len(rows) == 1 || p == nil {
 		if p == nil {
 			p = cpu.NewPool(1)

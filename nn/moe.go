@@ -61,28 +61,34 @@ func RouteTopK(probs []float32, n, e, k int, renorm bool, gates, sums []float32)
 	return r
 }
 
-func topKBackward(o *op) {
-	g, probs, r, sums := o.y, o.a, o.route, o.buf
-	n, k, e := r.N, r.K, r.E
-	dp := accGrad(probs)
+// RouteTopKBackward is TopK's backward on plain memory (see RouteTopK): it
+// adds to dp [n, e] the gradient of the probabilities from gg, the
+// gradient of the gates [n, k] (experts: the route's choices, sums: the
+// row sums of the chosen probabilities).
+func RouteTopKBackward(dp, gg, gates []float32, experts []int32, sums []float32, n, e, k int, renorm bool) {
 	for i := 0; i < n; i++ {
-		gg := g.Grad[i*k : i*k+k]
+		gi := gg[i*k : i*k+k]
 		pg := dp[i*e : i*e+e]
-		if !o.flag {
+		if !renorm {
 			for j := 0; j < k; j++ {
-				pg[r.Experts[i*k+j]] += gg[j]
+				pg[experts[i*k+j]] += gi[j]
 			}
 			continue
 		}
 		// g_j = p_j / s: dp_j = (gg_j - Σ gg_l g_l) / s
 		var dotv float32
 		for j := 0; j < k; j++ {
-			dotv += gg[j] * g.Data[i*k+j]
+			dotv += gi[j] * gates[i*k+j]
 		}
 		for j := 0; j < k; j++ {
-			pg[r.Experts[i*k+j]] += (gg[j] - dotv) / sums[i]
+			pg[experts[i*k+j]] += (gi[j] - dotv) / sums[i]
 		}
 	}
+}
+
+func topKBackward(o *op) {
+	g, probs, r := o.y, o.a, o.route
+	RouteTopKBackward(accGrad(probs), g.Grad, g.Data, r.Experts, o.buf, r.N, r.E, r.K, o.flag)
 }
 
 // GatherRows returns x[rows] for x [N, D].

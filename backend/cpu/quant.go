@@ -286,11 +286,7 @@ func (a *qAct) setNegSums(f int32) {
 	nb := len(a.q) / 32
 	a.nsum = grow(a.nsum, nb)
 	for b := range nb {
-		s := int32(0)
-		for _, v := range a.q[b*32 : (b+1)*32] {
-			s += int32(v)
-		}
-		a.nsum[b] = -f * s
+		a.nsum[b] = -f * sumI8(a.q[b*32:(b+1)*32])
 	}
 }
 
@@ -306,6 +302,15 @@ func (a *qAct) setSum4() {
 }
 
 var qActPool = sync.Pool{New: func() any { return new(qAct) }}
+
+// sumI8 returns Σq.
+func sumI8(q []int8) int32 {
+	s := int32(0)
+	for _, v := range q {
+		s += int32(v)
+	}
+	return s
+}
 
 // quantizeAct quantizes n rows of x (each cols long) in blocks of blk, as
 // ggml's quantize_row_q8_0/q8_K do: d = max|x|/127, q = round(x/d).

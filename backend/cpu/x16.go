@@ -194,11 +194,10 @@ func (a *x16Act) pack(x []float32, n, cols int, o int32) {
 		for b := range nb {
 			blk := tile[b*x16TileBytes:][:x16TileBytes]
 			q := a.q[t*cols+b*quant.QK:][:quant.QK]
-			s := int32(0)
 			for i, v := range q {
 				blk[j*quant.QK+i] = byte(v)
-				s += int32(v)
 			}
+			s := sumI8(q)
 			binary.LittleEndian.PutUint32(blk[256+4*j:], math.Float32bits(a.d[t*nb+b]))
 			sum := uint32(-o * s)
 			if o == 0 {

@@ -90,25 +90,24 @@ func x16UnpackK(dst, src []byte, lo, hi, nsb int) {
 }
 
 // x16KBlockGo adds super-block sb of a Q4_K x16 panel, dotted with one
-// activation row's 8 Q8_0 blocks (values q, scales dx, d_x·Σq dxs), to acc
-// in the kernels' order.
-func x16KBlockGo(acc *[x16Rows]float32, sb []byte, q func(s int) []int8, dx, dxs func(s int) float32) {
+// activation row's 8 Q8_0 blocks there (values q, scales dx, d_x·Σq dxs), to
+// acc in the kernels' order.
+func x16KBlockGo(acc *[x16Rows]float32, sb []byte, q *[8][]int8, dx, dxs *[8]float32) {
 	for s := range 8 {
 		sub := sb[128+x16KSub*s:][:x16KSub]
-		qs := q(s)
 		for r := range x16Rows {
 			var i int32
 			for g := range 4 {
 				for j := range 4 {
 					v := sub[32+64*g+4*r+j]
-					i += int32(v&0xf)*int32(qs[4*g+j]) + int32(v>>4)*int32(qs[16+4*g+j])
+					i += int32(v&0xf)*int32(q[s][4*g+j]) + int32(v>>4)*int32(q[s][16+4*g+j])
 				}
 			}
 			d := math.Float32frombits(binary.LittleEndian.Uint32(sb[4*r:]))
 			dmin := math.Float32frombits(binary.LittleEndian.Uint32(sb[64+4*r:]))
 			a, bm := d*float32(sub[r]), dmin*float32(sub[16+r])
-			acc[r] += float32(i) * (a * dx(s))
-			acc[r] -= bm * dxs(s)
+			acc[r] += float32(i) * (a * dx[s])
+			acc[r] -= bm * dxs[s]
 		}
 	}
 }
@@ -120,11 +119,15 @@ func x16KGemmGo(nsb int, w, xt []byte, y []float32, ldy int) {
 	for t := range x16Tile {
 		var acc [x16Rows]float32
 		for b := range nsb {
-			xb := func(s int) []byte { return xt[(8*b+s)*x16TileBytes:] }
-			x16KBlockGo(&acc, w[b*x16Rows*q4KBytes:],
-				func(s int) []int8 { return int8s(xb(s)[t*quant.QK:][:quant.QK]) },
-				func(s int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(xb(s)[256+4*t:])) },
-				func(s int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(xb(s)[288+4*t:])) })
+			var q [8][]int8
+			var dx, dxs [8]float32
+			for s := range 8 {
+				xb := xt[(8*b+s)*x16TileBytes:]
+				q[s] = int8s(xb[t*quant.QK:][:quant.QK])
+				dx[s] = math.Float32frombits(binary.LittleEndian.Uint32(xb[256+4*t:]))
+				dxs[s] = math.Float32frombits(binary.LittleEndian.Uint32(xb[288+4*t:]))
+			}
+			x16KBlockGo(&acc, w[b*x16Rows*q4KBytes:], &q, &dx, &dxs)
 		}
 		copy(y[t*ldy:][:x16Rows], acc[:])
 	}
@@ -137,10 +140,12 @@ func x16KRowsGo(w []byte, panels int, a *qAct, y []float32) {
 	for p := range panels {
 		var acc [x16Rows]float32
 		for b := range nsb {
-			x16KBlockGo(&acc, w[(p*nsb+b)*x16Rows*q4KBytes:],
-				func(s int) []int8 { return a.q[(8*b+s)*quant.QK:][:quant.QK] },
-				func(s int) float32 { return a.d[8*b+s] },
-				func(s int) float32 { return a.dxs[8*b+s] })
+			var q [8][]int8
+			for s := range 8 {
+				q[s] = a.q[(8*b+s)*quant.QK:][:quant.QK]
+			}
+			dx, dxs := (*[8]float32)(a.d[8*b:]), (*[8]float32)(a.dxs[8*b:])
+			x16KBlockGo(&acc, w[(p*nsb+b)*x16Rows*q4KBytes:], &q, dx, dxs)
 		}
 		copy(y[p*x16Rows:][:x16Rows], acc[:])
 	}
@@ -150,10 +155,6 @@ func x16KRowsGo(w []byte, panels int, a *qAct, y []float32) {
 func (a *qAct) setDxSums() {
 	a.dxs = grow(a.dxs, len(a.d))
 	for b, d := range a.d {
-		s := int32(0)
-		for _, v := range a.q[b*quant.QK : (b+1)*quant.QK] {
-			s += int32(v)
-		}
-		a.dxs[b] = d * float32(s)
+		a.dxs[b] = d * float32(sumI8(a.q[b*quant.QK:(b+1)*quant.QK]))
 	}
 }

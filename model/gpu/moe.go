@@ -227,23 +227,7 @@ func (g *Model) moeBackward(a *acts, W *layer, L *layerActs, cAux, cZ float32) e
 	// The router: top-k and load-balancing backward into the probabilities,
 	// softmax backward and z-loss backward into the logits.
 	dp := make([]float32, n*E)
-	for i := 0; i < n; i++ {
-		gi := gg[i*K : i*K+K]
-		pg := dp[i*E : i*E+E]
-		if !c.NormTopK {
-			for j := 0; j < K; j++ {
-				pg[ms.experts[i*K+j]] += gi[j]
-			}
-			continue
-		}
-		var dotv float32
-		for j := 0; j < K; j++ {
-			dotv += gi[j] * ms.gates[i*K+j]
-		}
-		for j := 0; j < K; j++ {
-			pg[ms.experts[i*K+j]] += (gi[j] - dotv) / ms.sums[i]
-		}
-	}
+	nn.RouteTopKBackward(dp, gg, ms.gates, ms.experts, ms.sums, n, E, K, c.NormTopK)
 	if cAux != 0 {
 		cc := cAux * float32(E) / float32(n)
 		for i := 0; i < n; i++ {

@@ -152,7 +152,10 @@ func TestEnginePrefixCache(t *testing.T) {
 
 func TestEngineCancel(t *testing.T) {
 	m, _, _ := loadFixture(t, "llama")
-	e := newEngine(t, m, EngineConfig{BlockSize: 4})
+	// The engine waits after its first step until the request is
+	// cancelled: a fast engine could otherwise finish all 100 tokens first.
+	gate := make(chan struct{})
+	e := newEngine(t, m, EngineConfig{BlockSize: 4, OnStep: func(StepStats) { <-gate }})
 	ctx, cancel := context.WithCancel(context.Background())
 	h, err := e.Submit(ctx, &Request{Prompt: []int32{1, 2, 3}, MaxTokens: 100})
 	if err != nil {
@@ -162,6 +165,7 @@ func TestEngineCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
+	close(gate)
 	_, f, err := h.Wait(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/mai-llm/mai/backend/cpu"
 	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/nn"
 )
@@ -18,6 +19,8 @@ type BenchResult struct {
 	PromptTokensPS float64 `json:"prompt_tokens_per_s"`
 	TokensPerS     float64 `json:"tokens_per_s"` // decode, batch 1
 	Threads        int     `json:"threads"`
+	// ISA is the instruction set the CPU kernels ran with (cpu.ISA).
+	ISA string `json:"isa"`
 	// PromptCPUMs and GenCPUMsPerToken are process CPU time (all threads):
 	// of the whole prefill, and per decoded token. On a machine shared with
 	// other work they move much less than the wall-clock rates.
@@ -92,6 +95,6 @@ func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, e
 	}
 	tg, tgCPU := time.Since(t1).Seconds(), processCPU()-c1
 	return &BenchResult{PromptTokens: promptTokens, GenTokens: genTokens, PromptTokensPS: float64(promptTokens) / pp,
-		TokensPerS: float64(genTokens) / tg, Threads: m.Pool.Threads(),
+		TokensPerS: float64(genTokens) / tg, Threads: m.Pool.Threads(), ISA: cpu.ISA(),
 		PromptCPUMs: float64(ppCPU) / 1e6, GenCPUMsPerToken: float64(tgCPU) / 1e6 / float64(genTokens), PeakRSS: peakRSS()}, nil
 }

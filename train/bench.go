@@ -31,6 +31,7 @@ type BenchResult struct {
 	Batch          int     `json:"batch"`
 	Seq            int     `json:"seq"`
 	Threads        int     `json:"threads"`
+	ISA            string  `json:"isa,omitempty"`    // the CPU kernels' instruction set (cpu.ISA)
 	Device         string  `json:"device,omitempty"` // the GPU, when the step ran on one
 	MsPerStep      float64 `json:"ms_per_step"`
 	CPUMsPerStep   float64 `json:"cpu_ms_per_step"`
@@ -100,7 +101,7 @@ func BenchTrain(bc BenchConfig) (*BenchResult, error) {
 		}
 	}
 	total, _ := c.Params()
-	r := &BenchResult{Preset: bc.Preset, Params: total, Batch: bc.Batch, Seq: bc.Seq, Threads: p.Threads(),
+	r := &BenchResult{Preset: bc.Preset, Params: total, Batch: bc.Batch, Seq: bc.Seq, Threads: p.Threads(), ISA: cpu.ISA(),
 		MsPerStep: 1000 * median(wall), CPUMsPerStep: 1000 * median(cpuT), FLOPsPerToken: c.FLOPsPerToken(bc.Seq)}
 	r.TokensPerS = float64(bc.Batch*bc.Seq) / median(wall)
 	r.GFLOPS = r.FLOPsPerToken * r.TokensPerS / 1e9

@@ -1,5 +1,11 @@
 package cpu
 
+import (
+	"fmt"
+	"log/slog"
+	"os"
+)
+
 // cpuid executes the CPUID instruction for leaf eaxArg, subleaf ecxArg.
 func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 
@@ -12,8 +18,25 @@ type cpuFeatures struct {
 	AVX512F bool // AVX-512 Foundation, with ZMM state enabled by the OS
 }
 
-// hostCPU holds what this CPU supports, detected once at start-up.
-var hostCPU = detectCPU()
+// hostCPU holds what this CPU supports, detected once at start-up and
+// capped by $MAI_CPU.
+var hostCPU = capCPU(detectCPU(), os.Getenv(ISAEnv))
+
+// capCPU returns f without the extensions above isa ("avx512", "avx2" or
+// "go"; empty keeps f). An unknown name is logged and ignored, so a typo
+// costs speed, never a failed start.
+func capCPU(f cpuFeatures, isa string) cpuFeatures {
+	switch isa {
+	case "", "avx512":
+	case "avx2":
+		f.AVX512F = false
+	case "go":
+		f = cpuFeatures{}
+	default:
+		slog.Warn(fmt.Sprintf("%s=%q is not one of avx512, avx2, go: ignored", ISAEnv, isa))
+	}
+	return f
+}
 
 func detectCPU() cpuFeatures {
 	maxLeaf, _, _, _ := cpuid(0, 0)

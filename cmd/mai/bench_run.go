@@ -36,7 +36,7 @@ func init() {
 				fmt.Printf("step %.1f ms, %.0f tokens/s, %.1f GFLOP/s\n", r.MsPerStep, r.TokensPerS, r.GFLOPS)
 				return nil
 			}
-			fmt.Printf("preset %s (%s params), batch %d × seq %d, %d threads\n", r.Preset, human(float64(r.Params)), r.Batch, r.Seq, r.Threads)
+			fmt.Printf("preset %s (%s params), batch %d × seq %d, %d threads, %s kernels\n", r.Preset, human(float64(r.Params)), r.Batch, r.Seq, r.Threads, r.ISA)
 			fmt.Printf("step %.1f ms (CPU %.1f ms), %.0f tokens/s, %.1f GFLOP/s = %.0f%% of the measured %.1f GFLOP/s FMA peak\n",
 				r.MsPerStep, r.CPUMsPerStep, r.TokensPerS, r.GFLOPS, 100*r.FractionOfPeak, r.PeakGFLOPS)
 			return nil
@@ -107,8 +107,8 @@ func init() {
 				return json.NewEncoder(os.Stdout).Encode(r)
 			}
 			fmt.Printf("weights %s (%s resident), peak RSS %s\n", model.FormatMix(m.DTypeMix()), humanBytes(m.ResidentWeightBytes()), humanBytes(r.PeakRSS))
-			fmt.Printf("pp%d %.1f tokens/s, tg%d %.1f tokens/s (%d threads; CPU: prefill %.0f ms, decode %.2f ms/token)\n",
-				r.PromptTokens, r.PromptTokensPS, r.GenTokens, r.TokensPerS, r.Threads, r.PromptCPUMs, r.GenCPUMsPerToken)
+			fmt.Printf("pp%d %.1f tokens/s, tg%d %.1f tokens/s (%d threads, %s kernels; CPU: prefill %.0f ms, decode %.2f ms/token)\n",
+				r.PromptTokens, r.PromptTokensPS, r.GenTokens, r.TokensPerS, r.Threads, r.ISA, r.PromptCPUMs, r.GenCPUMsPerToken)
 			return nil
 		},
 	}

@@ -252,10 +252,10 @@ func TestForwardPagedDecodeRows(t *testing.T) {
 			if err := m.Quantize(QuantizeOptions{Type: tc.typ, OutputType: tc.typ}); err != nil {
 				t.Fatal(err)
 			}
-			// Q4_0, Q8_0 and Q4_K in the x16 layout (CPUs with AVX-512
-			// VNNI) multiply prompt and decoded rows alike, so the two
-			// paths agree bit for bit.
-			stable := rowStableX16(t)
+			// Weights in the x16 layout (Q4_0 on CPUs with AVX2, Q8_0 and
+			// Q4_K too with AVX-512 VNNI) multiply prompt and decoded rows
+			// alike, so the two paths agree bit for bit.
+			stable := rowStableX16(t, tc.typ)
 			if m.DecodeKernels() == stable {
 				t.Fatalf("DecodeKernels %v for a %v model, row-stable kernels %v", m.DecodeKernels(), tc.typ, stable)
 			}
@@ -312,9 +312,9 @@ func TestForwardPagedDecodeRows(t *testing.T) {
 
 // rowStableX16 reports whether this CPU's Q4_0, Q8_0 and Q4_K weights
 // take the row-stable x16 kernels.
-func rowStableX16(t *testing.T) bool {
+func rowStableX16(t *testing.T, typ quant.Type) bool {
 	t.Helper()
-	w, err := cpu.QuantizeWeight(quant.Q4_0, 16, 32, make([]float32, 16*32))
+	w, err := cpu.QuantizeWeight(typ, 16, 256, make([]float32, 16*256))
 	if err != nil {
 		t.Fatal(err)
 	}

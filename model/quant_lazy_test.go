@@ -76,7 +76,7 @@ func TestMaterializeGEMM(t *testing.T) {
 				if err := lazy.MaterializeGEMM(); err != nil {
 					t.Fatal(err)
 				}
-				if typ != quant.Q4_K && rowStableX16(t) && lazy.ResidentWeightBytes() >= full.ResidentWeightBytes()/2 {
+				if typ != quant.Q4_K && rowStableX16(t, typ) && lazy.ResidentWeightBytes() >= full.ResidentWeightBytes()/2 {
 					t.Errorf("resident weights %d bytes after MaterializeGEMM, %d with float32 copies: want less than half", lazy.ResidentWeightBytes(), full.ResidentWeightBytes())
 				}
 				seqs := [][]int32{testIDs(11, 97), testIDs(5, 97)}

@@ -43,10 +43,10 @@ var hasVNNI = func() bool {
 var vnniDots = func() dotSet {
 	d := avx2Dots
 	d.name, d.rowsQ4_0, d.rowsF16, d.negSums = "vnni", rowsQ4_0VNNI, rowsF16AVX512, true
-	d.x16, d.dequant, d.rowsQ6K = true, dequantAVX512, rowsQ6KVNNI
+	d.x16, d.dequant, d.rowsQ6K = x16Of(QQ4_0, QQ8_0, QQ4K), dequantAVX512, rowsQ6KVNNI
 	d.x16GemmK, d.x16RowsK = x16KGemmAsm, x16KRowsAsm
-	d.x16Gemm4, d.x16Gemm8 = x16GemmAsm(quant.Q4_0Bytes), x16GemmAsm(quant.Q8_0Bytes)
-	d.x16Rows4, d.x16Rows8 = x16RowsAsm(quant.Q4_0Bytes), x16RowsAsm(quant.Q8_0Bytes)
+	d.x16Gemm4, d.x16Gemm8 = x16GemmAsm(quant.Q4_0Bytes, x16GemmVNNI), x16GemmAsm(quant.Q8_0Bytes, x16GemmQ8VNNI)
+	d.x16Rows4, d.x16Rows8 = x16RowsAsm(quant.Q4_0Bytes, x16RowsVNNI), x16RowsAsm(quant.Q8_0Bytes, x16RowsQ8VNNI)
 	return d
 }()
 
@@ -180,12 +180,9 @@ func x16RowsVNNI(panels, nb int, w *byte, xq *int8, xd *float32, nsum *int32, y 
 //go:noescape
 func x16RowsQ8VNNI(panels, nb int, w *byte, xq *int8, xd *float32, nsum *int32, y *float32)
 
-// x16GemmAsm returns the x16 GEMM kernel for Q4_0 (bb 18) or Q8_0 (bb 34).
-func x16GemmAsm(bb int) func(nb int, w, xt []byte, y []float32, ldy int) {
-	kern := x16GemmVNNI
-	if bb == 34 {
-		kern = x16GemmQ8VNNI
-	}
+// x16GemmAsm wraps an assembly x16 GEMM kernel for blocks of bb bytes
+// (Q4_0 18, Q8_0 34).
+func x16GemmAsm(bb int, kern func(nb int, w *byte, xt *byte, y *float32, ldy int)) func(nb int, w, xt []byte, y []float32, ldy int) {
 	return func(nb int, w, xt []byte, y []float32, ldy int) {
 		_ = w[nb*x16Rows*bb-1]
 		_ = xt[nb*x16TileBytes-1]
@@ -194,12 +191,8 @@ func x16GemmAsm(bb int) func(nb int, w, xt []byte, y []float32, ldy int) {
 	}
 }
 
-// x16RowsAsm returns the x16 decode kernel for Q4_0 (bb 18) or Q8_0 (bb 34).
-func x16RowsAsm(bb int) func(w []byte, panels int, a *qAct, y []float32) {
-	kern := x16RowsVNNI
-	if bb == 34 {
-		kern = x16RowsQ8VNNI
-	}
+// x16RowsAsm wraps an assembly x16 decode kernel for blocks of bb bytes.
+func x16RowsAsm(bb int, kern func(panels, nb int, w *byte, xq *int8, xd *float32, nsum *int32, y *float32)) func(w []byte, panels int, a *qAct, y []float32) {
 	return func(w []byte, panels int, a *qAct, y []float32) {
 		nb := len(a.d)
 		if panels <= 0 || nb == 0 {

@@ -128,7 +128,8 @@ func (w *QWeight) RowBytes() int {
 // NewQWeight wraps rows×cols values stored as ggml type t (the bytes of a
 // GGUF tensor) for the kernels. The bytes are copied (Q4_K is repacked).
 func NewQWeight(t quant.Type, rows, cols int, ggml []byte) (*QWeight, error) {
-	return newQWeight(t, rows, cols, ggml, dotKernels().x16)
+	qt, _ := QTypeOf(t)
+	return newQWeight(t, rows, cols, ggml, dotKernels().x16.has(qt))
 }
 
 // newQWeight is NewQWeight with the x16 layout taken (where eligible) or
@@ -471,9 +472,9 @@ type dotSet struct {
 	// dequant expands whole stored rows of type t to float32 (prefill).
 	dequant func(t QType, src []byte, dst []float32)
 
-	// x16: new Q4_0 and Q8_0 weights take the x16 layout (its kernels
-	// are the fastest of this set).
-	x16 bool
+	// x16 holds the types (a bit each) whose new weights take the x16
+	// layout: those whose x16 kernels are this set's fastest.
+	x16 x16Set
 	// x16Gemm4 and x16Gemm8 multiply one Q4_0 or Q8_0 x16 panel by one
 	// tile of 8 activation rows.
 	x16Gemm4, x16Gemm8 func(nb int, w, xt []byte, y []float32, ldy int)

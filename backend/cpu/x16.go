@@ -47,6 +47,20 @@ const x16Tile = 8
 // their 8 float32 scales and their 8 offset sums (−o·Σq).
 const x16TileBytes = x16Tile*quant.QK + x16Tile*4 + x16Tile*4
 
+// x16Set is a set of weight types, a bit each.
+type x16Set uint32
+
+// x16Of returns the set of ts.
+func x16Of(ts ...QType) x16Set {
+	var s x16Set
+	for _, t := range ts {
+		s |= 1 << t
+	}
+	return s
+}
+
+func (s x16Set) has(t QType) bool { return s&(1<<t) != 0 }
+
 // x16Eligible reports whether a weight of type t and rows rows can take
 // the x16 layout.
 func x16Eligible(t QType, rows int) bool {

@@ -70,8 +70,9 @@ func testX16Layout(t *testing.T, typ quant.Type) {
 	if !slices.Equal(row, full[17*cols:20*cols]) {
 		t.Fatal("DequantizeRows of an x16 weight differs from the reference")
 	}
-	if w, err := NewQWeight(typ, rows, cols, raw); err != nil || w.X16 != dotKernels().x16 {
-		t.Fatalf("NewQWeight: X16 %v, want %v (err %v)", w.X16, dotKernels().x16, err)
+	qt, _ := QTypeOf(typ)
+	if w, err := NewQWeight(typ, rows, cols, raw); err != nil || w.X16 != dotKernels().x16.has(qt) {
+		t.Fatalf("NewQWeight: X16 %v, want %v (err %v)", w.X16, dotKernels().x16.has(qt), err)
 	}
 	if w, err := NewQWeight(typ, rows-1, cols, raw[:len(raw)/rows*(rows-1)]); err != nil || w.X16 {
 		t.Fatalf("NewQWeight of %d rows: X16 %v (err %v), want the row layout", rows-1, w.X16, err)
@@ -101,6 +102,7 @@ func testX16Product(t *testing.T, rng *rand.Rand, typ quant.Type, rows, cols int
 	const n = 21
 	x := qRandVec(rng, n*cols, 1)
 	xa := refActivations(quant.Q8_0, x) // every x16 type meets Q8_0 blocks of 32
+	bits := map[string][]float32{}
 	for _, ks := range availableDots() {
 		t.Run(fmt.Sprintf("%v/%dx%d/%s", typ, rows, cols, ks.name), func(t *testing.T) {
 			one := make([]float32, n*rows)
@@ -132,7 +134,13 @@ func testX16Product(t *testing.T, rng *rand.Rand, typ quant.Type, rows, cols int
 					}
 				}
 			}
+			bits[ks.name] = one
 		})
+	}
+	// The AVX2 and VNNI Q4_0 kernels compute the same exact integer dots
+	// and the same float32 steps.
+	if a, v := bits["avx2"], bits["vnni"]; typ == quant.Q4_0 && a != nil && v != nil && !slices.Equal(a, v) {
+		t.Errorf("%v %d×%d: the avx2 and vnni kernels differ", typ, rows, cols)
 	}
 }
 

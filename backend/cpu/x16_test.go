@@ -137,9 +137,9 @@ func testX16Product(t *testing.T, rng *rand.Rand, typ quant.Type, rows, cols int
 			bits[ks.name] = one
 		})
 	}
-	// The AVX2 and VNNI Q4_0 kernels compute the same exact integer dots
-	// and the same float32 steps.
-	if a, v := bits["avx2"], bits["vnni"]; typ == quant.Q4_0 && a != nil && v != nil && !slices.Equal(a, v) {
+	// The AVX2 and VNNI Q4_0 and Q8_0 kernels compute the same exact
+	// integer dots and the same float32 steps.
+	if a, v := bits["avx2"], bits["vnni"]; typ != quant.Q4_K && a != nil && v != nil && !slices.Equal(a, v) {
 		t.Errorf("%v %d×%d: the avx2 and vnni kernels differ", typ, rows, cols)
 	}
 }
@@ -176,6 +176,80 @@ func benchX16(b *testing.B, p *Pool, rng *rand.Rand, typ quant.Type, ggml, x16 *
 				b.ReportMetric(cpu*1e6, "cpu-µs/op")
 				b.ReportMetric(2*float64(n*rows*cols)/cpu/1e9, "cpu-GOP/s")
 			})
+		}
+	}
+}
+
+// TestX16Extremes runs the x16 kernels on the largest products the formats
+// hold — Q8_0 weights of −128 and 127, Q4_0 nibbles of 0 and 15, against
+// activations of ±127 — where a kernel summing in 16 bits would saturate:
+// every set must give the float64 result.
+func TestX16Extremes(t *testing.T) {
+	const rows, cols, n = 32, 256, 9
+	// Rows of all −1 or all +1 (every fourth block the other way): Q8_0
+	// rounds them to ±127.
+	x := make([]float32, n*cols)
+	for i := range x {
+		row, blk := i/cols, i%cols/quant.QK
+		x[i] = 1
+		if (row%2 == 0) != (blk%4 == 3) {
+			x[i] = -1
+		}
+	}
+	xa := refActivations(quant.Q8_0, x)
+	for _, typ := range []quant.Type{quant.Q8_0, quant.Q4_0} {
+		bb := quant.Q8_0Bytes
+		if typ == quant.Q4_0 {
+			bb = quant.Q4_0Bytes
+		}
+		nb := cols / quant.QK
+		raw := make([]byte, rows*nb*bb)
+		for r := range rows {
+			for b := range nb {
+				blk := raw[(r*nb+b)*bb:][:bb]
+				blk[0], blk[1] = 0x00, 0x3c // scale 1.0
+				// Whole rows of −128, 127 or 15 give products of one sign
+				// against a row of activations.
+				for i := range blk[2:] {
+					switch {
+					case typ == quant.Q4_0 && r%2 == 0:
+						blk[2+i] = 0xff
+					case typ == quant.Q4_0:
+						blk[2+i] = 0x0f
+					case r%2 == 0:
+						blk[2+i] = 0x80 // −128
+					default:
+						blk[2+i] = 0x7f
+					}
+				}
+			}
+		}
+		w, err := newQWeight(typ, rows, cols, raw, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deq := make([]float32, rows*cols)
+		if err := w.Dequantize(deq); err != nil {
+			t.Fatal(err)
+		}
+		for _, ks := range availableDots() {
+			for _, m := range []int{1, n} {
+				y := make([]float32, m*rows)
+				qmatmulWith(ks, NewPool(2), y, x[:m*cols], m, w)
+				for i := range m {
+					for r := range rows {
+						var ref, mag float64
+						for c := range cols {
+							p := float64(deq[r*cols+c]) * xa[i*cols+c]
+							ref += p
+							mag += math.Abs(p)
+						}
+						if d := math.Abs(float64(y[i*rows+r]) - ref); !(d <= 2e-6*mag) {
+							t.Fatalf("%v %s, %d rows: row %d·x%d = %.9g, float64 %.9g", typ, ks.name, m, r, i, y[i*rows+r], ref)
+						}
+					}
+				}
+			}
 		}
 	}
 }

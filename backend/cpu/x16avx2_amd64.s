@@ -1,12 +1,13 @@
 #include "textflag.h"
 
-// Kernels for Q4_0 weights in the x16 layout (x16.go) on CPUs with AVX2 but
-// no AVX-512 VNNI. A 256-bit register holds four weight bytes of 8 rows (half
-// a panel); VPMADDUBSW multiplies their unsigned nibbles by four broadcast
-// activation bytes into int16 pairs. The eight products of a block's 32
-// values stay within int16 (8·2·15·128 < 2¹⁵), so they are summed as int16
-// and widened once with VPMADDWD: the same exact integer dot as the VNNI
-// kernels, then the same float32 steps, so the results are the same bits.
+// Kernels for Q4_0 and Q8_0 weights in the x16 layout (x16.go) on CPUs with
+// AVX2 but no AVX-512 VNNI. A 256-bit register holds four weight bytes of 8
+// rows (half a panel); VPMADDUBSW multiplies them by four broadcast
+// activation bytes into int16 pairs. For Q4_0 the eight products of a
+// block's 32 values stay within int16 (8·2·15·128 < 2¹⁵), so they are
+// summed as int16 and widened once with VPMADDWD. The integer dots are
+// exact, and the float32 steps after them the VNNI kernels', so the
+// results are the same bits.
 
 // x16ones holds the int16 ones VPMADDWD widens int16 pairs with.
 DATA x16ones<>+0(SB)/8, $0x0001000100010001
@@ -332,5 +333,427 @@ x16rowsavx2b:
 	ADDQ    $64, R9
 	DECQ    R10
 	JNZ     x16rowsavx2p
+	VZEROUPPER
+	RET
+
+// The Q8_0 kernels undo the layout's +128 (VPXOR with 0x80 bytes) and
+// multiply |w| (unsigned, up to 128) by x·sign(w) (signed): each int16 pair
+// is at most 2·128·127 < 2¹⁵, widened at once to int32. The integer dot is
+// the VNNI kernels' (which start from −128·Σx instead), exact either way.
+
+// func x16GemmQ8AVX2(nb int, w *byte, xt *byte, y *float32, ldy int)
+// y[t·ldy + r], r < 16, t < 8: Q8_0 panel w (nb blocks) times activation
+// tile xt, in four passes as x16GemmAVX2: Y0–Y3 accumulate, Y8–Y11 the
+// block's int32 dots, Y12 and Y13 a group's |w| and w, Y15 the 0x80 bytes.
+TEXT ·x16GemmQ8AVX2(SB), NOSPLIT, $0-40
+	MOVQ ldy+32(FP), R10
+	SHLQ $2, R10
+	XORQ BX, BX
+
+x16gemmq8avx2h:
+	XORQ R8, R8
+	XORQ R11, R11
+	XORQ R13, R13
+
+x16gemmq8avx2a:
+	MOVQ nb+0(FP), CX
+	MOVQ w+8(FP), SI
+	MOVQ xt+16(FP), DI
+	MOVQ BX, DX
+	SHRQ $1, DX
+	MOVL $0x80808080, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+x16gemmq8avx2b:
+	VMOVDQU      32(SI)(BX*1), Y13
+	VPXOR        Y15, Y13, Y13
+	VPABSB       Y13, Y12
+	VPBROADCASTD 0(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y8
+	VPBROADCASTD 32(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y9
+	VPBROADCASTD 64(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y10
+	VPBROADCASTD 96(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y11
+	VMOVDQU      96(SI)(BX*1), Y13
+	VPXOR        Y15, Y13, Y13
+	VPABSB       Y13, Y12
+	VPBROADCASTD 4(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y8, Y8
+	VPBROADCASTD 36(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y9, Y9
+	VPBROADCASTD 68(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y10, Y10
+	VPBROADCASTD 100(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y11, Y11
+	VMOVDQU      160(SI)(BX*1), Y13
+	VPXOR        Y15, Y13, Y13
+	VPABSB       Y13, Y12
+	VPBROADCASTD 8(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y8, Y8
+	VPBROADCASTD 40(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y9, Y9
+	VPBROADCASTD 72(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y10, Y10
+	VPBROADCASTD 104(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y11, Y11
+	VMOVDQU      224(SI)(BX*1), Y13
+	VPXOR        Y15, Y13, Y13
+	VPABSB       Y13, Y12
+	VPBROADCASTD 12(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y8, Y8
+	VPBROADCASTD 44(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y9, Y9
+	VPBROADCASTD 76(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y10, Y10
+	VPBROADCASTD 108(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y11, Y11
+	VMOVDQU      288(SI)(BX*1), Y13
+	VPXOR        Y15, Y13, Y13
+	VPABSB       Y13, Y12
+	VPBROADCASTD 16(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y8, Y8
+	VPBROADCASTD 48(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y9, Y9
+	VPBROADCASTD 80(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y10, Y10
+	VPBROADCASTD 112(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y11, Y11
+	VMOVDQU      352(SI)(BX*1), Y13
+	VPXOR        Y15, Y13, Y13
+	VPABSB       Y13, Y12
+	VPBROADCASTD 20(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y8, Y8
+	VPBROADCASTD 52(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y9, Y9
+	VPBROADCASTD 84(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y10, Y10
+	VPBROADCASTD 116(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y11, Y11
+	VMOVDQU      416(SI)(BX*1), Y13
+	VPXOR        Y15, Y13, Y13
+	VPABSB       Y13, Y12
+	VPBROADCASTD 24(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y8, Y8
+	VPBROADCASTD 56(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y9, Y9
+	VPBROADCASTD 88(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y10, Y10
+	VPBROADCASTD 120(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y11, Y11
+	VMOVDQU      480(SI)(BX*1), Y13
+	VPXOR        Y15, Y13, Y13
+	VPABSB       Y13, Y12
+	VPBROADCASTD 28(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y8, Y8
+	VPBROADCASTD 60(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y9, Y9
+	VPBROADCASTD 92(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y10, Y10
+	VPBROADCASTD 124(DI)(R8*1), Y4
+	VPSIGNB      Y13, Y4, Y4
+	VPMADDUBSW   Y4, Y12, Y4
+	VPMADDWD     x16ones<>(SB), Y4, Y4
+	VPADDD       Y4, Y11, Y11
+	VCVTPH2PS    (SI)(DX*1), Y6
+	VCVTDQ2PS    Y8, Y4
+	VBROADCASTSS 256(DI)(R11*1), Y5
+	VMULPS       Y5, Y6, Y5
+	VFMADD231PS  Y5, Y4, Y0
+	VCVTDQ2PS    Y9, Y4
+	VBROADCASTSS 260(DI)(R11*1), Y5
+	VMULPS       Y5, Y6, Y5
+	VFMADD231PS  Y5, Y4, Y1
+	VCVTDQ2PS    Y10, Y4
+	VBROADCASTSS 264(DI)(R11*1), Y5
+	VMULPS       Y5, Y6, Y5
+	VFMADD231PS  Y5, Y4, Y2
+	VCVTDQ2PS    Y11, Y4
+	VBROADCASTSS 268(DI)(R11*1), Y5
+	VMULPS       Y5, Y6, Y5
+	VFMADD231PS  Y5, Y4, Y3
+	ADDQ $544, SI
+	ADDQ $320, DI
+	DECQ CX
+	JNZ  x16gemmq8avx2b
+	MOVQ y+24(FP), R9
+	ADDQ BX, R9
+	MOVQ R13, AX
+	SHLQ $2, AX
+	IMULQ R10, AX
+	ADDQ AX, R9
+	VMOVUPS Y0, (R9)
+	ADDQ    R10, R9
+	VMOVUPS Y1, (R9)
+	ADDQ    R10, R9
+	VMOVUPS Y2, (R9)
+	ADDQ    R10, R9
+	VMOVUPS Y3, (R9)
+	ADDQ $128, R8
+	ADDQ $16, R11
+	INCQ R13
+	CMPQ R13, $2
+	JLT  x16gemmq8avx2a
+	ADDQ $32, BX
+	CMPQ BX, $64
+	JLT  x16gemmq8avx2h
+	VZEROUPPER
+	RET
+
+// func x16RowsQ8AVX2(panels, nb int, w *byte, xq *int8, xd *float32, nsum *int32, y *float32)
+// y[16p + r] for the Q8_0 panels of w and one activation row (xq, xd: its
+// Q8_0 values and block scales; nsum is not needed). Y0 and Y1 accumulate
+// rows 0–7 and 8–15, Y2 and Y3 their int32 dots, Y6–Y13 hold the block's
+// broadcast activation groups, Y14 the int16 ones, Y15 the 0x80 bytes.
+TEXT ·x16RowsQ8AVX2(SB), NOSPLIT, $0-56
+	MOVQ panels+0(FP), R10
+	MOVQ w+16(FP), SI
+	MOVQ y+48(FP), R9
+	MOVL $0x80808080, AX
+	MOVQ AX, X15
+	VPBROADCASTD X15, Y15
+	VMOVDQU x16ones<>(SB), Y14
+
+x16rowsq8avx2p:
+	MOVQ   nb+8(FP), CX
+	MOVQ   xq+24(FP), R8
+	MOVQ   xd+32(FP), R11
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+x16rowsq8avx2b:
+	VPBROADCASTD 0(R8), Y6
+	VPBROADCASTD 4(R8), Y7
+	VPBROADCASTD 8(R8), Y8
+	VPBROADCASTD 12(R8), Y9
+	VPBROADCASTD 16(R8), Y10
+	VPBROADCASTD 20(R8), Y11
+	VPBROADCASTD 24(R8), Y12
+	VPBROADCASTD 28(R8), Y13
+	VMOVDQU      32(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y6, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y2
+	VMOVDQU      64(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y6, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y3
+	VMOVDQU      96(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y7, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VMOVDQU      128(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y7, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      160(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y8, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VMOVDQU      192(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y8, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      224(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y9, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VMOVDQU      256(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y9, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      288(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y10, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VMOVDQU      320(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y10, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      352(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y11, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VMOVDQU      384(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y11, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      416(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y12, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VMOVDQU      448(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y12, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      480(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y13, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y2, Y2
+	VMOVDQU      512(SI), Y4
+	VPXOR        Y15, Y4, Y4
+	VPSIGNB      Y4, Y13, Y5
+	VPABSB       Y4, Y4
+	VPMADDUBSW   Y5, Y4, Y4
+	VPMADDWD     Y14, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VCVTDQ2PS    Y2, Y4
+	VCVTPH2PS    0(SI), Y5
+	VBROADCASTSS (R11), Y6
+	VMULPS       Y6, Y5, Y5
+	VFMADD231PS  Y5, Y4, Y0
+	VCVTDQ2PS    Y3, Y4
+	VCVTPH2PS    16(SI), Y5
+	VBROADCASTSS (R11), Y6
+	VMULPS       Y6, Y5, Y5
+	VFMADD231PS  Y5, Y4, Y1
+	ADDQ $544, SI
+	ADDQ $32, R8
+	ADDQ $4, R11
+	DECQ CX
+	JNZ  x16rowsq8avx2b
+	VMOVUPS Y0, (R9)
+	VMOVUPS Y1, 32(R9)
+	ADDQ    $64, R9
+	DECQ    R10
+	JNZ     x16rowsq8avx2p
 	VZEROUPPER
 	RET

@@ -43,8 +43,8 @@ var hasVNNI = func() bool {
 var vnniDots = func() dotSet {
 	d := avx2Dots
 	d.name, d.rowsQ4_0, d.rowsF16, d.negSums = "vnni", rowsQ4_0VNNI, rowsF16AVX512, true
-	d.x16, d.dequant, d.rowsQ6K = x16Of(QQ4_0, QQ8_0, QQ4K), dequantAVX512, rowsQ6KVNNI
-	d.x16GemmK, d.x16RowsK = x16KGemmAsm, x16KRowsAsm
+	d.x16, d.dequant, d.rowsQ6K = x16Of(QQ4_0, QQ8_0, QQ4K), dequantAVX512, rowsQ6KAsm(q6KRowsVNNI)
+	d.x16GemmK, d.x16RowsK = x16KGemmAsm(x16KGemmVNNI), x16KRowsAsm(x16KRowsVNNI)
 	d.x16Gemm4, d.x16Gemm8 = x16GemmAsm(quant.Q4_0Bytes, x16GemmVNNI), x16GemmAsm(quant.Q8_0Bytes, x16GemmQ8VNNI)
 	d.x16Rows4, d.x16Rows8 = x16RowsAsm(quant.Q4_0Bytes, x16RowsVNNI), x16RowsAsm(quant.Q8_0Bytes, x16RowsQ8VNNI)
 	return d
@@ -160,6 +160,9 @@ func dequantQ4KAVX512(nb int, w *byte, dst *float32)
 func q6KRowsVNNI(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)
 
 //go:noescape
+func q6KRowsAVX2(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)
+
+//go:noescape
 func dequantQ6KAVX512(nb int, w *byte, dst *float32)
 
 //go:noescape
@@ -225,34 +228,43 @@ func dequantAVX512(t QType, src []byte, dst []float32) {
 	}
 }
 
-func rowsQ6KVNNI(w []byte, rows int, a *qAct, y []float32) {
-	nsb := len(a.q) / 256
-	if rows <= 0 || nsb == 0 {
-		return
+// rowsQ6KAsm wraps a Q6_K decode kernel (q6KRowsVNNI or q6KRowsAVX2).
+func rowsQ6KAsm(kern func(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)) func(w []byte, rows int, a *qAct, y []float32) {
+	return func(w []byte, rows int, a *qAct, y []float32) {
+		nsb := len(a.q) / 256
+		if rows <= 0 || nsb == 0 {
+			return
+		}
+		_ = w[rows*nsb*210-1]
+		_ = a.q[nsb*256-1]
+		_ = a.d[nsb*8-1]
+		_ = a.sum4[nsb*64-1]
+		_ = y[rows-1]
+		kern(rows, nsb, &w[0], &a.q[0], &a.d[0], &a.sum4[0], &y[0])
 	}
-	_ = w[rows*nsb*210-1]
-	_ = a.q[nsb*256-1]
-	_ = a.d[nsb*8-1]
-	_ = a.sum4[nsb*64-1]
-	_ = y[rows-1]
-	q6KRowsVNNI(rows, nsb, &w[0], &a.q[0], &a.d[0], &a.sum4[0], &y[0])
 }
 
-func x16KGemmAsm(nsb int, w, xt []byte, y []float32, ldy int) {
-	_ = w[nsb*x16Rows*q4KBytes-1]
-	_ = xt[8*nsb*x16TileBytes-1]
-	_ = y[(x16Tile-1)*ldy+x16Rows-1]
-	x16KGemmVNNI(nsb, &w[0], &xt[0], &y[0], ldy)
+// x16KGemmAsm wraps an assembly Q4_K x16 GEMM kernel.
+func x16KGemmAsm(kern func(nsb int, w *byte, xt *byte, y *float32, ldy int)) func(nsb int, w, xt []byte, y []float32, ldy int) {
+	return func(nsb int, w, xt []byte, y []float32, ldy int) {
+		_ = w[nsb*x16Rows*q4KBytes-1]
+		_ = xt[8*nsb*x16TileBytes-1]
+		_ = y[(x16Tile-1)*ldy+x16Rows-1]
+		kern(nsb, &w[0], &xt[0], &y[0], ldy)
+	}
 }
 
-func x16KRowsAsm(w []byte, panels int, a *qAct, y []float32) {
-	nsb := len(a.d) / 8
-	if panels <= 0 || nsb == 0 {
-		return
+// x16KRowsAsm wraps an assembly Q4_K x16 decode kernel.
+func x16KRowsAsm(kern func(panels, nsb int, w *byte, xq *int8, xd *float32, dxs *float32, y *float32)) func(w []byte, panels int, a *qAct, y []float32) {
+	return func(w []byte, panels int, a *qAct, y []float32) {
+		nsb := len(a.d) / 8
+		if panels <= 0 || nsb == 0 {
+			return
+		}
+		_ = w[panels*nsb*x16Rows*q4KBytes-1]
+		_ = a.q[nsb*256-1]
+		_ = a.dxs[nsb*8-1]
+		_ = y[panels*x16Rows-1]
+		kern(panels, nsb, &w[0], &a.q[0], &a.d[0], &a.dxs[0], &y[0])
 	}
-	_ = w[panels*nsb*x16Rows*q4KBytes-1]
-	_ = a.q[nsb*256-1]
-	_ = a.dxs[nsb*8-1]
-	_ = y[panels*x16Rows-1]
-	x16KRowsVNNI(panels, nsb, &w[0], &a.q[0], &a.d[0], &a.dxs[0], &y[0])
 }

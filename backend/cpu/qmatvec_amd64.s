@@ -578,9 +578,24 @@ dq6zloop:
 	VMULPS.BCST  (4*j)(R9), Y8, Y8; \
 	VFMADD231PS  Y8, Y7, acc
 
-// Q6HALFV runs the four blocks of one 128-value half (ql at qlo(SI), qh at
-// qho(SI)), the first being block j0.
-#define Q6HALFV(qlo, qho, j0) \
+// Q6AVX2 is Q6VNNI with VPMADDUBSW and VPMADDWD (Y15: int16 ones) for
+// VPDPBUSD: the products of two 6-bit values and int8 activations fit int16
+// (2·63·127), and the same 4-value sums reach the same float32 steps.
+#define Q6AVX2(j, acc) \
+	VPMADDUBSW   (32*j)(DI), Y6, Y7; \
+	VPMADDWD     Y15, Y7, Y7; \
+	VPSUBD       (32*j)(R8), Y7, Y7; \
+	VCVTDQ2PS    Y7, Y7; \
+	VBROADCASTSS (8*j)(SP), X8; \
+	VBROADCASTSS (8*j+4)(SP), X9; \
+	VINSERTF128  $1, X9, Y8, Y8; \
+	VBROADCASTSS (4*j)(R9), Y9; \
+	VMULPS       Y9, Y8, Y8; \
+	VFMADD231PS  Y8, Y7, acc
+
+// Q6HALF runs the four blocks of one 128-value half (ql at qlo(SI), qh at
+// qho(SI)), the first being block j0, with the block macro BLK.
+#define Q6HALF(BLK, qlo, qho, j0) \
 	VMOVDQU qlo(SI), Y3; \
 	VMOVDQU (qlo+32)(SI), Y4; \
 	VMOVDQU qho(SI), Y5; \
@@ -588,23 +603,23 @@ dq6zloop:
 	VPAND   Y12, Y5, Y10; \
 	VPSLLW  $4, Y10, Y10; \
 	VPOR    Y10, Y6, Y6; \
-	Q6VNNI(j0, Y0); \
+	BLK(j0, Y0); \
 	VPAND   Y14, Y4, Y6; \
 	VPSLLW  $2, Y5, Y10; \
 	VPAND   Y13, Y10, Y10; \
 	VPOR    Y10, Y6, Y6; \
-	Q6VNNI((j0+1), Y11); \
+	BLK((j0+1), Y11); \
 	VPSRLW  $4, Y3, Y6; \
 	VPAND   Y14, Y6, Y6; \
 	VPAND   Y13, Y5, Y10; \
 	VPOR    Y10, Y6, Y6; \
-	Q6VNNI((j0+2), Y0); \
+	BLK((j0+2), Y0); \
 	VPSRLW  $4, Y4, Y6; \
 	VPAND   Y14, Y6, Y6; \
 	VPSRLW  $2, Y5, Y10; \
 	VPAND   Y13, Y10, Y10; \
 	VPOR    Y10, Y6, Y6; \
-	Q6VNNI((j0+3), Y11)
+	BLK((j0+3), Y11)
 
 // func q6KRowsVNNI(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)
 // y[r] = row r of w (ggml Q6_K, nsb blocks of 210 bytes) · x, x as Q8_0
@@ -640,8 +655,8 @@ q6vblk:
 	VCVTDQ2PS    Z2, Z2
 	VMULPS       Z1, Z2, Z2
 	VMOVUPS      Z2, (SP)
-	Q6HALFV(0, 128, 0)
-	Q6HALFV(64, 160, 4)
+	Q6HALF(Q6VNNI, 0, 128, 0)
+	Q6HALF(Q6VNNI, 64, 160, 4)
 	ADDQ         $210, SI
 	ADDQ         $256, DI
 	ADDQ         $256, R8
@@ -655,6 +670,64 @@ q6vblk:
 	ADDQ   $4, R11
 	DECQ   R10
 	JNZ    q6vrow
+	VZEROUPPER
+	RET
+
+// func q6KRowsAVX2(rows, nsb int, w *byte, xq *int8, xd *float32, off *int32, y *float32)
+// q6KRowsVNNI for CPUs with AVX2 only, the same bits.
+TEXT ·q6KRowsAVX2(SB), NOSPLIT, $64-56
+	MOVQ rows+0(FP), R10
+	MOVQ w+16(FP), SI
+	MOVQ y+48(FP), R11
+	MOVL $0x0F0F0F0F, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL $0x30303030, AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, Y13
+	MOVL $0x03030303, AX
+	VMOVD AX, X12
+	VPBROADCASTD X12, Y12
+	MOVL $0x00010001, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+
+q6arow:
+	MOVQ   nsb+8(FP), CX
+	MOVQ   xq+24(FP), DI
+	MOVQ   off+40(FP), R8
+	MOVQ   xd+32(FP), R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y11, Y11, Y11
+
+q6ablk:
+	MOVWLZX      208(SI), AX
+	VMOVD        AX, X1
+	VCVTPH2PS    X1, X1
+	VBROADCASTSS X1, Y1
+	VPMOVSXBD    192(SI), Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VMOVUPS      Y2, (SP)
+	VPMOVSXBD    200(SI), Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULPS       Y1, Y2, Y2
+	VMOVUPS      Y2, 32(SP)
+	Q6HALF(Q6AVX2, 0, 128, 0)
+	Q6HALF(Q6AVX2, 64, 160, 4)
+	ADDQ         $210, SI
+	ADDQ         $256, DI
+	ADDQ         $256, R8
+	ADDQ         $32, R9
+	DECQ         CX
+	JNZ          q6ablk
+
+	VADDPS Y11, Y0, Y0
+	HSUM
+	VMOVSS X0, (R11)
+	ADDQ   $4, R11
+	DECQ   R10
+	JNZ    q6arow
 	VZEROUPPER
 	RET
 

@@ -263,3 +263,32 @@ func TestQMatVecsFused(t *testing.T) {
 		}
 	}
 }
+
+// TestQ6KDecodeSetsAgree checks that the Q6_K decode kernels of every set
+// with one (AVX2 and AVX-512 VNNI) give the same bits: the same 4-value
+// integer sums and the same float32 steps.
+func TestQ6KDecodeSetsAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	const rows, cols = 21, 1024
+	qw, err := QuantizeWeight(quant.Q6_K, rows, cols, qRandVec(rng, rows*cols, 0.05))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := qRandVec(rng, cols, 1)
+	var first []float32
+	var name string
+	for _, ks := range availableDots() {
+		if ks.rowsQ6K == nil {
+			continue
+		}
+		y := make([]float32, rows)
+		qmatmulWith(ks, NewPool(2), y, x, 1, qw)
+		if first == nil {
+			first, name = y, ks.name
+			continue
+		}
+		if !slices.Equal(y, first) {
+			t.Errorf("Q6_K decode: %s and %s differ", ks.name, name)
+		}
+	}
+}

@@ -32,19 +32,25 @@ func x16GemmQ8AVX2(nb int, w *byte, xt *byte, y *float32, ldy int)
 //go:noescape
 func x16RowsQ8AVX2(panels, nb int, w *byte, xq *int8, xd *float32, nsum *int32, y *float32)
 
+//go:noescape
+func x16KGemmAVX2(nsb int, w *byte, xt *byte, y *float32, ldy int)
+
+//go:noescape
+func x16KRowsAVX2(panels, nsb int, w *byte, xq *int8, xd *float32, dxs *float32, y *float32)
+
 // hasF16C reports the F16C extension (half-precision conversion).
 var hasF16C = func() bool {
 	_, _, ecx, _ := cpuid(1, 0)
 	return ecx&(1<<29) != 0
 }()
 
-// avx2Dots are the AVX2 assembly kernels. Q4_0 and Q8_0 weights take the
-// x16 layout (x16avx2_amd64.s); Q4_K keeps its rows (no AVX2 x16 kernel).
+// avx2Dots are the AVX2 assembly kernels. Q4_0, Q8_0 and Q4_K weights take
+// the x16 layout (x16avx2_amd64.s).
 var avx2Dots = dotSet{name: "avx2", f16: dotF16Asm, bf16: dotBF16Asm, q8_0: dotQ8_0Asm, q4_0: dotQ4_0Asm, q4K: dotQ4KAsm,
-	rowsQ8_0: rowsQ8_0Asm, rowsQ4_0: rowsQ4_0Asm, rowsF16: rowsF16Asm, dequant: dequantAsm,
-	x16: x16Of(QQ4_0, QQ8_0), x16Gemm4: x16GemmAsm(quant.Q4_0Bytes, x16GemmAVX2), x16Rows4: x16RowsAsm(quant.Q4_0Bytes, x16RowsAVX2),
+	rowsQ8_0: rowsQ8_0Asm, rowsQ4_0: rowsQ4_0Asm, rowsF16: rowsF16Asm, dequant: dequantAsm, rowsQ6K: rowsQ6KAsm(q6KRowsAVX2),
+	x16: x16Of(QQ4_0, QQ8_0, QQ4K), x16Gemm4: x16GemmAsm(quant.Q4_0Bytes, x16GemmAVX2), x16Rows4: x16RowsAsm(quant.Q4_0Bytes, x16RowsAVX2),
 	x16Gemm8: x16GemmAsm(quant.Q8_0Bytes, x16GemmQ8AVX2), x16Rows8: x16RowsAsm(quant.Q8_0Bytes, x16RowsQ8AVX2),
-	x16GemmK: x16KGemmGo, x16RowsK: x16KRowsGo}
+	x16GemmK: x16KGemmAsm(x16KGemmAVX2), x16RowsK: x16KRowsAsm(x16KRowsAVX2)}
 
 // dotKernels returns the row-dot kernels for this CPU.
 func dotKernels() *dotSet {

@@ -1,5 +1,7 @@
 package cpu
 
+//go:generate go run ./internal/x16gen -out x16avx2_amd64.s
+
 import "github.com/mai-llm/mai/format/quant"
 
 // The AVX2/FMA/F16C row-dot kernels (quant_amd64.s). Their callers check

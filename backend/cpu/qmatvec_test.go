@@ -41,17 +41,7 @@ func TestQMatVecDecodeMatchesFloat64(t *testing.T) {
 					t.Run(fmt.Sprintf("%v/%d/%s/%d", typ, cols, ks.name, threads), func(t *testing.T) {
 						y := make([]float32, rows)
 						qmatmulWith(ks, NewPool(threads), y, x, 1, qw)
-						for r := range rows {
-							var ref, mag float64
-							for c := range cols {
-								p := float64(deq[r*cols+c]) * xa[c]
-								ref += p
-								mag += math.Abs(p)
-							}
-							if d := math.Abs(float64(y[r]) - ref); d > 2e-6*mag+1e-30 {
-								t.Fatalf("row %d: kernel %.9g, float64 reference %.9g (|diff| %.3g, scale %.3g)", r, y[r], ref, d, mag)
-							}
-						}
+						checkProducts(t, y, deq, xa, 1, rows, cols, 2e-6)
 					})
 				}
 			}
@@ -85,20 +75,7 @@ func TestQGemmMatchesFloat64(t *testing.T) {
 						y[i] = float32(math.NaN()) // must be overwritten
 					}
 					qmatmulWith(ks, NewPool(3), y, x, n, qw)
-					for i := range n {
-						for r := range rows {
-							var ref, mag float64
-							for c := range cols {
-								p := float64(deq[r*cols+c]) * xa[i*cols+c]
-								ref += p
-								mag += math.Abs(p)
-							}
-							got := float64(y[i*rows+r])
-							if d := math.Abs(got - ref); !(d <= 1e-5*mag+1e-30) {
-								t.Fatalf("row %d·x%d: %.9g, float64 reference %.9g (|diff| %.3g, scale %.3g)", r, i, got, ref, d, mag)
-							}
-						}
-					}
+					checkProducts(t, y, deq, xa, n, rows, cols, 1e-5)
 				})
 			}
 		}

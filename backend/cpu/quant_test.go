@@ -48,6 +48,26 @@ func refActivations(t quant.Type, x []float32) []float64 {
 	return out
 }
 
+// checkProducts fails t unless y [n, rows] is within tol of the float64
+// products of the dequantized rows deq [rows, cols] with the activations xa
+// [n, cols] (as the kernels round them), relative to Σ|products|.
+func checkProducts(t testing.TB, y, deq []float32, xa []float64, n, rows, cols int, tol float64) {
+	t.Helper()
+	for i := range n {
+		for r := range rows {
+			var ref, mag float64
+			for c := range cols {
+				p := float64(deq[r*cols+c]) * xa[i*cols+c]
+				ref += p
+				mag += math.Abs(p)
+			}
+			if d := math.Abs(float64(y[i*rows+r]) - ref); !(d <= tol*mag+1e-30) {
+				t.Fatalf("row %d·x%d: kernel %.9g, float64 reference %.9g (|diff| %.3g, scale %.3g)", r, i, y[i*rows+r], ref, d, mag)
+			}
+		}
+	}
+}
+
 // TestQuantDotsMatchFloat64 checks every row-dot kernel against a float64
 // dot product of the dequantized weights and the (quantized) activations,
 // and against the exact float64 dot product of the original values.

@@ -109,19 +109,7 @@ func testX16Product(t *testing.T, rng *rand.Rand, typ quant.Type, rows, cols int
 			for i := range n {
 				qmatmulWith(ks, NewPool(1), one[i*rows:(i+1)*rows], x[i*cols:(i+1)*cols], 1, x16)
 			}
-			for i := range n {
-				for r := range rows {
-					var ref, mag float64
-					for c := range cols {
-						p := float64(deq[r*cols+c]) * xa[i*cols+c]
-						ref += p
-						mag += math.Abs(p)
-					}
-					if d := math.Abs(float64(one[i*rows+r]) - ref); !(d <= 2e-6*mag+1e-30) {
-						t.Fatalf("row %d·x%d: %.9g, float64 reference %.9g (|diff| %.3g, scale %.3g)", r, i, one[i*rows+r], ref, d, mag)
-					}
-				}
-			}
+			checkProducts(t, one, deq, xa, n, rows, cols, 2e-6)
 			for _, m := range []int{2, 8, 9, n} {
 				for _, threads := range []int{1, 3} {
 					y := make([]float32, m*rows)
@@ -236,19 +224,9 @@ func TestX16Extremes(t *testing.T) {
 			for _, m := range []int{1, n} {
 				y := make([]float32, m*rows)
 				qmatmulWith(ks, NewPool(2), y, x[:m*cols], m, w)
-				for i := range m {
-					for r := range rows {
-						var ref, mag float64
-						for c := range cols {
-							p := float64(deq[r*cols+c]) * xa[i*cols+c]
-							ref += p
-							mag += math.Abs(p)
-						}
-						if d := math.Abs(float64(y[i*rows+r]) - ref); !(d <= 2e-6*mag) {
-							t.Fatalf("%v %s, %d rows: row %d·x%d = %.9g, float64 %.9g", typ, ks.name, m, r, i, y[i*rows+r], ref)
-						}
-					}
-				}
+				t.Run(fmt.Sprintf("%v/%s/%d", typ, ks.name, m), func(t *testing.T) {
+					checkProducts(t, y, deq, xa, m, rows, cols, 2e-6)
+				})
 			}
 		}
 	}

@@ -274,23 +274,18 @@ func (j *attnJob) row(buf []float32, r int) {
 	oi := j.x.out[((b*a.Tq+t)*a.H+h)*a.D:][:a.D]
 	s0, s1 := a.span(b, t)
 	m := float32(math.Inf(-1))
-	for s := s0; s < s1; s++ {
-		ks := k[b*a.KStride+(s*a.KV+kh)*a.D:][:a.D]
-		x := dot(qi, ks) * a.Scale
-		buf[s] = x
-		m = max(m, x)
+	ld, base := a.KV*a.D, b*a.KStride+(s0*a.KV+kh)*a.D
+	if s0 < s1 {
+		vDotRows(qi, k[base:], ld, buf[s0:s1], a.Scale)
+		m = vMax(buf[s0:s1])
 	}
 	sum := vExpSub(buf[s0:s1], buf[s0:s1], m)
 	clear(oi)
 	inv := 1 / sum
-	for s := s0; s < s1; s++ {
-		axpy(oi, v[b*a.KStride+(s*a.KV+kh)*a.D:][:a.D], buf[s]*inv)
+	vScale(buf[s0:s1], inv)
+	if s0 < s1 {
+		vAxpyRows(oi, v[base:], ld, buf[s0:s1])
 	}
 	j.x.lse[(b*a.H+h)*a.Tq+t] = m + float32(math.Log(float64(sum)))
 }
 
-// dot returns Σ a[i]*b[i] over len(a) (vectorized).
-func dot(a, b []float32) float32 { return vDot(a, b) }
-
-// axpy sets y += alpha*x over len(y) (vectorized).
-func axpy(y, x []float32, alpha float32) { vAxpy(y, alpha, x) }

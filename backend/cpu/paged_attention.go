@@ -86,18 +86,23 @@ func PagedAttentionForward(p *Pool, a *PagedAttn, out, q, k, v []float32) {
 			qi := q[(row*a.H+h)*a.D:][:a.D]
 			oi := out[(row*a.H+h)*a.D:][:a.D]
 			m := float32(math.Inf(-1))
-			for s := s0; s < s1; s++ {
-				off := (int(blocks[s/bs])*bs+s%bs)*w + kh*a.D
-				x := dot(qi, k[off:][:a.D]) * a.Scale
-				buf[s] = x
-				m = max(m, x)
+			// Positions run contiguously (w apart) within a block.
+			for s := s0; s < s1; {
+				e := min(s1, (s/bs+1)*bs)
+				vDotRows(qi, k[(int(blocks[s/bs])*bs+s%bs)*w+kh*a.D:], w, buf[s:e], a.Scale)
+				s = e
+			}
+			if s0 < s1 {
+				m = vMax(buf[s0:s1])
 			}
 			sum := vExpSub(buf[s0:s1], buf[s0:s1], m)
 			clear(oi)
 			inv := 1 / sum
-			for s := s0; s < s1; s++ {
-				off := (int(blocks[s/bs])*bs+s%bs)*w + kh*a.D
-				axpy(oi, v[off:][:a.D], buf[s]*inv)
+			vScale(buf[s0:s1], inv)
+			for s := s0; s < s1; {
+				e := min(s1, (s/bs+1)*bs)
+				vAxpyRows(oi, v[(int(blocks[s/bs])*bs+s%bs)*w+kh*a.D:], w, buf[s:e])
+				s = e
 			}
 		}
 	})

@@ -81,6 +81,40 @@ func vAxpy(y []float32, a float32, x []float32) {
 	}
 }
 
+// vDotRows sets out[s] = scale·vDot(q, k[s·ld:][:len(q)]) for s < len(out),
+// with its bits: the keys of one attention head, ld apart.
+func vDotRows(q, k []float32, ld int, out []float32, scale float32) {
+	n, d := len(out), len(q)
+	if n == 0 {
+		return
+	}
+	if vecAVX2 && d%32 == 0 && d > 0 {
+		_ = k[(n-1)*ld+d-1]
+		vDotsStrideAVX(&q[0], &k[0], d, 4*ld, n, &out[0], scale)
+		return
+	}
+	for s := range out {
+		out[s] = scale * vDot(q, k[s*ld:][:d])
+	}
+}
+
+// vAxpyRows adds a[s]·x[s·ld:][:len(y)] to y for s < len(a) in order, with
+// the bits of vAxpy called row by row: the values of one attention head.
+func vAxpyRows(y, x []float32, ld int, a []float32) {
+	n, d := len(a), len(y)
+	if n == 0 {
+		return
+	}
+	if vecAVX2 && d%32 == 0 && d > 0 {
+		_ = x[(n-1)*ld+d-1]
+		vAxpysStrideAVX(&y[0], &x[0], d, 4*ld, n, &a[0])
+		return
+	}
+	for s, w := range a {
+		vAxpy(y, w, x[s*ld:][:d])
+	}
+}
+
 // vScale sets x *= a.
 func vScale(x []float32, a float32) {
 	n := len(x)

@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"math"
 	"sync"
 )
 
@@ -200,31 +199,11 @@ func attendRange(a *attendArgs, lo, hi int) {
 		g := h / a.group
 		q := a.q[h*d : (h+1)*d]
 		sc := a.sc[h*tk : (h+1)*tk]
-		m := float32(math.Inf(-1))
-		rows := (tk-1)*a.stride + d // the span of this head's keys and values
-		vec := vecAVX2 && d%32 == 0
-		if vec {
-			k := a.k[g*d:][:rows]
-			vDotsStrideAVX(&q[0], &k[0], d, 4*a.stride, tk, &sc[0], a.scale)
-			m = vMax(sc)
-		} else {
-			for j := range tk {
-				s := a.scale * vDot(q, a.k[j*a.stride+g*d:][:d])
-				sc[j] = s
-				m = max(m, s)
-			}
-		}
-		inv := 1 / vExpSub(sc, sc, m)
+		vDotRows(q, a.k[g*d:], a.stride, sc, a.scale)
+		inv := 1 / vExpSub(sc, sc, vMax(sc))
 		o := a.out[h*d : (h+1)*d]
 		clear(o)
-		if vec {
-			vScale(sc, inv)
-			v := a.v[g*d:][:rows]
-			vAxpysStrideAVX(&o[0], &v[0], d, 4*a.stride, tk, &sc[0])
-			continue
-		}
-		for j := range tk {
-			vAxpy(o, sc[j]*inv, a.v[j*a.stride+g*d:][:d])
-		}
+		vScale(sc, inv)
+		vAxpyRows(o, a.v[g*d:], a.stride, sc)
 	}
 }

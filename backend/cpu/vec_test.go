@@ -380,3 +380,34 @@ func TestAttendOne(t *testing.T) {
 		}
 	}
 }
+
+// TestRowsKernels checks vDotRows and vAxpyRows (decode attention over the
+// keys and values of one head) against vDot and vAxpy row by row, bit for
+// bit, for head sizes on and off the vector width and rows ld apart.
+func TestRowsKernels(t *testing.T) {
+	rng := rand.New(rand.NewPCG(41, 42))
+	for _, d := range []int{8, 13, 64, 72, 96, 128, 200} {
+		for _, n := range []int{1, 2, 37} {
+			ld := d + 24
+			q := qRandVec(rng, d, 1)
+			kv := qRandVec(rng, (n-1)*ld+d, 1)
+			got := make([]float32, n)
+			vDotRows(q, kv, ld, got, 0.3)
+			for s := range n {
+				if want := 0.3 * vDot(q, kv[s*ld:][:d]); got[s] != want {
+					t.Fatalf("d %d n %d: vDotRows[%d] = %g, vDot %g", d, n, s, got[s], want)
+				}
+			}
+			a := qRandVec(rng, n, 1)
+			y, want := qRandVec(rng, d, 1), make([]float32, d)
+			copy(want, y)
+			vAxpyRows(y, kv, ld, a)
+			for s := range n {
+				vAxpy(want, a[s], kv[s*ld:][:d])
+			}
+			if !slices.Equal(y, want) {
+				t.Fatalf("d %d n %d: vAxpyRows differs from vAxpy row by row", d, n)
+			}
+		}
+	}
+}

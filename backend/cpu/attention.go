@@ -288,4 +288,3 @@ func (j *attnJob) row(buf []float32, r int) {
 	}
 	j.x.lse[(b*a.H+h)*a.Tq+t] = m + float32(math.Log(float64(sum)))
 }
-

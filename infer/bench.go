@@ -21,6 +21,8 @@ type BenchResult struct {
 	Threads        int     `json:"threads"`
 	// ISA is the instruction set the CPU kernels ran with (cpu.ISA).
 	ISA string `json:"isa"`
+	// KV is the KV cache's type.
+	KV model.KVType `json:"kv_cache"`
 	// PromptCPUMs and GenCPUMsPerToken are process CPU time (all threads):
 	// of the whole prefill, and per decoded token. On a machine shared with
 	// other work they move much less than the wall-clock rates.
@@ -32,8 +34,8 @@ type BenchResult struct {
 }
 
 // BenchGenerate times a prefill of promptTokens random tokens and then
-// genTokens greedy decode steps at batch 1, with the KV cache.
-func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, error) {
+// genTokens greedy decode steps at batch 1, with a KV cache of type kv.
+func BenchGenerate(m *model.Model, promptTokens, genTokens int, kv model.KVType) (*BenchResult, error) {
 	if promptTokens <= 0 || genTokens <= 0 {
 		return nil, fmt.Errorf("bench generate: prompt and generated token counts must be positive")
 	}
@@ -53,7 +55,7 @@ func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, e
 	// prefill and a few decode steps, so that the timed runs find the heap
 	// grown and its pages mapped, the weights' pages touched, the worker
 	// threads started.
-	cache := m.NewCache(1, promptTokens+genTokens)
+	cache := m.NewCacheOf(1, promptTokens+genTokens, kv)
 	// Two untimed prefills: the first sizes the arena, the second touches
 	// its pages (llama-bench's one warm-up run finds its buffers allocated
 	// at context creation).
@@ -95,6 +97,6 @@ func BenchGenerate(m *model.Model, promptTokens, genTokens int) (*BenchResult, e
 	}
 	tg, tgCPU := time.Since(t1).Seconds(), processCPU()-c1
 	return &BenchResult{PromptTokens: promptTokens, GenTokens: genTokens, PromptTokensPS: float64(promptTokens) / pp,
-		TokensPerS: float64(genTokens) / tg, Threads: m.Pool.Threads(), ISA: cpu.ISA(),
+		TokensPerS: float64(genTokens) / tg, Threads: m.Pool.Threads(), ISA: cpu.ISA(), KV: cache.Type(),
 		PromptCPUMs: float64(ppCPU) / 1e6, GenCPUMsPerToken: float64(tgCPU) / 1e6 / float64(genTokens), PeakRSS: peakRSS()}, nil
 }

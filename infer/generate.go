@@ -21,6 +21,8 @@ type Options struct {
 	Decode func(ids []int32) string
 	// NoCache recomputes the whole prefix each step (a reference for tests).
 	NoCache bool
+	// KV is the KV cache's type (empty: float32).
+	KV model.KVType
 }
 
 // Result is a finished generation.
@@ -48,7 +50,7 @@ func Generate(ctx context.Context, m *model.Model, prompt []int32, opt Options, 
 	tp.Arena = true // reset before each pass: its logits are read before the next
 	var cache *model.KVCache
 	if !opt.NoCache {
-		cache = m.NewCache(1, len(prompt)+maxNew)
+		cache = m.NewCacheOf(1, len(prompt)+maxNew, opt.KV)
 	}
 	s := NewSampler(opt.Sampling)
 	hist := append([]int32(nil), prompt...)

@@ -13,22 +13,95 @@ import (
 type KVCache struct {
 	B, Max, Len int
 	K, V        [][]float32
+	// K16 and V16 hold them in half precision instead (K and V nil; see
+	// NewCacheOf): half the memory, and half the bytes a decode step at a
+	// long context reads.
+	K16, V16 [][]uint16
 }
 
-// NewCache allocates a cache for b sequences of up to maxLen positions.
-// Its pages are touched now: a decode step that wrote a fresh page of keys
-// or values paid a page fault for it (about two per layer and token, a
-// tenth of a small model's decode time).
-func (m *Model) NewCache(b, maxLen int) *KVCache {
+// KVType is how a KV cache stores keys and values.
+type KVType string
+
+// KV cache types.
+const (
+	KVF32 KVType = "f32"
+	KVF16 KVType = "f16"
+)
+
+// ParseKVType checks a KV cache type name ("" is f32).
+func ParseKVType(s string) (KVType, error) {
+	switch KVType(s) {
+	case "", KVF32:
+		return KVF32, nil
+	case KVF16:
+		return KVF16, nil
+	}
+	return "", fmt.Errorf("KV cache type %q: want f32 or f16", s)
+}
+
+// NewCache allocates a float32 cache for b sequences of up to maxLen
+// positions.
+func (m *Model) NewCache(b, maxLen int) *KVCache { return m.NewCacheOf(b, maxLen, KVF32) }
+
+// NewCacheOf allocates a cache of type t for b sequences of up to maxLen
+// positions. Its pages are touched now: a decode step that wrote a fresh
+// page of keys or values paid a page fault for it (about two per layer and
+// token, a tenth of a small model's decode time).
+func (m *Model) NewCacheOf(b, maxLen int, t KVType) *KVCache {
 	c := &KVCache{B: b, Max: maxLen}
-	w := m.Cfg.KVHeads * m.Cfg.HeadDim
+	n := b * maxLen * m.Cfg.KVHeads * m.Cfg.HeadDim
 	for range m.Cfg.Layers {
-		k, v := make([]float32, b*maxLen*w), make([]float32, b*maxLen*w)
-		clear(k) // fresh memory reads as zeros already; clear writes it
+		// Fresh memory reads as zeros already; clear writes it.
+		if t == KVF16 {
+			k, v := make([]uint16, n), make([]uint16, n)
+			clear(k)
+			clear(v)
+			c.K16, c.V16 = append(c.K16, k), append(c.V16, v)
+			continue
+		}
+		k, v := make([]float32, n), make([]float32, n)
+		clear(k)
 		clear(v)
 		c.K, c.V = append(c.K, k), append(c.V, v)
 	}
 	return c
+}
+
+// Type is how c stores keys and values.
+func (c *KVCache) Type() KVType {
+	if c.K16 != nil {
+		return KVF16
+	}
+	return KVF32
+}
+
+// store writes t rows of keys and values of sequence i for layer l at
+// position Len.
+func (c *KVCache) store(l, i, t, w int, k, v []float32) {
+	dst := (i*c.Max + c.Len) * w
+	if c.K16 != nil {
+		cpu.F32ToF16s(c.K16[l][dst:dst+t*w], k)
+		cpu.F32ToF16s(c.V16[l][dst:dst+t*w], v)
+		return
+	}
+	copy(c.K[l][dst:dst+t*w], k)
+	copy(c.V[l][dst:dst+t*w], v)
+}
+
+// layer returns layer l's keys and values as float32 [B·stride, w] rows,
+// each sequence stride positions apart: the cache itself, or (half
+// precision) its first n positions expanded into memory from tp.
+func (c *KVCache) layer(tp *nn.Tape, l, n, w int) (k, v []float32, stride int) {
+	if c.K16 == nil {
+		return c.K[l], c.V[l], c.Max
+	}
+	k, v = tp.Floats(c.B*n*w), tp.Floats(c.B*n*w)
+	for i := range c.B {
+		src := i * c.Max * w
+		cpu.F16sToF32s(k[i*n*w:(i+1)*n*w], c.K16[l][src:src+n*w])
+		cpu.F16sToF32s(v[i*n*w:(i+1)*n*w], c.V16[l][src:src+n*w])
+	}
+	return k, v, n
 }
 
 // Output is what a forward pass produces besides the logits.
@@ -277,13 +350,12 @@ func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos, att
 	if cache != nil {
 		w := c.KVHeads * c.HeadDim
 		for i := 0; i < b; i++ {
-			dst := (i*cache.Max + cache.Len) * w
-			copy(cache.K[l][dst:dst+t*w], k.Data[i*t*w:(i+1)*t*w])
-			copy(cache.V[l][dst:dst+t*w], v.Data[i*t*w:(i+1)*t*w])
+			cache.store(l, i, t, w, k.Data[i*t*w:(i+1)*t*w], v.Data[i*t*w:(i+1)*t*w])
 		}
-		a.Tk, a.Offset, a.KStride = cache.Len+t, cache.Len, cache.Max*w
-		k = nn.Const(cache.K[l], len(cache.K[l])/w, w)
-		v = nn.Const(cache.V[l], len(cache.V[l])/w, w)
+		kc, vc, stride := cache.layer(tp, l, cache.Len+t, w)
+		a.Tk, a.Offset, a.KStride = cache.Len+t, cache.Len, stride*w
+		k = nn.Const(kc, len(kc)/w, w)
+		v = nn.Const(vc, len(vc)/w, w)
 	}
 	o := tp.Attention(q, k, v, a)
 	return m.linear(tp, o, blk.O, blk.OB), nil
@@ -375,6 +447,7 @@ func (m *Model) ropeValue(n int) cpu.RoPE {
 type decodeState struct {
 	serial             *cpu.Pool // the small per-token passes run unsplit
 	x, h, q, k, o, att []float32
+	kf, vf             []float32 // a half-precision cache's new key and value
 	gate, up, act, y   []float32
 	scores             []float32
 	ws                 []*cpu.QWeight
@@ -420,6 +493,8 @@ func (m *Model) decodeOne(tp *nn.Tape, id int32, cache *KVCache) *Output {
 	st.h = growF(st.h, d)
 	st.q = growF(st.q, qw)
 	st.k = growF(st.k, kvw)
+	st.kf = growF(st.kf, kvw)
+	st.vf = growF(st.vf, kvw)
 	st.att = growF(st.att, qw)
 	st.o = growF(st.o, d)
 	st.y = growF(st.y, d)
@@ -451,8 +526,10 @@ func (m *Model) decodeOne(tp *nn.Tape, id int32, cache *KVCache) *Output {
 		} else {
 			cpu.AddRMSNormForward(st.serial, st.x, st.h, nil, st.x, st.y, blk.AttnNorm.Data, 1, d, eps)
 		}
-		kc := cache.K[l][pos*kvw : (pos+1)*kvw]
-		vc := cache.V[l][pos*kvw : (pos+1)*kvw]
+		kc, vc := st.kf, st.vf // this position's key and value
+		if cache.K16 == nil {
+			kc, vc = cache.K[l][pos*kvw:(pos+1)*kvw], cache.V[l][pos*kvw:(pos+1)*kvw]
+		}
 		st.ws = append(st.ws[:0], m.q.lin[blk.Q], m.q.lin[blk.K], m.q.lin[blk.V])
 		st.ys = append(st.ys[:0], st.att, st.k, vc)
 		cpu.QMatVecs(tp.P, st.ys, st.h, st.ws)
@@ -461,7 +538,13 @@ func (m *Model) decodeOne(tp *nn.Tape, id int32, cache *KVCache) *Output {
 		addBias(vc, blk.VB)
 		rq.Forward(st.serial, st.q, st.att, st.pos[:])
 		rk.Forward(st.serial, kc, st.k, st.pos[:])
-		cpu.AttendOne(tp.P, st.att, st.q, cache.K[l], cache.V[l], pos+1, c.Heads, c.KVHeads, hd, kvw, scale, st.scores)
+		if cache.K16 != nil {
+			cpu.F32ToF16s(cache.K16[l][pos*kvw:(pos+1)*kvw], kc)
+			cpu.F32ToF16s(cache.V16[l][pos*kvw:(pos+1)*kvw], vc)
+			cpu.AttendOneF16(tp.P, st.att, st.q, cache.K16[l], cache.V16[l], pos+1, c.Heads, c.KVHeads, hd, kvw, scale, st.scores)
+		} else {
+			cpu.AttendOne(tp.P, st.att, st.q, cache.K[l], cache.V[l], pos+1, c.Heads, c.KVHeads, hd, kvw, scale, st.scores)
+		}
 		lin(st.o, st.att, blk.O, blk.OB)
 		cpu.AddRMSNormForward(st.serial, st.x, st.h, nil, st.x, st.o, blk.MLPNorm.Data, 1, d, eps)
 		f := blk.MLP

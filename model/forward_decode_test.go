@@ -1,6 +1,7 @@
 package model
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/mai-llm/mai/format/quant"
@@ -62,5 +63,77 @@ func TestDecodeOneMatchesTape(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestKVCacheF16 decodes with a half-precision KV cache — the single-token
+// path of quantized models and the tape's path (float32 weights, two
+// sequences), after a prefill of several tokens — and checks the logits
+// against a float32 cache's, within what rounding keys and values to f16
+// moves them.
+func TestKVCacheF16(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		typ  quant.Type // 0: float32 weights
+		b    int
+	}{{"q8_0", quant.Q8_0, 1}, {"f32", 0, 1}, {"f32-batch2", 0, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := familyConfigs()["llama"]
+			cfg.Dim, cfg.HeadDim, cfg.FFN, cfg.Heads, cfg.KVHeads = 256, 64, 512, 4, 2
+			m, err := New(cfg, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Init(5)
+			if tc.typ != 0 {
+				if err := m.Quantize(QuantizeOptions{Type: tc.typ, OutputType: tc.typ}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const pre, steps = 5, 7
+			ids := testIDs(tc.b*(pre+steps), cfg.Vocab)
+			run := func(kv KVType) [][]float32 {
+				cache := m.NewCacheOf(tc.b, pre+steps, kv)
+				if cache.Type() != kv {
+					t.Fatalf("cache type %v, want %v", cache.Type(), kv)
+				}
+				tp := nn.NewTape(nil, false)
+				var prompt []int32
+				for i := range tc.b {
+					prompt = append(prompt, ids[i*(pre+steps):i*(pre+steps)+pre]...)
+				}
+				out, err := m.Forward(tp, prompt, tc.b, pre, cache, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				logits := [][]float32{slices.Clone(out.Logits.Data)}
+				for s := range steps {
+					step := make([]int32, tc.b)
+					for i := range tc.b {
+						step[i] = ids[i*(pre+steps)+pre+s]
+					}
+					if out, err = m.Forward(tp, step, tc.b, 1, cache, true); err != nil {
+						t.Fatal(err)
+					}
+					logits = append(logits, slices.Clone(out.Logits.Data))
+				}
+				return logits
+			}
+			want, got := run(KVF32), run(KVF16)
+			// Quantized models round activations to int8, which a small
+			// change can flip now and then: a visible but small step.
+			tol := 1e-2
+			if tc.typ != 0 {
+				tol = 3e-2
+			}
+			for s := range want {
+				if e := relErr(got[s], want[s]); e > tol || e == 0 && s > 0 {
+					t.Fatalf("step %d: f16 cache logits differ from the f32 cache's by %.3g", s, e)
+				}
+			}
+		})
+	}
+	if _, err := ParseKVType("q8"); err == nil {
+		t.Error("ParseKVType accepted q8")
 	}
 }

@@ -1,6 +1,10 @@
 package cpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/mai-llm/mai/format/quant"
+)
 
 // Vector primitives of the fused kernels. Each runs the AVX2/FMA routine of
 // vec_amd64.s on the longest multiple of 8 elements when the CPU has it, and
@@ -112,6 +116,44 @@ func vAxpyRows(y, x []float32, ld int, a []float32) {
 	}
 	for s, w := range a {
 		vAxpy(y, w, x[s*ld:][:d])
+	}
+}
+
+// vDotRowsF16 is vDotRows over half-precision keys.
+func vDotRowsF16(q []float32, k []uint16, ld int, out []float32, scale float32) {
+	n, d := len(out), len(q)
+	if n == 0 {
+		return
+	}
+	if vecF16() && d%32 == 0 && d > 0 {
+		_ = k[(n-1)*ld+d-1]
+		vDotsStrideF16AVX(&q[0], &k[0], d, 2*ld, n, &out[0], scale)
+		return
+	}
+	for s := range out {
+		var sum float32
+		for i, h := range k[s*ld:][:d] {
+			sum += q[i] * quant.F16ToF32(h)
+		}
+		out[s] = scale * sum
+	}
+}
+
+// vAxpyRowsF16 is vAxpyRows over half-precision values.
+func vAxpyRowsF16(y []float32, x []uint16, ld int, a []float32) {
+	n, d := len(a), len(y)
+	if n == 0 {
+		return
+	}
+	if vecF16() && d%32 == 0 && d > 0 {
+		_ = x[(n-1)*ld+d-1]
+		vAxpysStrideF16AVX(&y[0], &x[0], d, 2*ld, n, &a[0])
+		return
+	}
+	for s, w := range a {
+		for i, h := range x[s*ld:][:d] {
+			y[i] += w * quant.F16ToF32(h)
+		}
 	}
 }
 

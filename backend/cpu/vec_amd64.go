@@ -63,6 +63,18 @@ func vLNBackAVX(dx, dw, db, gv, w, x *float32, n int, m, r, mg, mgx float32)
 //go:noescape
 func vAdamWAVX(p, gv, m, v *float32, n int, hp *AdamHP)
 
+//go:noescape
+func vDotsStrideF16AVX(q *float32, k *uint16, d, stride, n int, out *float32, scale float32)
+
+//go:noescape
+func vAxpysStrideF16AVX(o *float32, v *uint16, d, stride, n int, w *float32)
+
+//go:noescape
+func f32ToF16AVX(n int, src *float32, dst *uint16)
+
+// vecF16 reports whether the half-precision row kernels run (F16C).
+func vecF16() bool { return vecAVX2 && hasF16C }
+
 // setVecAVX2 turns the assembly routines on or off (tests compare both).
 func setVecAVX2(on bool) { vecAVX2 = on && hostCPU.AVX2FMA }
 

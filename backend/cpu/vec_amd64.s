@@ -1035,8 +1035,15 @@ TEXT ·vDotsStrideAVX(SB), NOSPLIT, $0-52
 	MOVQ         n+32(FP), R10
 	MOVQ         out+40(FP), R9
 	VBROADCASTSS scale+48(FP), Y15
+	MOVQ         R12, R13
+	SHLQ         $3, R13
 
 dsrow:
+	// Rows 8 ahead: the stride defeats the hardware prefetchers.
+	PREFETCHT0 (SI)(R13*1)
+	PREFETCHT0 64(SI)(R13*1)
+	PREFETCHT0 128(SI)(R13*1)
+	PREFETCHT0 192(SI)(R13*1)
 	MOVQ   R8, DI
 	MOVQ   SI, BX
 	MOVQ   R11, CX
@@ -1085,6 +1092,8 @@ TEXT ·vAxpysStrideAVX(SB), NOSPLIT, $0-48
 	MOVQ stride+24(FP), R12
 	MOVQ n+32(FP), R10
 	MOVQ w+40(FP), R9
+	MOVQ R12, R13
+	SHLQ $3, R13
 
 aschunk:
 	VMOVUPS (DI), Y0
@@ -1096,6 +1105,8 @@ aschunk:
 	MOVQ    R10, CX
 
 asrow:
+	PREFETCHT0   (BX)(R13*1)
+	PREFETCHT0   64(BX)(R13*1)
 	VBROADCASTSS (DX), Y4
 	VFMADD231PS  (BX), Y4, Y0
 	VFMADD231PS  32(BX), Y4, Y1
@@ -1114,5 +1125,130 @@ asrow:
 	ADDQ    $128, SI
 	SUBQ    $32, R11
 	JNZ     aschunk
+	VZEROUPPER
+	RET
+
+// func vDotsStrideF16AVX(q *float32, k *uint16, d, stride, n int, out *float32, scale float32)
+// vDotsStrideAVX with half-precision keys (F16C): out[j] = scale·Σ q[i]·
+// k[j·stride bytes:][i] in the same order.
+TEXT ·vDotsStrideF16AVX(SB), NOSPLIT, $0-52
+	MOVQ         q+0(FP), R8
+	MOVQ         k+8(FP), SI
+	MOVQ         d+16(FP), R11
+	MOVQ         stride+24(FP), R12
+	MOVQ         n+32(FP), R10
+	MOVQ         out+40(FP), R9
+	VBROADCASTSS scale+48(FP), Y15
+	MOVQ         R12, R13
+	SHLQ         $3, R13
+
+dhrow:
+	// Rows 8 ahead, as vDotsStrideAVX.
+	PREFETCHT0 (SI)(R13*1)
+	PREFETCHT0 64(SI)(R13*1)
+	MOVQ   R8, DI
+	MOVQ   SI, BX
+	MOVQ   R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dhin:
+	VCVTPH2PS   (BX), Y8
+	VCVTPH2PS   16(BX), Y9
+	VCVTPH2PS   32(BX), Y10
+	VCVTPH2PS   48(BX), Y11
+	VFMADD231PS (DI), Y8, Y0
+	VFMADD231PS 32(DI), Y9, Y1
+	VFMADD231PS 64(DI), Y10, Y2
+	VFMADD231PS 96(DI), Y11, Y3
+	ADDQ        $128, DI
+	ADDQ        $64, BX
+	SUBQ        $32, CX
+	JNZ         dhin
+
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMULSS       X15, X0, X0
+	VMOVSS       X0, (R9)
+	ADDQ         $4, R9
+	ADDQ         R12, SI
+	DECQ         R10
+	JNZ          dhrow
+	VZEROUPPER
+	RET
+
+// func vAxpysStrideF16AVX(o *float32, v *uint16, d, stride, n int, w *float32)
+// vAxpysStrideAVX with half-precision values: o[:d] += Σ_{j<n} w[j]·
+// v[j·stride bytes:][:d], in the same order.
+TEXT ·vAxpysStrideF16AVX(SB), NOSPLIT, $0-48
+	MOVQ o+0(FP), DI
+	MOVQ v+8(FP), SI
+	MOVQ d+16(FP), R11
+	MOVQ stride+24(FP), R12
+	MOVQ n+32(FP), R10
+	MOVQ w+40(FP), R9
+	MOVQ R12, R13
+	SHLQ $3, R13
+
+ahchunk:
+	VMOVUPS (DI), Y0
+	VMOVUPS 32(DI), Y1
+	VMOVUPS 64(DI), Y2
+	VMOVUPS 96(DI), Y3
+	MOVQ    SI, BX
+	MOVQ    R9, DX
+	MOVQ    R10, CX
+
+ahrow:
+	PREFETCHT0   (BX)(R13*1)
+	VBROADCASTSS (DX), Y4
+	VCVTPH2PS    (BX), Y8
+	VCVTPH2PS    16(BX), Y9
+	VCVTPH2PS    32(BX), Y10
+	VCVTPH2PS    48(BX), Y11
+	VFMADD231PS  Y8, Y4, Y0
+	VFMADD231PS  Y9, Y4, Y1
+	VFMADD231PS  Y10, Y4, Y2
+	VFMADD231PS  Y11, Y4, Y3
+	ADDQ         $4, DX
+	ADDQ         R12, BX
+	DECQ         CX
+	JNZ          ahrow
+
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ    $128, DI
+	ADDQ    $64, SI
+	SUBQ    $32, R11
+	JNZ     ahchunk
+	VZEROUPPER
+	RET
+
+// func f32ToF16AVX(n int, src *float32, dst *uint16)
+// dst[i] = src[i] as IEEE half, rounded to nearest even (F16C); n a
+// multiple of 16.
+TEXT ·f32ToF16AVX(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ dst+16(FP), DI
+
+f2hloop:
+	VMOVUPS   (SI), Y1
+	VMOVUPS   32(SI), Y2
+	VCVTPS2PH $0, Y1, (DI)
+	VCVTPS2PH $0, Y2, 16(DI)
+	ADDQ      $64, SI
+	ADDQ      $32, DI
+	SUBQ      $16, CX
+	JNZ       f2hloop
 	VZEROUPPER
 	RET

@@ -175,20 +175,38 @@ func (j *sumSqJob) chunks(lo, hi int) {
 // K[:, g]ᵀ) · V[:, g], where row j of K and V starts at j·stride. scores is
 // scratch of at least heads·tk values. The heads are split over p.
 func AttendOne(p *Pool, out, q, k, v []float32, tk, heads, kvHeads, d, stride int, scale float32, scores []float32) {
-	if tk <= 0 || heads <= 0 || kvHeads <= 0 || heads%kvHeads != 0 || len(q) < heads*d || len(out) < heads*d ||
-		len(scores) < heads*tk || len(k) < (tk-1)*stride+kvHeads*d || len(v) < (tk-1)*stride+kvHeads*d {
+	checkAttendOne(len(out), len(q), len(k), len(v), len(scores), tk, heads, kvHeads, d, stride)
+	a := attendArgs{out: out, q: q, k: k, v: v, sc: scores, tk: tk, heads: heads, group: heads / kvHeads, d: d, stride: stride, scale: scale}
+	attend(p, a)
+}
+
+// AttendOneF16 is AttendOne over keys and values stored in half precision
+// (a KV cache of half the bytes, which decode at long contexts reads).
+func AttendOneF16(p *Pool, out, q []float32, k, v []uint16, tk, heads, kvHeads, d, stride int, scale float32, scores []float32) {
+	checkAttendOne(len(out), len(q), len(k), len(v), len(scores), tk, heads, kvHeads, d, stride)
+	a := attendArgs{out: out, q: q, k16: k, v16: v, sc: scores, tk: tk, heads: heads, group: heads / kvHeads, d: d, stride: stride, scale: scale}
+	attend(p, a)
+}
+
+func checkAttendOne(out, q, k, v, scores, tk, heads, kvHeads, d, stride int) {
+	if tk <= 0 || heads <= 0 || kvHeads <= 0 || heads%kvHeads != 0 || q < heads*d || out < heads*d ||
+		scores < heads*tk || k < (tk-1)*stride+kvHeads*d || v < (tk-1)*stride+kvHeads*d {
 		panic("cpu.AttendOne: sizes out of range")
 	}
-	a := attendArgs{out: out, q: q, k: k, v: v, sc: scores, tk: tk, group: heads / kvHeads, d: d, stride: stride, scale: scale}
+}
+
+func attend(p *Pool, a attendArgs) {
 	// About 16K multiply-adds of work per chunk at least.
-	grain := max(1, (1<<14)/max(1, tk*d))
-	parallel(p, &attendJobs, heads, grain, a, attendRange)
+	grain := max(1, (1<<14)/max(1, a.tk*a.d))
+	parallel(p, &attendJobs, a.heads, grain, a, attendRange)
 }
 
 type attendArgs struct {
-	out, q, k, v, sc     []float32
-	tk, group, d, stride int
-	scale                float32
+	out, q, k, v, sc []float32
+	k16, v16         []uint16 // keys and values in half precision (k, v nil)
+	tk, heads, group int
+	d, stride        int
+	scale            float32
 }
 
 var attendJobs jobs[attendArgs]
@@ -199,11 +217,19 @@ func attendRange(a *attendArgs, lo, hi int) {
 		g := h / a.group
 		q := a.q[h*d : (h+1)*d]
 		sc := a.sc[h*tk : (h+1)*tk]
-		vDotRows(q, a.k[g*d:], a.stride, sc, a.scale)
+		if a.k16 != nil {
+			vDotRowsF16(q, a.k16[g*d:], a.stride, sc, a.scale)
+		} else {
+			vDotRows(q, a.k[g*d:], a.stride, sc, a.scale)
+		}
 		inv := 1 / vExpSub(sc, sc, vMax(sc))
 		o := a.out[h*d : (h+1)*d]
 		clear(o)
 		vScale(sc, inv)
-		vAxpyRows(o, a.v[g*d:], a.stride, sc)
+		if a.v16 != nil {
+			vAxpyRowsF16(o, a.v16[g*d:], a.stride, sc)
+		} else {
+			vAxpyRows(o, a.v[g*d:], a.stride, sc)
+		}
 	}
 }

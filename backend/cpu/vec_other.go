@@ -7,6 +7,16 @@ const vecAVX2 = false
 
 // The assembly routines do not exist here; vec8 never selects them.
 
+func vecF16() bool { return false }
+
+func f32ToF16AVX(n int, src *float32, dst *uint16) { panic("unreachable") }
+func f16ToF32AVX2(n int, w *byte, dst *float32)    { panic("unreachable") }
+
+func vDotsStrideF16AVX(q *float32, k *uint16, d, stride, n int, out *float32, scale float32) {
+	panic("unreachable")
+}
+func vAxpysStrideF16AVX(o *float32, v *uint16, d, stride, n int, w *float32) { panic("unreachable") }
+
 func vDotAVX(a, b *float32, n int) float32                                    { panic("unreachable") }
 func vAxpyAVX(y, x *float32, n int, a float32)                                { panic("unreachable") }
 func vScaleAVX(x *float32, n int, a float32)                                  { panic("unreachable") }

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/mai-llm/mai/format/quant"
 )
 
 // withVec runs fn with the assembly routines on (when the CPU has them) and
@@ -408,6 +410,41 @@ func TestRowsKernels(t *testing.T) {
 			if !slices.Equal(y, want) {
 				t.Fatalf("d %d n %d: vAxpyRows differs from vAxpy row by row", d, n)
 			}
+		}
+	}
+}
+
+// TestRowsKernelsF16 checks the half-precision row kernels against the
+// float32 ones on the same (rounded) values: the same bits where both run
+// the vector kernels (head sizes a multiple of 32), close otherwise.
+func TestRowsKernelsF16(t *testing.T) {
+	rng := rand.New(rand.NewPCG(43, 44))
+	for _, d := range []int{8, 64, 72, 96, 128} {
+		for _, n := range []int{1, 5, 37} {
+			ld := d + 24
+			q := qRandVec(rng, d, 1)
+			kv16 := make([]uint16, (n-1)*ld+d)
+			quant.F32ToF16Slice(kv16, qRandVec(rng, len(kv16), 1))
+			kv := make([]float32, len(kv16))
+			quant.F16ToF32Slice(kv, kv16)
+			same := func(what string, got, want []float32) {
+				t.Helper()
+				for i := range got {
+					if d%32 == 0 && got[i] != want[i] || math.Abs(float64(got[i]-want[i])) > 1e-5*(1+math.Abs(float64(want[i]))) {
+						t.Fatalf("d %d n %d: %s[%d] = %g, float32 kernel %g", d, n, what, i, got[i], want[i])
+					}
+				}
+			}
+			got, want := make([]float32, n), make([]float32, n)
+			vDotRowsF16(q, kv16, ld, got, 0.3)
+			vDotRows(q, kv, ld, want, 0.3)
+			same("vDotRowsF16", got, want)
+			a := qRandVec(rng, n, 1)
+			y := qRandVec(rng, d, 1)
+			y2 := slices.Clone(y)
+			vAxpyRowsF16(y, kv16, ld, a)
+			vAxpyRows(y2, kv, ld, a)
+			same("vAxpyRowsF16", y, y2)
 		}
 	}
 }

@@ -59,6 +59,7 @@ func init() {
 		genJSON      bool
 		cpuProfile   string
 		keepF32      bool
+		kvType       string
 	)
 	g := &cobra.Command{
 		Use:   "generate",
@@ -99,7 +100,11 @@ func init() {
 				}
 				defer pprof.StopCPUProfile()
 			}
-			r, err := infer.BenchGenerate(m, prompt, gen)
+			kv, err := model.ParseKVType(kvType)
+			if err != nil {
+				return err
+			}
+			r, err := infer.BenchGenerate(m, prompt, gen, kv)
 			if err != nil {
 				return err
 			}
@@ -107,8 +112,8 @@ func init() {
 				return json.NewEncoder(os.Stdout).Encode(r)
 			}
 			fmt.Printf("weights %s (%s resident), peak RSS %s\n", model.FormatMix(m.DTypeMix()), humanBytes(m.ResidentWeightBytes()), humanBytes(r.PeakRSS))
-			fmt.Printf("pp%d %.1f tokens/s, tg%d %.1f tokens/s (%d threads, %s kernels; CPU: prefill %.0f ms, decode %.2f ms/token)\n",
-				r.PromptTokens, r.PromptTokensPS, r.GenTokens, r.TokensPerS, r.Threads, r.ISA, r.PromptCPUMs, r.GenCPUMsPerToken)
+			fmt.Printf("pp%d %.1f tokens/s, tg%d %.1f tokens/s (%d threads, %s kernels, %s KV cache; CPU: prefill %.0f ms, decode %.2f ms/token)\n",
+				r.PromptTokens, r.PromptTokensPS, r.GenTokens, r.TokensPerS, r.Threads, r.ISA, r.KV, r.PromptCPUMs, r.GenCPUMsPerToken)
 			return nil
 		},
 	}
@@ -121,6 +126,7 @@ func init() {
 	f.BoolVar(&genJSON, "json", false, "print JSON")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the timed part to this file")
 	f.BoolVar(&keepF32, "keep-f32", false, "also keep float32 copies of quantized weights (as training and the serving engine need)")
+	f.StringVar(&kvType, "kv-cache", "f32", "KV cache type: f32 or f16 (half the memory and of the bytes decode reads at long contexts)")
 	benchCmd.AddCommand(g)
 }
 

@@ -21,6 +21,7 @@ func init() {
 		s                      infer.Sampling
 		stops                  []string
 		asJSON, keepF32        bool
+		kvType                 string
 	)
 	cmd := &cobra.Command{
 		Use:   "generate",
@@ -60,7 +61,11 @@ func init() {
 			default:
 				return fmt.Errorf("no prompt: give --prompt TEXT or --prompt-ids 1,2,3")
 			}
-			opt := infer.Options{MaxTokens: maxTokens, Sampling: s, Stop: stops}
+			kv, err := model.ParseKVType(kvType)
+			if err != nil {
+				return err
+			}
+			opt := infer.Options{MaxTokens: maxTokens, Sampling: s, Stop: stops, KV: kv}
 			for _, e := range m.Cfg.EOSIDs() {
 				opt.EOS = append(opt.EOS, int32(e))
 			}
@@ -113,6 +118,7 @@ func init() {
 	f.StringVar(&dir, "model", "", "model folder or training run directory")
 	f.StringVar(&prompt, "prompt", "", "prompt text")
 	f.BoolVar(&keepF32, "keep-f32", false, "also keep float32 copies of quantized weights (more memory, same output)")
+	f.StringVar(&kvType, "kv-cache", "f32", "KV cache type: f32 or f16 (half the memory and of the bytes decode reads at long contexts)")
 	f.StringVar(&promptIDs, "prompt-ids", "", "prompt as comma-separated token ids")
 	f.IntVar(&maxTokens, "max-tokens", 128, "tokens to generate")
 	f.Float64Var(&s.Temperature, "temperature", 0.8, "sampling temperature (0: greedy)")

@@ -42,6 +42,9 @@ type EngineConfig struct {
 	// outruns the 8-bit kernels (about 10 % on an AVX-512 EPYC), and the
 	// prefix cache may then hold generated tokens' blocks too.
 	FloatDecode bool
+	// KV is the KV cache's type (empty: float32; f16 holds twice the
+	// tokens in the same memory).
+	KV model.KVType
 	// Draft is a smaller model with the same vocabulary that proposes
 	// DraftTokens tokens per step for speculative decoding (nil: off).
 	Draft       *model.Model
@@ -298,10 +301,10 @@ func NewEngine(m *model.Model, cfg EngineConfig) (*Engine, error) {
 		if limit <= 0 {
 			limit = 1 << 30
 		}
-		cfg.NumBlocks = min(cfg.MaxSeqs*perSeq, int(limit/int64(m.KVBytesPerBlock(cfg.BlockSize))))
+		cfg.NumBlocks = min(cfg.MaxSeqs*perSeq, int(limit/int64(m.KVBytesPerBlock(cfg.BlockSize, cfg.KV))))
 		cfg.NumBlocks = max(cfg.NumBlocks, perSeq)
 	}
-	kv, err := m.NewPagedKV(cfg.NumBlocks, cfg.BlockSize)
+	kv, err := m.NewPagedKVOf(cfg.NumBlocks, cfg.BlockSize, cfg.KV)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
 	}

@@ -456,3 +456,43 @@ func settled(e *Engine) EngineStats {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestEngineKVF16 serves from a half-precision KV cache: twice the blocks
+// in the same memory, and a request's tokens the same whether it runs
+// alone or among others (every row reads the cache the same way).
+func TestEngineKVF16(t *testing.T) {
+	m, _, _ := loadFixture(t, "llama")
+	if m.KVBytesPerBlock(16, model.KVF16)*2 != m.KVBytesPerBlock(16, model.KVF32) {
+		t.Fatalf("f16 block %d bytes, f32 %d", m.KVBytesPerBlock(16, model.KVF16), m.KVBytesPerBlock(16, model.KVF32))
+	}
+	cfg := EngineConfig{BlockSize: 4, KV: model.KVF16, MaxBatchTokens: 16}
+	ps := prompts(8, m.Cfg.Vocab)
+	alone := make([][]int32, len(ps))
+	e := newEngine(t, m, cfg)
+	for i, p := range ps {
+		toks, _, err := e.Generate(context.Background(), &Request{Prompt: p, MaxTokens: 12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = ids(toks)
+	}
+	var wg sync.WaitGroup
+	got := make([][]int32, len(ps))
+	for i, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			toks, _, err := e.Generate(context.Background(), &Request{Prompt: p, MaxTokens: 12})
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = ids(toks)
+		}()
+	}
+	wg.Wait()
+	for i := range ps {
+		if !slices.Equal(got[i], alone[i]) {
+			t.Errorf("request %d: batched %v\nalone %v", i, got[i], alone[i])
+		}
+	}
+}

@@ -15,26 +15,43 @@ import (
 type PagedKV struct {
 	BlockSize, NumBlocks int
 	K, V                 [][]float32
+	// K16 and V16 hold them in half precision instead (K and V nil).
+	K16, V16 [][]uint16
 }
 
-// NewPagedKV allocates a paged cache of numBlocks blocks of blockSize
-// positions.
+// NewPagedKV allocates a float32 paged cache of numBlocks blocks of
+// blockSize positions.
 func (m *Model) NewPagedKV(numBlocks, blockSize int) (*PagedKV, error) {
+	return m.NewPagedKVOf(numBlocks, blockSize, KVF32)
+}
+
+// NewPagedKVOf allocates a paged cache of type t.
+func (m *Model) NewPagedKVOf(numBlocks, blockSize int, t KVType) (*PagedKV, error) {
 	if numBlocks <= 0 || blockSize <= 0 {
 		return nil, fmt.Errorf("paged kv: need positive block count and size, have %d×%d", numBlocks, blockSize)
 	}
 	kv := &PagedKV{BlockSize: blockSize, NumBlocks: numBlocks}
 	n := numBlocks * blockSize * m.Cfg.KVHeads * m.Cfg.HeadDim
 	for range m.Cfg.Layers {
+		if t == KVF16 {
+			kv.K16 = append(kv.K16, make([]uint16, n))
+			kv.V16 = append(kv.V16, make([]uint16, n))
+			continue
+		}
 		kv.K = append(kv.K, make([]float32, n))
 		kv.V = append(kv.V, make([]float32, n))
 	}
 	return kv, nil
 }
 
-// KVBytesPerBlock is the memory one cache block takes over all layers.
-func (m *Model) KVBytesPerBlock(blockSize int) int {
-	return 2 * 4 * m.Cfg.Layers * blockSize * m.Cfg.KVHeads * m.Cfg.HeadDim
+// KVBytesPerBlock is the memory one cache block of type t takes over all
+// layers.
+func (m *Model) KVBytesPerBlock(blockSize int, t KVType) int {
+	size := 4
+	if t == KVF16 {
+		size = 2
+	}
+	return 2 * size * m.Cfg.Layers * blockSize * m.Cfg.KVHeads * m.Cfg.HeadDim
 }
 
 // Which rows of a chunk a batched forward returns.
@@ -84,8 +101,8 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 	if len(chunks) == 0 {
 		return nil, fmt.Errorf("forward paged: empty batch")
 	}
-	if len(kv.K) != c.Layers {
-		return nil, fmt.Errorf("forward paged: cache has %d layers, model %d", len(kv.K), c.Layers)
+	if len(kv.K)+len(kv.K16) != c.Layers {
+		return nil, fmt.Errorf("forward paged: cache has %d layers, model %d", len(kv.K)+len(kv.K16), c.Layers)
 	}
 	n := 0
 	maxEnd := 0
@@ -159,13 +176,22 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 			q, k = m.ropeRows(tp, q, k, pos, rope, chunks)
 		}
 		w := c.KVHeads * c.HeadDim
-		kc, vc := kv.K[l], kv.V[l]
-		for r, s := range slots {
-			copy(kc[s*w:(s+1)*w], k.Data[r*w:(r+1)*w])
-			copy(vc[s*w:(s+1)*w], v.Data[r*w:(r+1)*w])
-		}
 		o := nn.Const(tp.Floats(n*c.Heads*c.HeadDim), n, c.Heads*c.HeadDim)
-		cpu.PagedAttentionForward(tp.P, &att, o.Data, q.Data, kc, vc)
+		if kv.K16 != nil {
+			kc, vc := kv.K16[l], kv.V16[l]
+			for r, s := range slots {
+				cpu.F32ToF16s(kc[s*w:(s+1)*w], k.Data[r*w:(r+1)*w])
+				cpu.F32ToF16s(vc[s*w:(s+1)*w], v.Data[r*w:(r+1)*w])
+			}
+			cpu.PagedAttentionForwardF16(tp.P, &att, o.Data, q.Data, kc, vc)
+		} else {
+			kc, vc := kv.K[l], kv.V[l]
+			for r, s := range slots {
+				copy(kc[s*w:(s+1)*w], k.Data[r*w:(r+1)*w])
+				copy(vc[s*w:(s+1)*w], v.Data[r*w:(r+1)*w])
+			}
+			cpu.PagedAttentionForward(tp.P, &att, o.Data, q.Data, kc, vc)
+		}
 		x = tp.Add(x, m.linearRows(tp, o, blk.O, blk.OB, dec))
 		h = m.norm(tp, x, blk.MLPNorm, blk.MLPNormB)
 		var y *nn.Var

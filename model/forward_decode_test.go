@@ -137,3 +137,29 @@ func TestKVCacheF16(t *testing.T) {
 		t.Error("ParseKVType accepted q8")
 	}
 }
+
+// TestPagedKVF16 runs the batched paged forward over a half-precision cache
+// (head size 64: the vector kernels) against a float32 cache.
+func TestPagedKVF16(t *testing.T) {
+	cfg := familyConfigs()["llama"]
+	cfg.Dim, cfg.HeadDim, cfg.FFN, cfg.Heads, cfg.KVHeads = 256, 64, 512, 4, 2
+	m, err := New(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(6)
+	run := func(kv KVType) []float32 {
+		cache, err := m.NewPagedKVOf(4, 8, kv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := m.ForwardPaged(nn.NewTape(nil, false), cache, []SeqChunk{{IDs: testIDs(21, cfg.Vocab), Blocks: []int32{2, 0, 3}, Logits: RowsAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Logits[0]
+	}
+	if e := relErr(run(KVF16), run(KVF32)); e > 1e-2 || e == 0 {
+		t.Fatalf("f16 paged cache logits differ from the f32 cache's by %.3g", e)
+	}
+}

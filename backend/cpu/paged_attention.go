@@ -56,6 +56,21 @@ func (a *PagedAttn) Validate(cacheRows int) error {
 // as AttentionForward computes it (same order of operations), so a sequence
 // gets the same numbers whether it runs alone, in a batch, or in chunks.
 func PagedAttentionForward(p *Pool, a *PagedAttn, out, q, k, v []float32) {
+	pagedAttention(p, a, out, q, func(qi, sc []float32, row int) { vDotRows(qi, k[row:], a.KV*a.D, sc, a.Scale) },
+		func(oi, sc []float32, row int) { vAxpyRows(oi, v[row:], a.KV*a.D, sc) })
+}
+
+// PagedAttentionForwardF16 is PagedAttentionForward over caches that hold
+// keys and values in half precision.
+func PagedAttentionForwardF16(p *Pool, a *PagedAttn, out, q []float32, k, v []uint16) {
+	pagedAttention(p, a, out, q, func(qi, sc []float32, row int) { vDotRowsF16(qi, k[row:], a.KV*a.D, sc, a.Scale) },
+		func(oi, sc []float32, row int) { vAxpyRowsF16(oi, v[row:], a.KV*a.D, sc) })
+}
+
+// pagedAttention runs the query rows over p: dots(qi, sc, row) scores the
+// positions of one cache block from offset row on (len(sc) of them, KV*D
+// apart), axpys(oi, sc, row) adds their values weighted by sc.
+func pagedAttention(p *Pool, a *PagedAttn, out, q []float32, dots, axpys func(qi, sc []float32, row int)) {
 	n := a.QStart[len(a.QStart)-1]
 	seqOf := make([]int32, n)
 	for i := 0; i+1 < len(a.QStart); i++ {
@@ -89,7 +104,7 @@ func PagedAttentionForward(p *Pool, a *PagedAttn, out, q, k, v []float32) {
 			// Positions run contiguously (w apart) within a block.
 			for s := s0; s < s1; {
 				e := min(s1, (s/bs+1)*bs)
-				vDotRows(qi, k[(int(blocks[s/bs])*bs+s%bs)*w+kh*a.D:], w, buf[s:e], a.Scale)
+				dots(qi, buf[s:e], (int(blocks[s/bs])*bs+s%bs)*w+kh*a.D)
 				s = e
 			}
 			if s0 < s1 {
@@ -97,11 +112,10 @@ func PagedAttentionForward(p *Pool, a *PagedAttn, out, q, k, v []float32) {
 			}
 			sum := vExpSub(buf[s0:s1], buf[s0:s1], m)
 			clear(oi)
-			inv := 1 / sum
-			vScale(buf[s0:s1], inv)
+			vScale(buf[s0:s1], 1/sum)
 			for s := s0; s < s1; {
 				e := min(s1, (s/bs+1)*bs)
-				vAxpyRows(oi, v[(int(blocks[s/bs])*bs+s%bs)*w+kh*a.D:], w, buf[s:e])
+				axpys(oi, buf[s:e], (int(blocks[s/bs])*bs+s%bs)*w+kh*a.D)
 				s = e
 			}
 		}

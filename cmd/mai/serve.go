@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mai-llm/mai/infer"
+	"github.com/mai-llm/mai/model"
 	"github.com/mai-llm/mai/serve"
 )
 
@@ -20,6 +21,7 @@ func init() {
 		cfg                  serve.Config
 		ecfg                 infer.EngineConfig
 		kvMiB                int64
+		kvType               string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -47,6 +49,10 @@ streams finish first.`,
 			}
 			cfg.APIKeys = keys
 			ecfg.KVBytes = kvMiB << 20
+			var err error
+			if ecfg.KV, err = model.ParseKVType(kvType); err != nil {
+				return err
+			}
 			var loaded []*serve.Model
 			for _, mv := range models {
 				name, dir, err := serve.ParseModelFlag(mv)
@@ -88,6 +94,7 @@ streams finish first.`,
 	f.IntVar(&ecfg.BlockSize, "block-size", 16, "positions per KV-cache block")
 	f.IntVar(&ecfg.NumBlocks, "kv-blocks", 0, "KV-cache blocks per model (0: from --kv-memory)")
 	f.Int64Var(&kvMiB, "kv-memory", 1024, "KV-cache memory per model in MiB, when --kv-blocks is 0")
+	f.StringVar(&kvType, "kv-cache", "f32", "KV cache type: f32 or f16 (twice the tokens in --kv-memory, half the bytes decode reads)")
 	f.IntVar(&ecfg.MaxSeqs, "max-seqs", 32, "sequences decoding together per model")
 	f.IntVar(&ecfg.MaxBatchTokens, "max-batch-tokens", 512, "tokens per engine step (decode tokens plus prefill chunks)")
 	f.BoolVar(&ecfg.NoPrefixCache, "no-prefix-cache", false, "do not reuse KV blocks of shared prompt prefixes")

@@ -25,6 +25,13 @@ var nibOffs = [8]int{0, 16, 4, 20, 8, 24, 12, 28}
 func main() {
 	out := flag.String("out", "x16avx2_amd64.s", "file to write")
 	flag.Parse()
+	if err := os.WriteFile(*out, generate(), 0o644); err != nil {
+		log.Fatalf("x16gen: %v", err)
+	}
+}
+
+// generate returns the assembly file.
+func generate() []byte {
 	g := &gen{}
 	g.header()
 	g.gemm4()
@@ -33,9 +40,7 @@ func main() {
 	g.rows8()
 	g.gemmK()
 	g.rowsK()
-	if err := os.WriteFile(*out, g.b.Bytes(), 0o644); err != nil {
-		log.Fatalf("x16gen: %v", err)
-	}
+	return g.b.Bytes()
 }
 
 type gen struct{ b bytes.Buffer }

@@ -75,6 +75,23 @@ func (c *KVCache) Type() KVType {
 	return KVF32
 }
 
+// attendF16 is one decode step's attention (one query row per sequence,
+// q [b, Heads·HeadDim]) over layer l of a half-precision cache that holds
+// the row's own key and value already.
+func (m *Model) attendF16(tp *nn.Tape, q []float32, c *KVCache, l, b int) []float32 {
+	cfg := &m.Cfg
+	hd, w, tk := cfg.HeadDim, cfg.KVHeads*cfg.HeadDim, c.Len+1
+	qw := cfg.Heads * hd
+	out, scores := tp.Floats(b*qw), tp.Floats(cfg.Heads*tk)
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	for i := range b {
+		kv := i * c.Max * w
+		cpu.AttendOneF16(tp.P, out[i*qw:(i+1)*qw], q[i*qw:(i+1)*qw], c.K16[l][kv:kv+tk*w], c.V16[l][kv:kv+tk*w],
+			tk, cfg.Heads, cfg.KVHeads, hd, w, scale, scores)
+	}
+	return out
+}
+
 // store writes t rows of keys and values of sequence i for layer l at
 // position Len.
 func (c *KVCache) store(l, i, t, w int, k, v []float32) {
@@ -351,6 +368,12 @@ func (m *Model) attention(tp *nn.Tape, blk *Block, h *nn.Var, b, t int, pos, att
 		w := c.KVHeads * c.HeadDim
 		for i := 0; i < b; i++ {
 			cache.store(l, i, t, w, k.Data[i*t*w:(i+1)*t*w], v.Data[i*t*w:(i+1)*t*w])
+		}
+		if cache.K16 != nil && t == 1 && !tp.Grad && a.Window == 0 && a.Start == nil {
+			// Decode from a half-precision cache: read it in place rather
+			// than expanding every cached position each step.
+			o := m.attendF16(tp, q.Data, cache, l, b)
+			return m.linear(tp, nn.Const(o, b, c.Heads*c.HeadDim), blk.O, blk.OB), nil
 		}
 		kc, vc, stride := cache.layer(tp, l, cache.Len+t, w)
 		a.Tk, a.Offset, a.KStride = cache.Len+t, cache.Len, stride*w

@@ -666,10 +666,12 @@ func TestJSONMode(t *testing.T) {
 }
 
 func TestRequestTimeout(t *testing.T) {
-	ts := startServer(t, Config{RequestTimeout: time.Millisecond}, infer.EngineConfig{})
+	// Every engine step takes at least 5 ms, so 200 tokens cannot finish
+	// within the timeout however fast the kernels are; ignore_eos keeps
+	// end-of-text from ending a generation early.
+	slow := infer.EngineConfig{OnStep: func(infer.StepStats) { time.Sleep(5 * time.Millisecond) }}
+	ts := startServer(t, Config{RequestTimeout: 50 * time.Millisecond}, slow)
 	var e ErrorBody
-	// ignore_eos: a generation that samples end-of-text at once can finish
-	// within the millisecond.
 	code := post(t, ts.URL+"/v1/completions", "", map[string]any{"model": "tiny", "prompt": "slow", "max_tokens": 200, "ignore_eos": true}, &e)
 	if code != http.StatusGatewayTimeout || e.Error.Type != "server_error" {
 		t.Fatalf("%d %+v", code, e)

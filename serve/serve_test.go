@@ -507,9 +507,9 @@ func TestErrors(t *testing.T) {
 // TestClientDisconnect drops a stream mid-way: the engine frees the
 // sequence and the server keeps serving.
 func TestClientDisconnect(t *testing.T) {
-	ts := startServer(t, Config{}, infer.EngineConfig{})
+	ts := startServer(t, Config{}, slowEngine)
 	ctx, cancel := context.WithCancel(context.Background())
-	b, _ := json.Marshal(map[string]any{"model": "tiny", "prompt": "once upon", "max_tokens": 240, "stream": true, "temperature": 0})
+	b, _ := json.Marshal(map[string]any{"model": "tiny", "prompt": "once upon", "max_tokens": 240, "stream": true, "temperature": 0, "ignore_eos": true})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/completions", bytes.NewReader(b))
 	resp, err := httpClient.Do(req)
 	if err != nil {
@@ -550,9 +550,9 @@ func TestClientDisconnect(t *testing.T) {
 }
 
 func TestConcurrencyLimitAndShutdown(t *testing.T) {
-	ts := startServer(t, Config{MaxConcurrent: 1}, infer.EngineConfig{})
+	ts := startServer(t, Config{MaxConcurrent: 1}, slowEngine)
 	// A long stream holds the only slot.
-	b, _ := json.Marshal(map[string]any{"model": "tiny", "prompt": "a", "max_tokens": 200, "stream": true, "temperature": 0})
+	b, _ := json.Marshal(map[string]any{"model": "tiny", "prompt": "a", "max_tokens": 200, "stream": true, "temperature": 0, "ignore_eos": true})
 	resp, err := httpClient.Post(ts.URL+"/v1/completions", "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
@@ -665,12 +665,14 @@ func TestJSONMode(t *testing.T) {
 	}
 }
 
+// slowEngine makes every engine step take at least 5 ms: a generation of
+// hundreds of tokens then outlasts what a test does meanwhile (a timeout,
+// a disconnect, a second request) however fast the kernels are. Such tests
+// also set ignore_eos, so that end-of-text cannot end it early.
+var slowEngine = infer.EngineConfig{OnStep: func(infer.StepStats) { time.Sleep(5 * time.Millisecond) }}
+
 func TestRequestTimeout(t *testing.T) {
-	// Every engine step takes at least 5 ms, so 200 tokens cannot finish
-	// within the timeout however fast the kernels are; ignore_eos keeps
-	// end-of-text from ending a generation early.
-	slow := infer.EngineConfig{OnStep: func(infer.StepStats) { time.Sleep(5 * time.Millisecond) }}
-	ts := startServer(t, Config{RequestTimeout: 50 * time.Millisecond}, slow)
+	ts := startServer(t, Config{RequestTimeout: 50 * time.Millisecond}, slowEngine)
 	var e ErrorBody
 	code := post(t, ts.URL+"/v1/completions", "", map[string]any{"model": "tiny", "prompt": "slow", "max_tokens": 200, "ignore_eos": true}, &e)
 	if code != http.StatusGatewayTimeout || e.Error.Type != "server_error" {

@@ -14,9 +14,7 @@ import (
 // block table, kept by the caller (the serving engine's allocator).
 type PagedKV struct {
 	BlockSize, NumBlocks int
-	K, V                 [][]float32
-	// K16 and V16 hold them in half precision instead (K and V nil).
-	K16, V16 [][]uint16
+	kvStore
 }
 
 // NewPagedKV allocates a float32 paged cache of numBlocks blocks of
@@ -30,18 +28,9 @@ func (m *Model) NewPagedKVOf(numBlocks, blockSize int, t KVType) (*PagedKV, erro
 	if numBlocks <= 0 || blockSize <= 0 {
 		return nil, fmt.Errorf("paged kv: need positive block count and size, have %d×%d", numBlocks, blockSize)
 	}
-	kv := &PagedKV{BlockSize: blockSize, NumBlocks: numBlocks}
+	// Not touched: a serving cache is sized for the most it may hold.
 	n := numBlocks * blockSize * m.Cfg.KVHeads * m.Cfg.HeadDim
-	for range m.Cfg.Layers {
-		if t == KVF16 {
-			kv.K16 = append(kv.K16, make([]uint16, n))
-			kv.V16 = append(kv.V16, make([]uint16, n))
-			continue
-		}
-		kv.K = append(kv.K, make([]float32, n))
-		kv.V = append(kv.V, make([]float32, n))
-	}
-	return kv, nil
+	return &PagedKV{BlockSize: blockSize, NumBlocks: numBlocks, kvStore: newKVStore(m.Cfg.Layers, n, t, false)}, nil
 }
 
 // KVBytesPerBlock is the memory one cache block of type t takes over all
@@ -101,8 +90,8 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 	if len(chunks) == 0 {
 		return nil, fmt.Errorf("forward paged: empty batch")
 	}
-	if len(kv.K)+len(kv.K16) != c.Layers {
-		return nil, fmt.Errorf("forward paged: cache has %d layers, model %d", len(kv.K)+len(kv.K16), c.Layers)
+	if kv.layers() != c.Layers {
+		return nil, fmt.Errorf("forward paged: cache has %d layers, model %d", kv.layers(), c.Layers)
 	}
 	n := 0
 	maxEnd := 0
@@ -176,21 +165,14 @@ func (m *Model) ForwardPaged(tp *nn.Tape, kv *PagedKV, chunks []SeqChunk) (*Batc
 			q, k = m.ropeRows(tp, q, k, pos, rope, chunks)
 		}
 		w := c.KVHeads * c.HeadDim
+		for r, s := range slots {
+			kv.put(l, s*w, k.Data[r*w:(r+1)*w], v.Data[r*w:(r+1)*w])
+		}
 		o := nn.Const(tp.Floats(n*c.Heads*c.HeadDim), n, c.Heads*c.HeadDim)
 		if kv.K16 != nil {
-			kc, vc := kv.K16[l], kv.V16[l]
-			for r, s := range slots {
-				cpu.F32ToF16s(kc[s*w:(s+1)*w], k.Data[r*w:(r+1)*w])
-				cpu.F32ToF16s(vc[s*w:(s+1)*w], v.Data[r*w:(r+1)*w])
-			}
-			cpu.PagedAttentionForwardF16(tp.P, &att, o.Data, q.Data, kc, vc)
+			cpu.PagedAttentionForwardF16(tp.P, &att, o.Data, q.Data, kv.K16[l], kv.V16[l])
 		} else {
-			kc, vc := kv.K[l], kv.V[l]
-			for r, s := range slots {
-				copy(kc[s*w:(s+1)*w], k.Data[r*w:(r+1)*w])
-				copy(vc[s*w:(s+1)*w], v.Data[r*w:(r+1)*w])
-			}
-			cpu.PagedAttentionForward(tp.P, &att, o.Data, q.Data, kc, vc)
+			cpu.PagedAttentionForward(tp.P, &att, o.Data, q.Data, kv.K[l], kv.V[l])
 		}
 		x = tp.Add(x, m.linearRows(tp, o, blk.O, blk.OB, dec))
 		h = m.norm(tp, x, blk.MLPNorm, blk.MLPNormB)

@@ -12,31 +12,7 @@ import (
 // per layer, [B, Max, KVHeads*HeadDim]. All rows of the batch share Len.
 type KVCache struct {
 	B, Max, Len int
-	K, V        [][]float32
-	// K16 and V16 hold them in half precision instead (K and V nil; see
-	// NewCacheOf): half the memory, and half the bytes a decode step at a
-	// long context reads.
-	K16, V16 [][]uint16
-}
-
-// KVType is how a KV cache stores keys and values.
-type KVType string
-
-// KV cache types.
-const (
-	KVF32 KVType = "f32"
-	KVF16 KVType = "f16"
-)
-
-// ParseKVType checks a KV cache type name ("" is f32).
-func ParseKVType(s string) (KVType, error) {
-	switch KVType(s) {
-	case "", KVF32:
-		return KVF32, nil
-	case KVF16:
-		return KVF16, nil
-	}
-	return "", fmt.Errorf("KV cache type %q: want f32 or f16", s)
+	kvStore
 }
 
 // NewCache allocates a float32 cache for b sequences of up to maxLen
@@ -48,31 +24,8 @@ func (m *Model) NewCache(b, maxLen int) *KVCache { return m.NewCacheOf(b, maxLen
 // page of keys or values paid a page fault for it (about two per layer and
 // token, a tenth of a small model's decode time).
 func (m *Model) NewCacheOf(b, maxLen int, t KVType) *KVCache {
-	c := &KVCache{B: b, Max: maxLen}
 	n := b * maxLen * m.Cfg.KVHeads * m.Cfg.HeadDim
-	for range m.Cfg.Layers {
-		// Fresh memory reads as zeros already; clear writes it.
-		if t == KVF16 {
-			k, v := make([]uint16, n), make([]uint16, n)
-			clear(k)
-			clear(v)
-			c.K16, c.V16 = append(c.K16, k), append(c.V16, v)
-			continue
-		}
-		k, v := make([]float32, n), make([]float32, n)
-		clear(k)
-		clear(v)
-		c.K, c.V = append(c.K, k), append(c.V, v)
-	}
-	return c
-}
-
-// Type is how c stores keys and values.
-func (c *KVCache) Type() KVType {
-	if c.K16 != nil {
-		return KVF16
-	}
-	return KVF32
+	return &KVCache{B: b, Max: maxLen, kvStore: newKVStore(m.Cfg.Layers, n, t, true)}
 }
 
 // attendF16 is one decode step's attention (one query row per sequence,
@@ -95,14 +48,7 @@ func (m *Model) attendF16(tp *nn.Tape, q []float32, c *KVCache, l, b int) []floa
 // store writes t rows of keys and values of sequence i for layer l at
 // position Len.
 func (c *KVCache) store(l, i, t, w int, k, v []float32) {
-	dst := (i*c.Max + c.Len) * w
-	if c.K16 != nil {
-		cpu.F32ToF16s(c.K16[l][dst:dst+t*w], k)
-		cpu.F32ToF16s(c.V16[l][dst:dst+t*w], v)
-		return
-	}
-	copy(c.K[l][dst:dst+t*w], k)
-	copy(c.V[l][dst:dst+t*w], v)
+	c.put(l, (i*c.Max+c.Len)*w, k[:t*w], v[:t*w])
 }
 
 // layer returns layer l's keys and values as float32 [B·stride, w] rows,
@@ -562,8 +508,7 @@ func (m *Model) decodeOne(tp *nn.Tape, id int32, cache *KVCache) *Output {
 		rq.Forward(st.serial, st.q, st.att, st.pos[:])
 		rk.Forward(st.serial, kc, st.k, st.pos[:])
 		if cache.K16 != nil {
-			cpu.F32ToF16s(cache.K16[l][pos*kvw:(pos+1)*kvw], kc)
-			cpu.F32ToF16s(cache.V16[l][pos*kvw:(pos+1)*kvw], vc)
+			cache.put(l, pos*kvw, kc, vc)
 			cpu.AttendOneF16(tp.P, st.att, st.q, cache.K16[l], cache.V16[l], pos+1, c.Heads, c.KVHeads, hd, kvw, scale, st.scores)
 		} else {
 			cpu.AttendOne(tp.P, st.att, st.q, cache.K[l], cache.V[l], pos+1, c.Heads, c.KVHeads, hd, kvw, scale, st.scores)

@@ -69,7 +69,10 @@ func init() {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var m *model.Model
-			var err error
+			kv, err := model.ParseKVType(kvType)
+			if err != nil {
+				return err
+			}
 			switch {
 			case path != "" && preset != "":
 				return fmt.Errorf("give --model or --preset, not both")
@@ -99,10 +102,6 @@ func init() {
 					return fmt.Errorf("cpu profile: %w", err)
 				}
 				defer pprof.StopCPUProfile()
-			}
-			kv, err := model.ParseKVType(kvType)
-			if err != nil {
-				return err
 			}
 			r, err := infer.BenchGenerate(m, prompt, gen, kv)
 			if err != nil {

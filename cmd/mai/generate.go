@@ -29,9 +29,12 @@ func init() {
 		Example: `  mai generate --model mai-quickstart --prompt 'func main() {' --max-tokens 200
   mai generate --model hf-folder --prompt-ids 1,2,3 --max-tokens 24 --temperature 0 --json`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			kv, err := model.ParseKVType(kvType)
+			if err != nil {
+				return err
+			}
 			d := dir
 			if !strings.HasSuffix(dir, ".gguf") {
-				var err error
 				if d, err = model.ResolveDir(dir); err != nil {
 					return err
 				}
@@ -60,10 +63,6 @@ func init() {
 				}
 			default:
 				return fmt.Errorf("no prompt: give --prompt TEXT or --prompt-ids 1,2,3")
-			}
-			kv, err := model.ParseKVType(kvType)
-			if err != nil {
-				return err
 			}
 			opt := infer.Options{MaxTokens: maxTokens, Sampling: s, Stop: stops, KV: kv}
 			for _, e := range m.Cfg.EOSIDs() {
